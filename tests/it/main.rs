@@ -1,0 +1,4 @@
+//! The one integration-test binary: every suite runs on the embedded default and,
+//! with `KEYGATE_TEST_DATABASE_URL` / `KEYGATE_TEST_REDIS_URL` set, on PostgreSQL + Redis.
+
+mod support;
