@@ -1,0 +1,560 @@
+//! Typed configuration, layered: built-in defaults → TOML file → `KEYGATE__…` environment.
+//!
+//! Every section rejects unknown keys, so a typo is an error that names the key
+//! instead of a setting silently ignored. Values that may hold credentials (database and
+//! Redis URLs) are `SecretString`s: they never appear in `Debug` output or in logs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::attestation::Policy;
+
+/// Prefix of environment variables that override the file; `__` separates levels:
+/// `KEYGATE__DATABASE__URL=postgres://…` sets `[database] url`.
+pub const ENV_PREFIX: &str = "KEYGATE__";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("environment variable {name}: {message}")]
+    Env { name: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub organisation: OrganisationConfig,
+    pub webauthn: WebauthnConfig,
+    pub database: DatabaseConfig,
+    pub ephemeral: EphemeralConfig,
+    pub session: SessionConfig,
+    pub enrolment: EnrolmentConfig,
+    pub attestation: AttestationConfig,
+    pub policy: Policy,
+    pub rate_limit: RateLimitConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Socket address to listen on.
+    pub bind: String,
+    /// The URL users reach keygate at; its origin is the WebAuthn origin.
+    pub public_url: String,
+    /// HTTP worker threads (0 = one per core).
+    pub workers: usize,
+    /// Seconds to let in-flight requests finish on shutdown.
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrganisationConfig {
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebauthnConfig {
+    /// Relying-party ID; defaults to the host of `server.public_url`.
+    pub rp_id: Option<String>,
+    pub rp_name: String,
+    /// Lifetime of a ceremony challenge.
+    pub challenge_ttl_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
+    #[serde(serialize_with = "redact")]
+    pub url: SecretString,
+    pub pool_size: Option<u32>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EphemeralConfig {
+    /// `memory://` (in-process, one replica only) or `redis://host:port/db`.
+    #[serde(serialize_with = "redact")]
+    pub url: SecretString,
+    /// Prefix of every key, so several deployments can share one Redis.
+    pub prefix: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// Absolute lifetime of a signed-in session.
+    pub absolute_ttl_secs: u64,
+    /// A session unused this long ends.
+    pub idle_ttl_secs: u64,
+    /// Lifetime of a browser session that has not signed in (ceremonies in progress).
+    pub anonymous_ttl_secs: u64,
+    pub cookie_name: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrolmentConfig {
+    /// Lifetime of an invitation link.
+    pub invitation_ttl_secs: u64,
+    /// Lifetime of the first admin's bootstrap link.
+    pub bootstrap_ttl_secs: u64,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttestationConfig {
+    /// PEM files of extra FIDO trust anchors (kept apart from TLS trust).
+    pub extra_roots: Vec<PathBuf>,
+    /// PEM files of extra intermediates used only for path building.
+    pub extra_intermediates: Vec<PathBuf>,
+    /// Extra authenticator models, beyond the built-in Yubico catalogue.
+    pub extra_models: Vec<ExtraModel>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraModel {
+    pub aaguid: String,
+    pub model: String,
+    #[serde(default)]
+    pub fips: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Ceremony starts and finishes per client address per minute.
+    pub ceremonies_per_minute: u64,
+}
+
+fn redact<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("<redacted>")
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            public_url: "http://localhost:8080".into(),
+            workers: 0,
+            shutdown_timeout_secs: 10,
+        }
+    }
+}
+
+impl Default for OrganisationConfig {
+    fn default() -> Self {
+        Self {
+            name: "Example Organisation".into(),
+        }
+    }
+}
+
+impl Default for WebauthnConfig {
+    fn default() -> Self {
+        Self {
+            rp_id: None,
+            rp_name: "keygate".into(),
+            challenge_ttl_secs: 300,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("sqlite://keygate.db"),
+            pool_size: None,
+        }
+    }
+}
+
+impl Default for EphemeralConfig {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("memory://"),
+            prefix: "kg:".into(),
+        }
+    }
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            absolute_ttl_secs: 12 * 3600,
+            idle_ttl_secs: 3600,
+            anonymous_ttl_secs: 900,
+            cookie_name: "kg_session".into(),
+        }
+    }
+}
+
+impl Default for EnrolmentConfig {
+    fn default() -> Self {
+        Self {
+            invitation_ttl_secs: 24 * 3600,
+            bootstrap_ttl_secs: 3600,
+        }
+    }
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            ceremonies_per_minute: 60,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            organisation: OrganisationConfig::default(),
+            webauthn: WebauthnConfig::default(),
+            database: DatabaseConfig::default(),
+            ephemeral: EphemeralConfig::default(),
+            session: SessionConfig::default(),
+            enrolment: EnrolmentConfig::default(),
+            attestation: AttestationConfig::default(),
+            policy: Policy::default(),
+            rate_limit: RateLimitConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the file (if any), then `KEYGATE__…` variables from `env`; then validated.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut tree = toml::Table::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            tree = text
+                .parse::<toml::Table>()
+                .map_err(|e| ConfigError::Syntax {
+                    path: path.to_path_buf(),
+                    message: e.message().to_string(),
+                })?;
+        }
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            overlay_env(&mut tree, &name, rest, &value)?;
+        }
+        let config: Config = toml::Value::Table(tree)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot: URLs, addresses, the RP ID and lifetimes.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.server.bind.parse::<SocketAddr>().is_err() {
+            return invalid(format!(
+                "server.bind `{}` is not an address like 127.0.0.1:8080",
+                self.server.bind
+            ));
+        }
+        let url = self.public_url()?;
+        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+        if url.scheme() != "https" && !is_loopback_host(&host) {
+            return invalid(format!(
+                "server.public_url `{}` must use https (plain http is only for localhost)",
+                self.server.public_url
+            ));
+        }
+        let rp_id = self.rp_id()?;
+        if host != rp_id && !host.ends_with(&format!(".{rp_id}")) {
+            return invalid(format!(
+                "webauthn.rp_id `{rp_id}` must equal the host of server.public_url (`{host}`) or be a parent domain of it"
+            ));
+        }
+        let db = self.database.url.expose_secret();
+        if !(db.starts_with("sqlite://")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            return invalid(
+                "database.url must start with sqlite://, postgres:// or postgresql://".into(),
+            );
+        }
+        let eph = self.ephemeral.url.expose_secret();
+        if !(eph == "memory://" || eph.starts_with("redis://") || eph.starts_with("rediss://")) {
+            return invalid("ephemeral.url must be memory:// or start with redis://".into());
+        }
+        for (name, value, min, max) in [
+            (
+                "webauthn.challenge_ttl_secs",
+                self.webauthn.challenge_ttl_secs,
+                30,
+                900,
+            ),
+            (
+                "session.absolute_ttl_secs",
+                self.session.absolute_ttl_secs,
+                60,
+                7 * 24 * 3600,
+            ),
+            (
+                "session.idle_ttl_secs",
+                self.session.idle_ttl_secs,
+                60,
+                7 * 24 * 3600,
+            ),
+            (
+                "session.anonymous_ttl_secs",
+                self.session.anonymous_ttl_secs,
+                60,
+                3600,
+            ),
+            (
+                "enrolment.invitation_ttl_secs",
+                self.enrolment.invitation_ttl_secs,
+                300,
+                14 * 24 * 3600,
+            ),
+            (
+                "enrolment.bootstrap_ttl_secs",
+                self.enrolment.bootstrap_ttl_secs,
+                60,
+                24 * 3600,
+            ),
+            (
+                "rate_limit.ceremonies_per_minute",
+                self.rate_limit.ceremonies_per_minute,
+                1,
+                1_000_000,
+            ),
+        ] {
+            if value < min || value > max {
+                return invalid(format!("{name} = {value} is outside {min}..={max}"));
+            }
+        }
+        if self.policy.min_keys == 0 {
+            return invalid("policy.min_keys must be at least 1".into());
+        }
+        let cookie = &self.session.cookie_name;
+        if cookie.is_empty() || !cookie.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return invalid("session.cookie_name must be ASCII letters, digits or _".into());
+        }
+        for m in &self.attestation.extra_models {
+            if m.aaguid.parse::<crate::webauthn::Aaguid>().is_err() {
+                return invalid(format!(
+                    "attestation.extra_models: `{}` is not an AAGUID",
+                    m.aaguid
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn public_url(&self) -> Result<Url, ConfigError> {
+        let url = Url::parse(&self.server.public_url).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "server.public_url `{}`: {e}",
+                self.server.public_url
+            ))
+        })?;
+        if url.host_str().is_none() || !matches!(url.scheme(), "http" | "https") {
+            return Err(ConfigError::Invalid(format!(
+                "server.public_url `{}` must be an http(s) URL with a host",
+                self.server.public_url
+            )));
+        }
+        Ok(url)
+    }
+
+    /// The exact WebAuthn origin (`scheme://host[:port]`) browsers report.
+    pub fn origin(&self) -> Result<String, ConfigError> {
+        Ok(self
+            .public_url()?
+            .origin()
+            .ascii_serialization()
+            .trim_end_matches('/')
+            .to_string())
+    }
+
+    pub fn rp_id(&self) -> Result<String, ConfigError> {
+        match &self.webauthn.rp_id {
+            Some(id) => Ok(id.to_ascii_lowercase()),
+            None => Ok(self
+                .public_url()?
+                .host_str()
+                .unwrap_or_default()
+                .to_ascii_lowercase()),
+        }
+    }
+
+    /// Cookies are `Secure` everywhere except plain-http localhost development.
+    pub fn cookies_secure(&self) -> bool {
+        self.public_url()
+            .map(|u| u.scheme() == "https")
+            .unwrap_or(true)
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]") || host.ends_with(".localhost")
+}
+
+/// Sets `a.b.c` from `KEYGATE__A__B__C`. The value is read as a TOML value when it
+/// parses as one (numbers, booleans, arrays), and as a plain string otherwise.
+fn overlay_env(
+    tree: &mut toml::Table,
+    name: &str,
+    path: &str,
+    raw: &str,
+) -> Result<(), ConfigError> {
+    let keys: Vec<String> = path.split("__").map(|k| k.to_ascii_lowercase()).collect();
+    if keys.iter().any(|k| k.is_empty()) {
+        return Err(ConfigError::Env {
+            name: name.into(),
+            message: "empty key segment".into(),
+        });
+    }
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let (last, parents) = keys.split_last().ok_or_else(|| ConfigError::Env {
+        name: name.into(),
+        message: "no key".into(),
+    })?;
+    let mut table = tree;
+    for key in parents {
+        let entry = table
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = entry.as_table_mut().ok_or_else(|| ConfigError::Env {
+            name: name.into(),
+            message: format!("`{key}` is not a section"),
+        })?;
+    }
+    table.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::load(None, env(&[])).expect("defaults validate");
+    }
+
+    #[test]
+    fn env_overrides_and_types() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("KEYGATE__SESSION__IDLE_TTL_SECS", "120"),
+                ("KEYGATE__ORGANISATION__NAME", "Acme Corp"),
+                ("KEYGATE__POLICY__FIPS_ONLY", "true"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.session.idle_ttl_secs, 120);
+        assert_eq!(c.organisation.name, "Acme Corp");
+        assert!(c.policy.fips_only);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::load(None, env(&[("KEYGATE__SESSION__IDLE_TTL", "5")])).unwrap_err();
+        assert!(err.to_string().contains("idle_ttl"), "{err}");
+    }
+
+    #[test]
+    fn http_outside_localhost_is_refused() {
+        let err = Config::load(
+            None,
+            env(&[("KEYGATE__SERVER__PUBLIC_URL", "http://sso.example.com")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("https"), "{err}");
+    }
+
+    #[test]
+    fn rp_id_must_cover_the_host() {
+        let err = Config::load(
+            None,
+            env(&[
+                ("KEYGATE__SERVER__PUBLIC_URL", "https://sso.example.com"),
+                ("KEYGATE__WEBAUTHN__RP_ID", "example.org"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("rp_id"), "{err}");
+        let ok = Config::load(
+            None,
+            env(&[
+                ("KEYGATE__SERVER__PUBLIC_URL", "https://sso.example.com"),
+                ("KEYGATE__WEBAUTHN__RP_ID", "example.com"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(ok.origin().unwrap(), "https://sso.example.com");
+        assert!(ok.cookies_secure());
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let c = Config::load(
+            None,
+            env(&[(
+                "KEYGATE__DATABASE__URL",
+                "postgres://kg:hunter2@db.internal/kg",
+            )]),
+        )
+        .unwrap();
+        assert!(!c.to_redacted_toml().contains("hunter2"));
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn unknown_database_scheme_is_refused() {
+        let err =
+            Config::load(None, env(&[("KEYGATE__DATABASE__URL", "postgress://x/y")])).unwrap_err();
+        assert!(err.to_string().contains("database.url"), "{err}");
+    }
+}

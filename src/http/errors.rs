@@ -1,0 +1,125 @@
+//! The one place where errors become HTTP.
+//!
+//! Policy: every [`Error`] maps to exactly one status here. Client mistakes and refusals are
+//! 4xx with a stable `error` code and a human message; an unreachable database or Redis is
+//! 503; only a bug is 500, and its details are logged, never sent. JSON endpoints answer with
+//! `{"error", "message", "refusals"?}`; pages answer with the error page.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::error::Error;
+use crate::http::views;
+
+pub fn status_of(err: &Error) -> StatusCode {
+    match err {
+        Error::BadRequest { .. } | Error::Webauthn(_) => StatusCode::BAD_REQUEST,
+        Error::Refused(_) | Error::Forbidden(_) | Error::Csrf => StatusCode::FORBIDDEN,
+        Error::Gone { .. } => StatusCode::GONE,
+        Error::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Error::NotFound | Error::Storage(crate::storage::StorageError::NotFound) => {
+            StatusCode::NOT_FOUND
+        }
+        Error::Conflict { .. } | Error::Storage(crate::storage::StorageError::Conflict(_)) => {
+            StatusCode::CONFLICT
+        }
+        Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        Error::Storage(_) | Error::Ephemeral(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// What a person or client may be told. Server-side failures say no more than that.
+fn public_message(err: &Error) -> String {
+    match err {
+        Error::Storage(_) | Error::Ephemeral(_) => {
+            "keygate cannot reach its storage right now; try again shortly".into()
+        }
+        Error::Internal(_) => "something went wrong on our side; it has been logged".into(),
+        other => other.to_string(),
+    }
+}
+
+fn log(err: &Error, status: StatusCode) {
+    if status.is_server_error() {
+        tracing::error!(error.code = err.code(), error.detail = %err, "request failed");
+    } else {
+        tracing::info!(error.code = err.code(), status = status.as_u16(), "request refused");
+    }
+}
+
+/// An error answered as a JSON problem.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl<E: Into<Error>> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        ApiError(e.into())
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        status_of(&self.0)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        log(&self.0, status);
+        let mut body = serde_json::json!({
+            "error": self.0.code(),
+            "message": public_message(&self.0),
+        });
+        if let Error::Refused(refusals) = &self.0 {
+            body["refusals"] = serde_json::to_value(refusals).unwrap_or_default();
+        }
+        HttpResponse::build(status).json(body)
+    }
+}
+
+/// An error answered as an HTML page.
+#[derive(Debug)]
+pub struct PageError(pub Error);
+
+impl<E: Into<Error>> From<E> for PageError {
+    fn from(e: E) -> Self {
+        PageError(e.into())
+    }
+}
+
+impl std::fmt::Display for PageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        status_of(&self.0)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        log(&self.0, status);
+        if matches!(self.0, Error::Unauthenticated) {
+            return HttpResponse::SeeOther()
+                .insert_header(("Location", "/"))
+                .finish();
+        }
+        views::render(
+            status,
+            &views::ErrorPage {
+                nav: views::Nav::default(),
+                status: status.as_u16(),
+                code: self.0.code(),
+                message: public_message(&self.0),
+            },
+        )
+    }
+}

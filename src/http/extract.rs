@@ -1,0 +1,147 @@
+//! Typed extractors: the browser session, the signed-in member, the admin, the client.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+
+use crate::error::Error;
+use crate::http::errors::{ApiError, PageError};
+use crate::service::session::{self, Session};
+use crate::state::AppState;
+
+fn app_state(req: &HttpRequest) -> Result<AppState, Error> {
+    req.app_data::<web::Data<AppState>>()
+        .map(|d| d.get_ref().clone())
+        .ok_or_else(|| Error::Internal("AppState missing".into()))
+}
+
+/// The client's address as seen by this process (the peer, not a forwarded header).
+pub fn client_ip(req: &HttpRequest) -> Option<String> {
+    req.peer_addr().map(|a| a.ip().to_string())
+}
+
+fn is_api(req: &HttpRequest) -> bool {
+    req.path().starts_with("/api/")
+}
+
+/// An extractor failure, answered as JSON on the API and as a page elsewhere.
+pub fn reject(api: bool, err: Error) -> actix_web::Error {
+    if api {
+        ApiError(err).into()
+    } else {
+        PageError(err).into()
+    }
+}
+
+/// The browser session, if the cookie names a live one.
+pub struct MaybeSession(pub Option<Session>);
+
+impl FromRequest for MaybeSession {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = app_state(req);
+        let token = state.as_ref().ok().and_then(|s| {
+            req.cookie(&s.config.session.cookie_name)
+                .map(|c| c.value().to_string())
+        });
+        let api = is_api(req);
+        Box::pin(async move {
+            let state = state.map_err(|e| reject(api, e))?;
+            match token {
+                Some(t) => Ok(MaybeSession(
+                    session::load(&state, &t)
+                        .await
+                        .map_err(|e| reject(api, e))?,
+                )),
+                None => Ok(MaybeSession(None)),
+            }
+        })
+    }
+}
+
+/// A signed-in member's session; 401 otherwise.
+pub struct SignedIn(pub Session);
+
+impl SignedIn {
+    pub fn user_id(&self) -> &str {
+        self.0.user_id().unwrap_or_default()
+    }
+}
+
+impl FromRequest for SignedIn {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let fut = MaybeSession::from_request(req, payload);
+        let api = is_api(req);
+        Box::pin(async move {
+            match fut.await?.0 {
+                Some(s) if s.user_id().is_some() => Ok(SignedIn(s)),
+                _ => Err(reject(api, Error::Unauthenticated)),
+            }
+        })
+    }
+}
+
+/// An admin's session; 401 when not signed in, 403 when not an admin.
+pub struct AdminSession(pub Session);
+
+impl AdminSession {
+    pub fn user_id(&self) -> &str {
+        self.0.user_id().unwrap_or_default()
+    }
+}
+
+impl FromRequest for AdminSession {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let fut = SignedIn::from_request(req, payload);
+        let api = is_api(req);
+        Box::pin(async move {
+            let s = fut.await?.0;
+            if s.is_admin() {
+                Ok(AdminSession(s))
+            } else {
+                Err(reject(api, Error::Forbidden("this page is for admins")))
+            }
+        })
+    }
+}
+
+/// The CSRF token a script sends in the `X-CSRF-Token` header.
+pub fn csrf_header(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+}
+
+/// The session cookie for `session`, with the attributes SPEC §7 asks for.
+pub fn session_cookie(state: &AppState, session: &Session) -> Cookie<'static> {
+    let ttl = (session.data.expires_at - state.now()).max(0);
+    Cookie::build(state.config.session.cookie_name.clone(), session.token.clone())
+        .path("/")
+        .http_only(true)
+        .secure(state.config.cookies_secure())
+        .same_site(SameSite::Lax)
+        .max_age(actix_web::cookie::time::Duration::seconds(ttl))
+        .finish()
+}
+
+/// A cookie that removes the session cookie.
+pub fn cleared_cookie(state: &AppState) -> Cookie<'static> {
+    let mut c = Cookie::build(state.config.session.cookie_name.clone(), "")
+        .path("/")
+        .http_only(true)
+        .secure(state.config.cookies_secure())
+        .same_site(SameSite::Lax)
+        .finish();
+    c.make_removal();
+    c
+}

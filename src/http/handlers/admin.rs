@@ -1,0 +1,230 @@
+//! Admin pages and the admin JSON API: members, keys, invitations.
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use crate::http::errors::{ApiError, PageError};
+use crate::http::extract::{client_ip, csrf_header, AdminSession};
+use crate::http::handlers::me::CsrfForm;
+use crate::http::views::{self, AdminInvitationsPage, AdminMemberPage, AdminMembersPage, Nav};
+use crate::service::{invitations, members, Actor};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+pub struct InviteForm {
+    pub csrf: String,
+    pub email: String,
+    #[serde(default)]
+    pub display_name: String,
+    pub role: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InviteRequest {
+    pub email: String,
+    #[serde(default)]
+    pub display_name: String,
+    #[serde(default = "default_role")]
+    pub role: String,
+}
+
+fn default_role() -> String {
+    "member".into()
+}
+
+fn actor(req: &HttpRequest, admin: &AdminSession) -> Actor {
+    Actor::user(admin.user_id(), client_ip(req))
+}
+
+#[get("/admin")]
+pub async fn home(_admin: AdminSession) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header(("Location", "/admin/members"))
+        .finish()
+}
+
+#[get("/admin/members")]
+pub async fn members_page(
+    state: web::Data<AppState>,
+    admin: AdminSession,
+) -> Result<HttpResponse, PageError> {
+    let members = members::list(&state).await?;
+    let compliant = members.iter().filter(|m| m.compliant).count();
+    Ok(views::ok(&AdminMembersPage {
+        nav: Nav::of(Some(&admin.0)),
+        members,
+        compliant,
+    }))
+}
+
+#[get("/admin/members/{id}")]
+pub async fn member_page(
+    state: web::Data<AppState>,
+    admin: AdminSession,
+    id: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let detail = members::detail(&state, &id).await?;
+    Ok(views::ok(&AdminMemberPage {
+        nav: Nav::of(Some(&admin.0)),
+        csrf: admin.0.data.csrf.clone(),
+        detail,
+    }))
+}
+
+#[post("/admin/keys/{id}/revoke")]
+pub async fn revoke_key_form(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, PageError> {
+    admin.0.check_csrf(Some(&form.csrf))?;
+    members::revoke_key(&state, &actor(&req, &admin), admin.user_id(), true, &id).await?;
+    let back = req
+        .headers()
+        .get("referer")
+        .and_then(|r| r.to_str().ok())
+        .and_then(|r| url::Url::parse(r).ok())
+        .map(|u| u.path().to_string())
+        .filter(|p| p.starts_with("/admin/"))
+        .unwrap_or_else(|| "/admin/members".into());
+    Ok(HttpResponse::SeeOther()
+        .insert_header(("Location", back))
+        .finish())
+}
+
+async fn invitations_page(
+    state: &AppState,
+    admin: &AdminSession,
+    issued: Option<invitations::IssuedInvitation>,
+    error: Option<String>,
+) -> Result<HttpResponse, PageError> {
+    let page = AdminInvitationsPage {
+        nav: Nav::of(Some(&admin.0)),
+        csrf: admin.0.data.csrf.clone(),
+        invitations: invitations::list(state).await?,
+        issued,
+        error,
+    };
+    Ok(views::ok(&page))
+}
+
+#[get("/admin/invitations")]
+pub async fn invitations_get(
+    state: web::Data<AppState>,
+    admin: AdminSession,
+) -> Result<HttpResponse, PageError> {
+    invitations_page(&state, &admin, None, None).await
+}
+
+#[post("/admin/invitations")]
+pub async fn invitations_post(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    form: web::Form<InviteForm>,
+) -> Result<HttpResponse, PageError> {
+    admin.0.check_csrf(Some(&form.csrf))?;
+    match invitations::create(
+        &state,
+        &actor(&req, &admin),
+        &form.email,
+        &form.display_name,
+        &form.role,
+    )
+    .await
+    {
+        Ok(issued) => invitations_page(&state, &admin, Some(issued), None).await,
+        Err(e @ crate::error::Error::BadRequest { .. }) => {
+            invitations_page(&state, &admin, None, Some(e.to_string())).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[post("/admin/invitations/{id}/revoke")]
+pub async fn invitation_revoke_form(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, PageError> {
+    admin.0.check_csrf(Some(&form.csrf))?;
+    invitations::revoke(&state, &actor(&req, &admin), &id).await?;
+    Ok(HttpResponse::SeeOther()
+        .insert_header(("Location", "/admin/invitations"))
+        .finish())
+}
+
+// ---- JSON API (same services; CSRF header required on writes) ----
+
+#[get("/api/admin/members")]
+pub async fn api_members(
+    state: web::Data<AppState>,
+    _admin: AdminSession,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(members::list(&state).await?))
+}
+
+#[get("/api/admin/members/{id}")]
+pub async fn api_member(
+    state: web::Data<AppState>,
+    _admin: AdminSession,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(members::detail(&state, &id).await?))
+}
+
+#[post("/api/admin/keys/{id}/revoke")]
+pub async fn api_revoke_key(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    admin.0.check_csrf(csrf_header(&req))?;
+    members::revoke_key(&state, &actor(&req, &admin), admin.user_id(), true, &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[get("/api/admin/invitations")]
+pub async fn api_invitations(
+    state: web::Data<AppState>,
+    _admin: AdminSession,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(invitations::list(&state).await?))
+}
+
+#[post("/api/admin/invitations")]
+pub async fn api_invite(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    body: web::Json<InviteRequest>,
+) -> Result<HttpResponse, ApiError> {
+    admin.0.check_csrf(csrf_header(&req))?;
+    let issued = invitations::create(
+        &state,
+        &actor(&req, &admin),
+        &body.email,
+        &body.display_name,
+        &body.role,
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(issued))
+}
+
+#[post("/api/admin/invitations/{id}/revoke")]
+pub async fn api_revoke_invitation(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    admin.0.check_csrf(csrf_header(&req))?;
+    invitations::revoke(&state, &actor(&req, &admin), &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

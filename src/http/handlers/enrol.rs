@@ -1,0 +1,98 @@
+//! Enrolment: the invitation page and the two JSON steps of the ceremony.
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+
+use crate::http::errors::{ApiError, PageError};
+use crate::http::extract::{client_ip, csrf_header, session_cookie, MaybeSession, SignedIn};
+use crate::http::views::{self, EnrolPage, Nav};
+use crate::service::{enrolment, invitations, limits, session};
+use crate::state::AppState;
+
+/// The page an invitation (or bootstrap) link opens.
+#[get("/enrol/{token}")]
+pub async fn page(
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+    current: MaybeSession,
+) -> Result<HttpResponse, PageError> {
+    let inv = invitations::find_usable(&state, &token).await?;
+    let (session, fresh) = match current.0 {
+        Some(s) => (s, false),
+        None => (session::start_anonymous(&state).await?, true),
+    };
+    let page = EnrolPage {
+        nav: Nav::of(Some(&session)),
+        csrf: session.data.csrf.clone(),
+        organisation: state.config.organisation.name.clone(),
+        token: token.into_inner(),
+        bootstrap: inv.kind == "bootstrap",
+        email: inv.email,
+        display_name: inv.display_name,
+        role: inv.role,
+        min_keys: state.policy().min_keys,
+    };
+    let mut res = views::ok(&page);
+    if fresh {
+        res.add_cookie(&session_cookie(&state, &session))
+            .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+    }
+    Ok(res)
+}
+
+/// A signed-in member adds another key.
+#[get("/me/keys/new")]
+pub async fn add_key_page(
+    state: web::Data<AppState>,
+    me: SignedIn,
+) -> Result<HttpResponse, PageError> {
+    let detail = crate::service::members::detail(&state, me.user_id()).await?;
+    let page = EnrolPage {
+        nav: Nav::of(Some(&me.0)),
+        csrf: me.0.data.csrf.clone(),
+        organisation: state.config.organisation.name.clone(),
+        token: String::new(),
+        bootstrap: false,
+        email: detail.member.email,
+        display_name: detail.member.display_name,
+        role: detail.member.role,
+        min_keys: state.policy().min_keys,
+    };
+    Ok(views::ok(&page))
+}
+
+#[post("/api/enrol/begin")]
+pub async fn begin(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    current: MaybeSession,
+    body: web::Json<enrolment::BeginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let session = current.0.ok_or(crate::error::Error::Csrf)?;
+    session.check_csrf(csrf_header(&req))?;
+    let ip = client_ip(&req).unwrap_or_default();
+    limits::check(&state, "enrol", &ip).await?;
+    let options = enrolment::begin(&state, &session, body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(options))
+}
+
+#[post("/api/enrol/finish")]
+pub async fn finish(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    current: MaybeSession,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let session = current.0.ok_or(crate::error::Error::Csrf)?;
+    session.check_csrf(csrf_header(&req))?;
+    let ip = client_ip(&req);
+    limits::check(&state, "enrol", ip.as_deref().unwrap_or_default()).await?;
+    let enrolled = enrolment::finish(&state, &session, ip, &body).await?;
+    let mut res = HttpResponse::Ok().json(&enrolled);
+    if enrolled.new_member {
+        let signed_in =
+            session::sign_in(&state, Some(&session), &enrolled.user_id, &enrolled.role).await?;
+        res.add_cookie(&session_cookie(&state, &signed_in))
+            .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+    }
+    Ok(res)
+}

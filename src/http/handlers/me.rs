@@ -1,0 +1,78 @@
+//! The member's own page: keys, compliance, revoking a key, signing out.
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use crate::http::errors::{ApiError, PageError};
+use crate::http::extract::{cleared_cookie, client_ip, MaybeSession, SignedIn};
+use crate::http::views::{self, IndexPage, MePage, Nav};
+use crate::service::{members, session, Actor};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    pub csrf: String,
+}
+
+fn see_other(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header(("Location", to))
+        .finish()
+}
+
+#[get("/")]
+pub async fn index(state: web::Data<AppState>, current: MaybeSession) -> HttpResponse {
+    if current.0.as_ref().and_then(|s| s.user_id()).is_some() {
+        return see_other("/me");
+    }
+    views::ok(&IndexPage {
+        nav: Nav::of(current.0.as_ref()),
+        organisation: state.config.organisation.name.clone(),
+    })
+}
+
+#[get("/me")]
+pub async fn page(state: web::Data<AppState>, me: SignedIn) -> Result<HttpResponse, PageError> {
+    let detail = members::detail(&state, me.user_id()).await?;
+    Ok(views::ok(&MePage {
+        nav: Nav::of(Some(&me.0)),
+        csrf: me.0.data.csrf.clone(),
+        detail,
+        min_keys: state.policy().min_keys,
+    }))
+}
+
+#[get("/api/me")]
+pub async fn api(state: web::Data<AppState>, me: SignedIn) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(members::detail(&state, me.user_id()).await?))
+}
+
+#[post("/me/keys/{id}/revoke")]
+pub async fn revoke_key(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    me: SignedIn,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, PageError> {
+    me.0.check_csrf(Some(&form.csrf))?;
+    let actor = Actor::user(me.user_id(), client_ip(&req));
+    members::revoke_key(&state, &actor, me.user_id(), false, &id).await?;
+    Ok(see_other("/me"))
+}
+
+#[post("/signout")]
+pub async fn sign_out(
+    state: web::Data<AppState>,
+    current: MaybeSession,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, PageError> {
+    if let Some(s) = current.0 {
+        s.check_csrf(Some(&form.csrf))?;
+        session::sign_out(&state, &s).await?;
+    }
+    let mut res = see_other("/");
+    res.add_cookie(&cleared_cookie(&state))
+        .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+    Ok(res)
+}

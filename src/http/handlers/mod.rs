@@ -1,0 +1,7 @@
+//! Thin handlers, one file per area: read the request, call one service, render.
+
+pub mod admin;
+pub mod assets;
+pub mod enrol;
+pub mod health;
+pub mod me;

@@ -1,0 +1,141 @@
+//! HTTP: the actix-web app factory, middleware, extractors, the error mapping, handlers
+//! and page models. Handlers stay thin; everything else lives in `service`.
+
+pub mod errors;
+pub mod extract;
+pub mod handlers;
+pub mod views;
+
+use std::time::Instant;
+
+use actix_web::dev::Service;
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{web, HttpRequest};
+
+use crate::error::Error;
+use crate::state::AppState;
+use errors::{ApiError, PageError};
+use handlers::{admin, assets, enrol, health, me};
+
+/// Content-Security-Policy: scripts and styles only from here, no inline script, no framing.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Strict security headers on every response (SPEC §7).
+pub fn security_headers(https: bool) -> DefaultHeaders {
+    let h = DefaultHeaders::new()
+        .add(("Content-Security-Policy", CSP))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("Referrer-Policy", "no-referrer"))
+        .add(("Cross-Origin-Opener-Policy", "same-origin"))
+        .add((
+            "Permissions-Policy",
+            "publickey-credentials-create=(self), publickey-credentials-get=(self)",
+        ))
+        .add(("Cache-Control", "no-store"));
+    if https {
+        h.add(("Strict-Transport-Security", "max-age=31536000"))
+    } else {
+        h
+    }
+}
+
+fn body_error(req: &HttpRequest, code: &'static str, message: String) -> actix_web::Error {
+    let err = Error::bad_request(code, message);
+    if req.path().starts_with("/api/") {
+        ApiError(err).into()
+    } else {
+        PageError(err).into()
+    }
+}
+
+/// Routes and request-body limits; shared by the server and the tests.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(64 * 1024)
+            .error_handler(|e, req| body_error(req, "malformed_json", e.to_string())),
+    )
+    .app_data(
+        web::FormConfig::default()
+            .limit(16 * 1024)
+            .error_handler(|e, req| body_error(req, "malformed_form", e.to_string())),
+    )
+    .app_data(web::PayloadConfig::default().limit(64 * 1024))
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|e, req| body_error(req, "malformed_path", e.to_string())),
+    )
+    .service(health::healthz)
+    .service(health::readyz)
+    .service(assets::script)
+    .service(assets::style)
+    .service(me::index)
+    .service(me::page)
+    .service(me::api)
+    .service(me::revoke_key)
+    .service(me::sign_out)
+    .service(enrol::page)
+    .service(enrol::add_key_page)
+    .service(enrol::begin)
+    .service(enrol::finish)
+    .service(admin::home)
+    .service(admin::members_page)
+    .service(admin::member_page)
+    .service(admin::revoke_key_form)
+    .service(admin::invitations_get)
+    .service(admin::invitations_post)
+    .service(admin::invitation_revoke_form)
+    .service(admin::api_members)
+    .service(admin::api_member)
+    .service(admin::api_revoke_key)
+    .service(admin::api_invitations)
+    .service(admin::api_invite)
+    .service(admin::api_revoke_invitation)
+    .default_service(web::to(|req: HttpRequest| async move {
+        let err = Error::NotFound;
+        if req.path().starts_with("/api/") {
+            Err::<actix_web::HttpResponse, actix_web::Error>(ApiError(err).into())
+        } else {
+            Err(PageError(err).into())
+        }
+    }));
+}
+
+/// Builds the actix-web app for `state`: routes, security headers, request logging.
+/// Request logs carry the route pattern, never the raw path (links hold secrets).
+pub fn app(
+    state: AppState,
+) -> actix_web::App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let https = state.config.cookies_secure();
+    actix_web::App::new()
+        .app_data(web::Data::new(state))
+        .wrap(security_headers(https))
+        .wrap_fn(|req, srv| {
+            let started = Instant::now();
+            let method = req.method().to_string();
+            let route = req.match_pattern().unwrap_or_else(|| "<unmatched>".into());
+            let fut = srv.call(req);
+            async move {
+                let res = fut.await?;
+                tracing::info!(
+                    http.method = %method,
+                    http.route = %route,
+                    http.status = res.status().as_u16(),
+                    duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "request"
+                );
+                Ok(res)
+            }
+        })
+        .configure(configure)
+}

@@ -1,0 +1,133 @@
+//! Page models: one askama struct per page. Templates live in `templates/`.
+
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use askama::Template;
+
+use crate::service::invitations::{InvitationView, IssuedInvitation};
+use crate::service::members::{MemberDetail, MemberView};
+use crate::service::session::Session;
+
+/// Renders a page with `status`; a template error is a bug and answers 500.
+pub fn render<T: Template>(status: StatusCode, page: &T) -> HttpResponse {
+    match page.render() {
+        Ok(html) => HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .body(html),
+        Err(e) => {
+            tracing::error!(error.detail = %e, "template failed");
+            HttpResponse::InternalServerError()
+                .content_type("text/plain; charset=utf-8")
+                .body("internal error")
+        }
+    }
+}
+
+pub fn ok<T: Template>(page: &T) -> HttpResponse {
+    render(StatusCode::OK, page)
+}
+
+/// What the header shows: who is signed in, and the CSRF token for the sign-out form.
+#[derive(Default)]
+pub struct Nav {
+    pub signed_in: bool,
+    pub admin: bool,
+    pub csrf: String,
+}
+
+impl Nav {
+    pub fn of(session: Option<&Session>) -> Nav {
+        match session {
+            Some(s) => Nav {
+                signed_in: s.user_id().is_some(),
+                admin: s.is_admin(),
+                csrf: s.data.csrf.clone(),
+            },
+            None => Nav::default(),
+        }
+    }
+}
+
+mod filters {
+    use askama::Values;
+
+    /// Unix seconds as `2026-11-25 19:34 UTC`.
+    #[askama::filter_fn]
+    pub fn when(t: &i64, _: &dyn Values) -> askama::Result<String> {
+        Ok(super::format_time(*t))
+    }
+}
+
+pub fn format_time(t: i64) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(fmt).ok())
+        .unwrap_or_else(|| t.to_string())
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub nav: Nav,
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Template)]
+#[template(path = "index.html")]
+pub struct IndexPage {
+    pub nav: Nav,
+    pub organisation: String,
+}
+
+#[derive(Template)]
+#[template(path = "enrol.html")]
+pub struct EnrolPage {
+    pub nav: Nav,
+    pub csrf: String,
+    pub organisation: String,
+    /// The invitation token; empty when a signed-in member adds a key.
+    pub token: String,
+    pub bootstrap: bool,
+    pub email: String,
+    pub display_name: String,
+    pub role: String,
+    pub min_keys: u32,
+}
+
+#[derive(Template)]
+#[template(path = "me.html")]
+pub struct MePage {
+    pub nav: Nav,
+    pub csrf: String,
+    pub detail: MemberDetail,
+    pub min_keys: u32,
+}
+
+#[derive(Template)]
+#[template(path = "admin_members.html")]
+pub struct AdminMembersPage {
+    pub nav: Nav,
+    pub members: Vec<MemberView>,
+    pub compliant: usize,
+}
+
+#[derive(Template)]
+#[template(path = "admin_member.html")]
+pub struct AdminMemberPage {
+    pub nav: Nav,
+    pub csrf: String,
+    pub detail: MemberDetail,
+}
+
+#[derive(Template)]
+#[template(path = "admin_invitations.html")]
+pub struct AdminInvitationsPage {
+    pub nav: Nav,
+    pub csrf: String,
+    pub invitations: Vec<InvitationView>,
+    pub issued: Option<IssuedInvitation>,
+    pub error: Option<String>,
+}

@@ -1,0 +1,546 @@
+//! Attested key enrolment (SPEC C1, C2): begin → the browser's key → finish.
+//!
+//! `begin` stores a single-use challenge bound to the browser session that asked;
+//! `finish` takes it (read-and-delete), verifies the attestation, applies policy and, only
+//! when everything passes, writes the member, the key with its evidence and the audit
+//! event in one transaction. A refusal writes an audit event and nothing else.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::attestation::{policy, AttestationKind, ExistingKey, KeyFacts, TrustResult};
+use crate::audit::{NewAuditEvent, Outcome};
+use crate::error::{Error, Result};
+use crate::service::session::Session;
+use crate::service::{invitations, tokens, Actor};
+use crate::state::AppState;
+use crate::storage::{NewCredential, NewUser};
+use crate::webauthn::{verify_registration, RegistrationInput};
+
+/// What the browser asks to enrol for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BeginRequest {
+    /// The invitation token from the link; absent when a signed-in member adds a key.
+    pub token: Option<String>,
+    /// Only for the bootstrap link, where the first admin names themselves.
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+}
+
+/// The browser's `PublicKeyCredential` from `navigator.credentials.create()`, as JSON.
+#[derive(Debug, Deserialize)]
+pub struct RegistrationResponse {
+    pub id: String,
+    #[serde(rename = "rawId")]
+    pub raw_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub response: AttestationResponse,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AttestationResponse {
+    #[serde(rename = "clientDataJSON")]
+    pub client_data_json: String,
+    #[serde(rename = "attestationObject")]
+    pub attestation_object: String,
+    #[serde(default)]
+    pub transports: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinishRequest {
+    #[serde(default)]
+    pub nickname: String,
+    pub credential: RegistrationResponse,
+}
+
+/// Kept in the ephemeral store between begin and finish, under the session's id.
+#[derive(Debug, Serialize, Deserialize)]
+struct Pending {
+    challenge: String,
+    user_id: String,
+    email: String,
+    display_name: String,
+    role: String,
+    /// Set when this enrolment creates the member from an invitation.
+    invitation_id: Option<String>,
+    /// The signed-in member adding a key, when there is no invitation.
+    existing_member: bool,
+    expires_at: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Enrolled {
+    pub user_id: String,
+    pub role: String,
+    pub key_id: String,
+    pub model: Option<String>,
+    pub fips: bool,
+    pub phishing_resistant: bool,
+    /// True when this enrolment created the member (the session must be signed in).
+    pub new_member: bool,
+}
+
+fn pending_key(session: &Session) -> String {
+    format!("reg:{}", session.data.id)
+}
+
+/// Starts a registration ceremony; returns `PublicKeyCredentialCreationOptions` JSON.
+pub async fn begin(
+    state: &AppState,
+    session: &Session,
+    req: BeginRequest,
+) -> Result<serde_json::Value> {
+    let now = state.now();
+    let ttl = state.config.webauthn.challenge_ttl_secs;
+    let (pending, exclude) = match (&req.token, session.user_id()) {
+        (Some(token), _) => {
+            let inv = invitations::find_usable(state, token).await?;
+            let (email, display_name) = if inv.kind == "bootstrap" {
+                let email = req.email.as_deref().unwrap_or_default().trim();
+                if email.is_empty() {
+                    return Err(Error::bad_request(
+                        "email_required",
+                        "enter your e-mail address",
+                    ));
+                }
+                (
+                    email.to_ascii_lowercase(),
+                    req.display_name.clone().unwrap_or_default(),
+                )
+            } else {
+                (inv.email.clone(), inv.display_name.clone())
+            };
+            let pending = Pending {
+                challenge: String::new(),
+                user_id: tokens::new_id(),
+                email,
+                display_name: display_name.trim().chars().take(100).collect(),
+                role: inv.role.clone(),
+                invitation_id: Some(inv.id),
+                existing_member: false,
+                expires_at: now + ttl as i64,
+            };
+            (pending, Vec::new())
+        }
+        (None, Some(user_id)) => {
+            let uid = user_id.to_string();
+            let (user, keys) = state
+                .storage
+                .run(move |s| {
+                    let user = s.user_by_id(&uid)?;
+                    let keys = s.credentials_for_user(&uid, true)?;
+                    Ok((user, keys))
+                })
+                .await?;
+            let user = user.ok_or(Error::Unauthenticated)?;
+            let exclude: Vec<String> = keys
+                .iter()
+                .map(|k| tokens::b64url(&k.credential_id))
+                .collect();
+            let pending = Pending {
+                challenge: String::new(),
+                user_id: user.id,
+                email: user.email,
+                display_name: user.display_name,
+                role: user.role,
+                invitation_id: None,
+                existing_member: true,
+                expires_at: now + ttl as i64,
+            };
+            (pending, exclude)
+        }
+        (None, None) => return Err(Error::Unauthenticated),
+    };
+    let challenge = tokens::random_bytes(32);
+    let pending = Pending {
+        challenge: tokens::b64url(&challenge),
+        ..pending
+    };
+    let user_handle = hex::decode(&pending.user_id).unwrap_or_default();
+    let options = serde_json::json!({
+        "rp": { "id": &*state.rp_id, "name": state.config.webauthn.rp_name },
+        "user": {
+            "id": tokens::b64url(&user_handle),
+            "name": pending.email,
+            "displayName": if pending.display_name.is_empty() { &pending.email } else { &pending.display_name },
+        },
+        "challenge": pending.challenge,
+        "pubKeyCredParams": [
+            { "type": "public-key", "alg": -7 },
+            { "type": "public-key", "alg": -8 },
+            { "type": "public-key", "alg": -257 },
+        ],
+        "timeout": ttl * 1000,
+        "attestation": "direct",
+        "authenticatorSelection": {
+            "authenticatorAttachment": "cross-platform",
+            "residentKey": "preferred",
+            "requireResidentKey": false,
+            "userVerification": if state.policy().require_user_verification { "required" } else { "preferred" },
+        },
+        "excludeCredentials": exclude.iter().map(|id| serde_json::json!({ "type": "public-key", "id": id })).collect::<Vec<_>>(),
+        "extensions": { "credProps": true },
+    });
+    let body = serde_json::to_vec(&pending).map_err(|e| Error::Internal(e.to_string()))?;
+    state
+        .ephemeral
+        .set_ex(&pending_key(session), &body, Duration::from_secs(ttl))
+        .await?;
+    Ok(options)
+}
+
+/// Finishes a registration ceremony. On success the key and its evidence are stored.
+pub async fn finish(
+    state: &AppState,
+    session: &Session,
+    actor_ip: Option<String>,
+    body: &[u8],
+) -> Result<Enrolled> {
+    let actor = match session.user_id() {
+        Some(uid) => Actor::user(uid, actor_ip.clone()),
+        None => Actor {
+            id: "anonymous".into(),
+            ip: actor_ip.clone(),
+        },
+    };
+    let pending = match state.ephemeral.take(&pending_key(session)).await? {
+        Some(raw) => serde_json::from_slice::<Pending>(&raw).ok(),
+        None => None,
+    };
+    let Some(pending) = pending.filter(|p| p.expires_at > state.now()) else {
+        let err = Error::gone(
+            "challenge_expired",
+            "this enrolment attempt expired or was already used; start again",
+        );
+        refuse(state, &actor, "unknown", &err, serde_json::json!({})).await?;
+        return Err(err);
+    };
+    let subject = format!("user:{}", pending.user_id);
+    let actor = match &pending.invitation_id {
+        Some(inv) if !pending.existing_member => Actor {
+            id: format!("invitation:{inv}"),
+            ip: actor_ip,
+        },
+        _ => actor,
+    };
+    let req = match serde_json::from_slice::<FinishRequest>(body) {
+        Ok(req) => req,
+        Err(e) => {
+            let err = Error::bad_request("malformed_json", format!("the request body is not a registration response: {e}"));
+            refuse(state, &actor, &subject, &err, serde_json::json!({})).await?;
+            return Err(err);
+        }
+    };
+    match verify_and_store(state, &actor, &pending, req).await {
+        Ok(enrolled) => Ok(enrolled),
+        Err((err, details)) => {
+            refuse(state, &actor, &subject, &err, details).await?;
+            Err(err)
+        }
+    }
+}
+
+type Refusal = (Error, serde_json::Value);
+
+async fn verify_and_store(
+    state: &AppState,
+    actor: &Actor,
+    pending: &Pending,
+    req: FinishRequest,
+) -> std::result::Result<Enrolled, Refusal> {
+    let plain = |e: Error| (e, serde_json::json!({}));
+    let cred = &req.credential;
+    if cred.kind != "public-key" {
+        return Err(plain(Error::bad_request(
+            "malformed_credential",
+            "credential type must be public-key",
+        )));
+    }
+    let decode = |field: &str, v: &str| {
+        tokens::from_b64url(v).ok_or_else(|| {
+            plain(Error::bad_request(
+                "malformed_base64",
+                format!("{field} is not base64url"),
+            ))
+        })
+    };
+    let client_data_json = decode("clientDataJSON", &cred.response.client_data_json)?;
+    let attestation_object = decode("attestationObject", &cred.response.attestation_object)?;
+    let raw_id = decode("rawId", &cred.raw_id)?;
+    if tokens::from_b64url(&cred.id).as_deref() != Some(raw_id.as_slice()) {
+        return Err(plain(Error::bad_request(
+            "malformed_credential",
+            "id and rawId differ",
+        )));
+    }
+    let nickname: String = req.nickname.trim().chars().take(64).collect();
+    if nickname.chars().any(char::is_control) {
+        return Err(plain(Error::bad_request(
+            "invalid_nickname",
+            "the key name must be printable text",
+        )));
+    }
+    let challenge = tokens::from_b64url(&pending.challenge).unwrap_or_default();
+    let input = RegistrationInput {
+        client_data_json: &client_data_json,
+        attestation_object: &attestation_object,
+        expected_challenge: &challenge,
+        expected_origin: &state.origin,
+        rp_id: &state.rp_id,
+    };
+    let verified = verify_registration(&input, &state.verifier, state.clock.now())
+        .map_err(|e| plain(Error::Webauthn(e)))?;
+    if verified.credential_id != raw_id {
+        return Err(plain(Error::bad_request(
+            "malformed_credential",
+            "rawId differs from the credential in authenticator data",
+        )));
+    }
+    let evidence = &verified.evidence;
+    let facts_json = evidence_json(&verified);
+
+    // Policy: against this member's active keys and every credential ever stored.
+    let uid = pending.user_id.clone();
+    let cred_id = verified.credential_id.clone();
+    let (existing, duplicate) = state
+        .storage
+        .run(move |s| {
+            let existing = s.credentials_for_user(&uid, true)?;
+            let duplicate = s.credential_by_credential_id(&cred_id)?.is_some();
+            Ok((existing, duplicate))
+        })
+        .await
+        .map_err(|e| plain(e.into()))?;
+    let member_keys: Vec<ExistingKey> = existing
+        .iter()
+        .map(|k| ExistingKey {
+            credential_id: k.credential_id.clone(),
+            leaf_sha256: k
+                .leaf_sha256
+                .as_deref()
+                .and_then(|h| hex::decode(h).ok())
+                .and_then(|v| v.try_into().ok()),
+            aaguid: k.aaguid.parse().unwrap_or_default(),
+        })
+        .collect();
+    let facts = KeyFacts {
+        flags: &verified.flags,
+        credential_id: &verified.credential_id,
+        evidence,
+    };
+    let decision = policy::evaluate(state.policy(), &facts, &member_keys, duplicate);
+    if !decision.accepted {
+        return Err((Error::Refused(decision.refusals), facts_json));
+    }
+
+    let now = state.now();
+    let key_id = tokens::new_id();
+    let (trust_anchor, trust_anchor_sha256) = match &evidence.trust {
+        TrustResult::Trusted {
+            anchor_name,
+            anchor_sha256,
+            ..
+        } => (Some(anchor_name.clone()), Some(hex::encode(anchor_sha256))),
+        _ => (None, None),
+    };
+    let device = evidence.device.as_ref();
+    let credential = NewCredential {
+        id: key_id.clone(),
+        user_id: pending.user_id.clone(),
+        credential_id: verified.credential_id.clone(),
+        public_key_cose: verified.public_key_cose.clone(),
+        alg: verified.alg,
+        sign_count: i64::from(verified.sign_count),
+        aaguid: evidence.aaguid.to_string(),
+        model: device.map(|d| d.model.clone()),
+        fips: device.is_some_and(|d| d.fips),
+        firmware: evidence.firmware.clone(),
+        fmt: evidence.fmt.clone(),
+        attestation_kind: kind_name(&evidence.kind).into(),
+        trust_anchor,
+        trust_anchor_sha256,
+        leaf_sha256: evidence.leaf_sha256.map(hex::encode),
+        chain_json: serde_json::to_string(
+            &evidence
+                .chain
+                .iter()
+                .map(|c| tokens::b64url(c))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap_or_else(|_| "[]".into()),
+        attestation_object: attestation_object.clone(),
+        client_data_json: client_data_json.clone(),
+        user_verified: verified.flags.user_verified,
+        backup_eligible: verified.flags.backup_eligible,
+        phishing_resistant: decision.phishing_resistant,
+        policy_version: i64::from(decision.policy_version),
+        decision_json: serde_json::to_string(&serde_json::json!({
+            "accepted": true,
+            "phishing_resistant": decision.phishing_resistant,
+            "policy_version": decision.policy_version,
+        }))
+        .unwrap_or_default(),
+        nickname: if nickname.is_empty() {
+            device
+                .map(|d| d.model.clone())
+                .unwrap_or_else(|| "Security key".into())
+        } else {
+            nickname
+        },
+        enrolled_at: now,
+        enrolled_by: actor.id.clone(),
+    };
+    let new_user = pending.invitation_id.as_ref().and_then(|_| {
+        (!pending.existing_member).then(|| NewUser {
+            id: pending.user_id.clone(),
+            email: pending.email.clone(),
+            display_name: pending.display_name.clone(),
+            role: pending.role.clone(),
+            created_at: now,
+        })
+    });
+    let invitation_id = pending.invitation_id.clone();
+    let event = NewAuditEvent {
+        actor: actor.id.clone(),
+        action: "enrolment.accepted".into(),
+        subject: format!("user:{}", pending.user_id),
+        outcome: Outcome::Success,
+        reason: None,
+        details: serde_json::json!({
+            "key_id": key_id,
+            "evidence": facts_json,
+            "decision": { "accepted": true, "phishing_resistant": decision.phishing_resistant, "policy_version": decision.policy_version },
+            "new_member": new_user.is_some(),
+            "ip": actor.ip,
+        }),
+    };
+    let enrolled = Enrolled {
+        user_id: pending.user_id.clone(),
+        role: pending.role.clone(),
+        key_id,
+        model: credential.model.clone(),
+        fips: credential.fips,
+        phishing_resistant: decision.phishing_resistant,
+        new_member: new_user.is_some(),
+    };
+    state
+        .storage
+        .run(move |s| {
+            s.transaction(|tx| {
+                if let Some(user) = &new_user {
+                    let inv = invitation_id.as_deref().unwrap_or_default();
+                    if !tx.mark_invitation_used(inv, &user.id, now)? {
+                        return Err(crate::storage::StorageError::Conflict(
+                            "invitation_used".into(),
+                        ));
+                    }
+                    tx.insert_user(user)?;
+                }
+                tx.insert_credential(&credential)?;
+                tx.append_audit(&event, now)?;
+                Ok(())
+            })
+        })
+        .await
+        .map_err(|e| match e {
+            crate::storage::StorageError::Conflict(what) => plain(conflict(&what)),
+            other => plain(other.into()),
+        })?;
+    Ok(enrolled)
+}
+
+fn conflict(what: &str) -> Error {
+    if what.contains("invitation") {
+        Error::gone(
+            "invitation_used",
+            "this enrolment link was already used; ask your admin for a new one",
+        )
+    } else if what.contains("email") {
+        Error::Conflict {
+            code: "email_taken",
+            message: "a member with this e-mail address already exists".into(),
+        }
+    } else {
+        Error::Conflict {
+            code: "duplicate_credential",
+            message: "this key is already enrolled".into(),
+        }
+    }
+}
+
+fn kind_name(kind: &AttestationKind) -> &'static str {
+    match kind {
+        AttestationKind::Basic => "basic",
+        AttestationKind::SelfAttestation => "self",
+        AttestationKind::None => "none",
+    }
+}
+
+/// The facts of a verified registration, for the audit event (no raw blobs).
+fn evidence_json(v: &crate::webauthn::VerifiedRegistration) -> serde_json::Value {
+    let e = &v.evidence;
+    let trust = match &e.trust {
+        TrustResult::Trusted {
+            anchor_name,
+            anchor_sha256,
+            ..
+        } => serde_json::json!({ "trusted": true, "anchor": anchor_name, "anchor_sha256": hex::encode(anchor_sha256) }),
+        TrustResult::Untrusted { code, reason } => {
+            serde_json::json!({ "trusted": false, "code": code, "reason": reason })
+        }
+        TrustResult::NotApplicable => serde_json::json!({ "trusted": false, "code": "not_attested" }),
+    };
+    serde_json::json!({
+        "fmt": e.fmt,
+        "attestation": kind_name(&e.kind),
+        "aaguid": e.aaguid.to_string(),
+        "model": e.device.as_ref().map(|d| d.model.clone()),
+        "fips": e.device.as_ref().is_some_and(|d| d.fips),
+        "firmware": e.firmware,
+        "leaf_sha256": e.leaf_sha256.map(hex::encode),
+        "trust": trust,
+        "user_verified": v.flags.user_verified,
+        "backup_eligible": v.flags.backup_eligible,
+        "credential_id": tokens::b64url(&v.credential_id),
+    })
+}
+
+async fn refuse(
+    state: &AppState,
+    actor: &Actor,
+    subject: &str,
+    err: &Error,
+    evidence: serde_json::Value,
+) -> Result<()> {
+    let refusals = match err {
+        Error::Refused(r) => r
+            .iter()
+            .map(|r| serde_json::json!({ "rule": r.rule, "message": r.message }))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let event = NewAuditEvent {
+        actor: actor.id.clone(),
+        action: "enrolment.refused".into(),
+        subject: subject.to_string(),
+        outcome: Outcome::Refused,
+        reason: Some(err.code().to_string()),
+        details: serde_json::json!({
+            "message": err.to_string(),
+            "refusals": refusals,
+            "evidence": evidence,
+            "ip": actor.ip,
+        }),
+    };
+    let now = state.now();
+    state
+        .storage
+        .run(move |s| s.append_audit(&event, now).map(|_| ()))
+        .await?;
+    Ok(())
+}

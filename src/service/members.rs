@@ -1,0 +1,175 @@
+//! Members, their keys and their compliance, for the member page and the admin pages.
+
+use serde::Serialize;
+
+use crate::attestation::policy;
+use crate::audit::{NewAuditEvent, Outcome};
+use crate::error::{Error, Result};
+use crate::service::{tokens, Actor};
+use crate::state::AppState;
+use crate::storage::{Credential, User};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyView {
+    pub id: String,
+    pub nickname: String,
+    pub aaguid: String,
+    pub model: Option<String>,
+    pub fips: bool,
+    pub firmware: Option<String>,
+    pub fmt: String,
+    pub attestation: String,
+    pub trust_anchor: Option<String>,
+    pub leaf_sha256: Option<String>,
+    pub phishing_resistant: bool,
+    pub user_verified: bool,
+    pub enrolled_at: i64,
+    pub enrolled_by: String,
+    pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub credential_id: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MemberView {
+    pub id: String,
+    pub email: String,
+    pub display_name: String,
+    pub role: String,
+    pub status: String,
+    pub created_at: i64,
+    pub active_keys: usize,
+    pub compliant: bool,
+    pub reasons: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MemberDetail {
+    pub member: MemberView,
+    pub keys: Vec<KeyView>,
+}
+
+impl From<&Credential> for KeyView {
+    fn from(c: &Credential) -> Self {
+        KeyView {
+            id: c.id.clone(),
+            nickname: c.nickname.clone(),
+            aaguid: c.aaguid.clone(),
+            model: c.model.clone(),
+            fips: c.fips,
+            firmware: c.firmware.clone(),
+            fmt: c.fmt.clone(),
+            attestation: c.attestation_kind.clone(),
+            trust_anchor: c.trust_anchor.clone(),
+            leaf_sha256: c.leaf_sha256.clone(),
+            phishing_resistant: c.phishing_resistant,
+            user_verified: c.user_verified,
+            enrolled_at: c.enrolled_at,
+            enrolled_by: c.enrolled_by.clone(),
+            revoked_at: c.revoked_at,
+            last_used_at: c.last_used_at,
+            credential_id: tokens::b64url(&c.credential_id),
+        }
+    }
+}
+
+fn view(state: &AppState, user: &User, keys: &[Credential]) -> MemberView {
+    let active: Vec<bool> = keys
+        .iter()
+        .filter(|k| k.revoked_at.is_none())
+        .map(|k| k.phishing_resistant)
+        .collect();
+    let compliance = policy::compliance(state.policy(), &active);
+    MemberView {
+        id: user.id.clone(),
+        email: user.email.clone(),
+        display_name: user.display_name.clone(),
+        role: user.role.clone(),
+        status: user.status.clone(),
+        created_at: user.created_at,
+        active_keys: active.len(),
+        compliant: compliance.compliant,
+        reasons: compliance.reasons,
+    }
+}
+
+/// Every member with their compliance.
+pub async fn list(state: &AppState) -> Result<Vec<MemberView>> {
+    let (users, keys) = state
+        .storage
+        .run(|s| Ok((s.list_users()?, s.list_credentials()?)))
+        .await?;
+    Ok(users
+        .iter()
+        .map(|u| {
+            let mine: Vec<Credential> = keys
+                .iter()
+                .filter(|k| k.user_id == u.id)
+                .cloned()
+                .collect();
+            view(state, u, &mine)
+        })
+        .collect())
+}
+
+/// One member, all their keys (revoked ones too) and their compliance.
+pub async fn detail(state: &AppState, user_id: &str) -> Result<MemberDetail> {
+    let uid = user_id.to_string();
+    let (user, keys) = state
+        .storage
+        .run(move |s| Ok((s.user_by_id(&uid)?, s.credentials_for_user(&uid, false)?)))
+        .await?;
+    let user = user.ok_or(Error::NotFound)?;
+    Ok(MemberDetail {
+        member: view(state, &user, &keys),
+        keys: keys.iter().map(KeyView::from).collect(),
+    })
+}
+
+/// Revokes a key. Members may revoke their own keys; admins any key.
+pub async fn revoke_key(
+    state: &AppState,
+    actor: &Actor,
+    actor_user_id: &str,
+    actor_is_admin: bool,
+    key_id: &str,
+) -> Result<()> {
+    let now = state.now();
+    let key = key_id.to_string();
+    let actor_uid = actor_user_id.to_string();
+    let actor_id = actor.id.clone();
+    let ip = actor.ip.clone();
+    let outcome = state
+        .storage
+        .run(move |s| {
+            s.transaction(|tx| {
+                let Some(cred) = tx.credential_by_id(&key)? else {
+                    return Ok(None);
+                };
+                if !actor_is_admin && cred.user_id != actor_uid {
+                    return Ok(None);
+                }
+                if cred.revoked_at.is_some() {
+                    return Ok(Some(false));
+                }
+                tx.revoke_credential(&key, &actor_id, now)?;
+                tx.append_audit(
+                    &NewAuditEvent {
+                        actor: actor_id.clone(),
+                        action: "key.revoked".into(),
+                        subject: format!("user:{}", cred.user_id),
+                        outcome: Outcome::Success,
+                        reason: None,
+                        details: serde_json::json!({ "key_id": key, "aaguid": cred.aaguid, "model": cred.model, "by_admin": actor_is_admin, "ip": ip }),
+                    },
+                    now,
+                )?;
+                Ok(Some(true))
+            })
+        })
+        .await?;
+    match outcome {
+        Some(_) => Ok(()),
+        None => Err(Error::NotFound),
+    }
+}

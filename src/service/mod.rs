@@ -1,0 +1,40 @@
+//! Services: one function per user action. They orchestrate protocol modules, policy,
+//! storage and the audit chain; they know nothing of HTTP.
+
+pub mod audit_log;
+pub mod enrolment;
+pub mod invitations;
+pub mod limits;
+pub mod members;
+pub mod session;
+pub mod tokens;
+
+/// Who or what performed an action, as recorded in the audit chain.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    /// `user:<id>`, `invitation:<id>`, `cli`, `system` or `anonymous`.
+    pub id: String,
+    /// Client address, when the action came over HTTP.
+    pub ip: Option<String>,
+}
+
+impl Actor {
+    pub fn user(id: &str, ip: Option<String>) -> Self {
+        Actor {
+            id: format!("user:{id}"),
+            ip,
+        }
+    }
+    pub fn cli() -> Self {
+        Actor {
+            id: "cli".into(),
+            ip: None,
+        }
+    }
+    pub fn system() -> Self {
+        Actor {
+            id: "system".into(),
+            ip: None,
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Browser sessions, kept in the ephemeral store under the digest of the cookie value.
+//!
+//! A browser gets an anonymous session when it starts a ceremony (it carries the CSRF
+//! token and binds challenges to this browser). Signing in or enrolling a first key
+//! rotates the session to a new token bound to the member.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::service::tokens;
+use crate::state::AppState;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionData {
+    /// Stable id of this session (not the cookie value), used to bind ceremonies.
+    pub id: String,
+    pub csrf: String,
+    pub user_id: Option<String>,
+    pub role: Option<String>,
+    pub created_at: i64,
+    pub authenticated_at: Option<i64>,
+    /// Absolute end of the session.
+    pub expires_at: i64,
+    pub last_seen: i64,
+}
+
+/// A loaded session and the cookie token it was found under.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub token: String,
+    pub data: SessionData,
+}
+
+impl Session {
+    pub fn user_id(&self) -> Option<&str> {
+        self.data.user_id.as_deref()
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.data.user_id.is_some() && self.data.role.as_deref() == Some("admin")
+    }
+
+    /// Checks a submitted CSRF token against this session's, in constant time.
+    pub fn check_csrf(&self, submitted: Option<&str>) -> Result<()> {
+        match submitted {
+            Some(s) if tokens::same_secret(s, &self.data.csrf) => Ok(()),
+            _ => Err(Error::Csrf),
+        }
+    }
+}
+
+fn key(token: &str) -> String {
+    format!("sess:{}", tokens::digest_hex(token.as_bytes()))
+}
+
+fn ttl_for(state: &AppState, data: &SessionData) -> u64 {
+    let now = state.now();
+    let cfg = &state.config.session;
+    let cap = if data.user_id.is_some() {
+        cfg.idle_ttl_secs
+    } else {
+        cfg.anonymous_ttl_secs
+    };
+    let remaining = (data.expires_at - now).max(1) as u64;
+    remaining.min(cap)
+}
+
+async fn save(state: &AppState, token: &str, data: &SessionData) -> Result<()> {
+    let body = serde_json::to_vec(data).map_err(|e| Error::Internal(e.to_string()))?;
+    state
+        .ephemeral
+        .set_ex(
+            &key(token),
+            &body,
+            Duration::from_secs(ttl_for(state, data)),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Loads the session for a cookie value; `None` when unknown, expired or idle too long.
+pub async fn load(state: &AppState, token: &str) -> Result<Option<Session>> {
+    if token.len() > 128 {
+        return Ok(None);
+    }
+    let Some(raw) = state.ephemeral.get(&key(token)).await? else {
+        return Ok(None);
+    };
+    let Ok(mut data) = serde_json::from_slice::<SessionData>(&raw) else {
+        return Ok(None);
+    };
+    let now = state.now();
+    if data.expires_at <= now {
+        state.ephemeral.delete(&key(token)).await?;
+        return Ok(None);
+    }
+    // Refresh the idle timer at most once a minute, to keep reads cheap.
+    if now - data.last_seen >= 60 {
+        data.last_seen = now;
+        save(state, token, &data).await?;
+    }
+    Ok(Some(Session {
+        token: token.to_string(),
+        data,
+    }))
+}
+
+/// A new anonymous session (for a browser about to run a ceremony).
+pub async fn start_anonymous(state: &AppState) -> Result<Session> {
+    let now = state.now();
+    let data = SessionData {
+        id: tokens::new_id(),
+        csrf: tokens::secret_token(),
+        user_id: None,
+        role: None,
+        created_at: now,
+        authenticated_at: None,
+        expires_at: now + state.config.session.anonymous_ttl_secs as i64,
+        last_seen: now,
+    };
+    let token = tokens::secret_token();
+    save(state, &token, &data).await?;
+    Ok(Session { token, data })
+}
+
+/// Binds a member to a fresh session, ending the old one (no session fixation).
+pub async fn sign_in(
+    state: &AppState,
+    old: Option<&Session>,
+    user_id: &str,
+    role: &str,
+) -> Result<Session> {
+    if let Some(old) = old {
+        state.ephemeral.delete(&key(&old.token)).await?;
+    }
+    let now = state.now();
+    let data = SessionData {
+        id: tokens::new_id(),
+        csrf: tokens::secret_token(),
+        user_id: Some(user_id.to_string()),
+        role: Some(role.to_string()),
+        created_at: now,
+        authenticated_at: Some(now),
+        expires_at: now + state.config.session.absolute_ttl_secs as i64,
+        last_seen: now,
+    };
+    let token = tokens::secret_token();
+    save(state, &token, &data).await?;
+    Ok(Session { token, data })
+}
+
+pub async fn sign_out(state: &AppState, session: &Session) -> Result<()> {
+    state.ephemeral.delete(&key(&session.token)).await?;
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! Random secrets and their digests. Secrets are shown once; only digests are stored.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ring::rand::{SecureRandom, SystemRandom};
+
+/// `n` bytes from the operating system's CSPRNG.
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    // The system RNG only fails when the OS cannot supply randomness at all; continuing
+    // without it would be unsafe, so that is the one place we stop.
+    SystemRandom::new()
+        .fill(&mut buf)
+        .unwrap_or_else(|_| std::process::abort());
+    buf
+}
+
+/// A URL-safe secret token of 32 random bytes (256 bits).
+pub fn secret_token() -> String {
+    URL_SAFE_NO_PAD.encode(random_bytes(32))
+}
+
+/// A random opaque identifier (128 bits, hex).
+pub fn new_id() -> String {
+    hex::encode(random_bytes(16))
+}
+
+/// Hex SHA-256, used to store and look up tokens without storing them.
+pub fn digest_hex(data: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, data))
+}
+
+pub fn b64url(data: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(data)
+}
+
+/// Decodes base64url with or without padding; `None` on anything else.
+pub fn from_b64url(s: &str) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok()
+}
+
+/// Constant-time equality for secrets.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    ring::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
+}

@@ -1,0 +1,123 @@
+// keygate's WebAuthn ceremonies. No framework: read the form, ask the server for options,
+// ask the browser for a credential, send it back, show the result.
+"use strict";
+
+(function () {
+  const csrf = () => {
+    const m = document.querySelector('meta[name="csrf-token"]');
+    return m ? m.content : "";
+  };
+
+  const b64urlToBytes = (s) => {
+    const pad = "=".repeat((4 - (s.length % 4)) % 4);
+    const bin = atob((s + pad).replace(/-/g, "+").replace(/_/g, "/"));
+    return Uint8Array.from(bin, (c) => c.charCodeAt(0));
+  };
+
+  const bytesToB64url = (buf) => {
+    const bytes = new Uint8Array(buf);
+    let bin = "";
+    for (const b of bytes) bin += String.fromCharCode(b);
+    return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  };
+
+  async function postJSON(url, body) {
+    const res = await fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf() },
+      body: JSON.stringify(body),
+    });
+    let data = null;
+    try { data = await res.json(); } catch (_) { data = null; }
+    if (!res.ok) {
+      const err = new Error((data && data.message) || ("HTTP " + res.status));
+      err.code = data && data.error;
+      err.refusals = (data && data.refusals) || [];
+      throw err;
+    }
+    return data;
+  }
+
+  function show(text, kind) {
+    const el = document.getElementById("status");
+    if (!el) return;
+    el.textContent = text;
+    el.className = kind || "";
+  }
+
+  function showRefusal(err) {
+    const box = document.getElementById("refusal");
+    const list = document.getElementById("refusal-reasons");
+    if (!box || !list) return;
+    list.textContent = "";
+    const items = err.refusals.length ? err.refusals : [{ rule: err.code || "error", message: err.message, remedy: "" }];
+    for (const r of items) {
+      const li = document.createElement("li");
+      li.dataset.rule = r.rule;
+      const what = document.createElement("strong");
+      what.textContent = r.message;
+      li.appendChild(what);
+      if (r.remedy) {
+        const how = document.createElement("span");
+        how.textContent = " " + r.remedy;
+        li.appendChild(how);
+      }
+      const code = document.createElement("code");
+      code.textContent = " (" + r.rule + ")";
+      li.appendChild(code);
+      list.appendChild(li);
+    }
+    box.hidden = false;
+  }
+
+  async function enrol(form) {
+    const field = (name) => (form.elements[name] ? form.elements[name].value : undefined);
+    const token = form.dataset.token || undefined;
+    document.getElementById("refusal").hidden = true;
+    show("Preparing…");
+    const options = await postJSON("/api/enrol/begin", {
+      token: token,
+      email: field("email"),
+      display_name: field("display_name"),
+    });
+    options.challenge = b64urlToBytes(options.challenge);
+    options.user.id = b64urlToBytes(options.user.id);
+    options.excludeCredentials = (options.excludeCredentials || []).map((c) => ({ ...c, id: b64urlToBytes(c.id) }));
+    show("Touch your security key…");
+    const cred = await navigator.credentials.create({ publicKey: options });
+    show("Checking your key…");
+    const result = await postJSON("/api/enrol/finish", {
+      nickname: field("nickname") || "",
+      credential: {
+        id: cred.id,
+        rawId: bytesToB64url(cred.rawId),
+        type: cred.type,
+        response: {
+          clientDataJSON: bytesToB64url(cred.response.clientDataJSON),
+          attestationObject: bytesToB64url(cred.response.attestationObject),
+          transports: cred.response.getTransports ? cred.response.getTransports() : [],
+        },
+      },
+    });
+    show("Key enrolled" + (result.model ? ": " + result.model : "") + ".", "ok");
+    document.body.dataset.enrolled = result.key_id;
+    window.location.assign("/me");
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const form = document.querySelector('form[data-ceremony="enrol"]');
+    if (!form) return;
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      enrol(form).catch((err) => {
+        show("", "");
+        if (err.name === "NotAllowedError") {
+          show("The key was not used, or the request timed out. Try again.", "problem");
+          return;
+        }
+        showRefusal(err);
+      });
+    });
+  });
+})();
