@@ -1,1 +1,15 @@
-//! placeholder
+//! Audit log: hash-chained, append-only events (SPEC §3 C8).
+//!
+//! This module is pure logic: it defines the event shapes, the link hash that chains
+//! each event to the one before, and the verification of a chain or of a range of it.
+//! It imports neither diesel nor actix-web; `storage` persists the records and calls
+//! [`link_hash`] inside the same transaction as the caller's other writes.
+
+mod chain;
+mod event;
+
+pub use chain::{
+    link_hash, verify, verify_range, verify_with_head, BreakKind, ChainAnchor, ChainBreak,
+    ChainHead, ChainVerifier, LinkInput, VerifiedChain, GENESIS,
+};
+pub use event::{AuditRecord, NewAuditEvent, Outcome, ParseOutcomeError};

@@ -1,1 +1,133 @@
-//! placeholder
+//! Short-lived state (ceremony challenges, sessions, replay caches, rate limits,
+//! device codes) behind one small trait, with an in-process implementation (the
+//! embedded default) and a Redis one (scale-out). Both pass the same contract suite
+//! (`tests/it/ephemeral.rs`).
+//!
+//! Values are opaque bytes; every entry has a time to live. `take` is the single-use
+//! read (ceremony state must never be read twice); `set_nx_ex` is the replay cache;
+//! `incr_ex` the fixed-window rate-limit counter.
+
+mod memory;
+mod redis_store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use memory::MemoryStore;
+pub use redis_store::RedisStore;
+
+/// What went wrong with the ephemeral store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EphemeralError {
+    /// The store cannot be reached (Redis down, timeout).
+    #[error("ephemeral store unavailable: {0}")]
+    Unavailable(String),
+    /// A zero time to live was asked for (an entry that would never be visible).
+    #[error("time to live must be at least one millisecond")]
+    InvalidTtl,
+    /// The URL does not name a supported store.
+    #[error("invalid ephemeral store URL: {0}")]
+    InvalidUrl(String),
+    /// Any other failure (e.g. `incr_ex` on a value that is not a counter).
+    #[error("ephemeral store error: {0}")]
+    Backend(String),
+}
+
+/// Short-lived key → bytes storage with expiry.
+#[async_trait::async_trait]
+pub trait EphemeralStore: Send + Sync + 'static {
+    /// Stores `value` under `key` for `ttl`, replacing any previous value.
+    async fn set_ex(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), EphemeralError>;
+
+    /// Stores `value` only if `key` holds nothing: `true` if stored, `false` if the
+    /// key was already there (a replay).
+    async fn set_nx_ex(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, EphemeralError>;
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError>;
+
+    /// Reads and deletes in one step: of concurrent takes of one key, exactly one
+    /// gets the value.
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError>;
+
+    async fn delete(&self, key: &str) -> Result<(), EphemeralError>;
+
+    /// Adds one to the counter at `key` and returns the new count. The first
+    /// increment creates the counter with `ttl`; later ones keep its expiry (a fixed
+    /// window). The stored value is the count in decimal text.
+    async fn incr_ex(&self, key: &str, ttl: Duration) -> Result<u64, EphemeralError>;
+
+    /// Checks that the store answers (for `/readyz`).
+    async fn ping(&self) -> Result<(), EphemeralError>;
+}
+
+/// Opens the store named by `url`: none or `memory://` → in-process; `redis://` or
+/// `rediss://` → Redis with every key prefixed by `prefix`. Any other scheme is an
+/// error.
+pub async fn connect(
+    url: Option<&str>,
+    prefix: &str,
+) -> Result<Arc<dyn EphemeralStore>, EphemeralError> {
+    let url = url.map(str::trim).filter(|u| !u.is_empty());
+    match url {
+        None => Ok(Arc::new(MemoryStore::new())),
+        Some(url) => match url.split_once("://").map(|(scheme, _)| scheme) {
+            Some("memory") => Ok(Arc::new(MemoryStore::new())),
+            Some("redis" | "rediss") => Ok(Arc::new(RedisStore::connect(url, prefix).await?)),
+            Some(other) => Err(EphemeralError::InvalidUrl(format!(
+                "unsupported scheme {other:?} (use memory:// or redis://)"
+            ))),
+            None => Err(EphemeralError::InvalidUrl(
+                "no scheme (use memory:// or redis://)".into(),
+            )),
+        },
+    }
+}
+
+/// The longest TTL kept (longer ones are shortened to it): 100 years.
+const MAX_TTL_MILLIS: u64 = 100 * 365 * 24 * 3600 * 1000;
+
+/// Whole milliseconds for a TTL, rounded up and capped at [`MAX_TTL_MILLIS`]; zero
+/// is refused.
+fn ttl_millis(ttl: Duration) -> Result<u64, EphemeralError> {
+    if ttl.is_zero() {
+        return Err(EphemeralError::InvalidTtl);
+    }
+    let millis = ttl.as_nanos().div_ceil(1_000_000);
+    Ok(u64::try_from(millis)
+        .unwrap_or(MAX_TTL_MILLIS)
+        .min(MAX_TTL_MILLIS))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_round_up_to_milliseconds() {
+        assert_eq!(ttl_millis(Duration::ZERO), Err(EphemeralError::InvalidTtl));
+        assert_eq!(ttl_millis(Duration::from_nanos(1)), Ok(1));
+        assert_eq!(ttl_millis(Duration::from_micros(1500)), Ok(2));
+        assert_eq!(ttl_millis(Duration::from_secs(3)), Ok(3000));
+        assert_eq!(ttl_millis(Duration::MAX), Ok(MAX_TTL_MILLIS));
+    }
+
+    #[tokio::test]
+    async fn connect_picks_the_store_by_scheme() {
+        assert!(connect(None, "t:").await.is_ok());
+        assert!(connect(Some("memory://"), "t:").await.is_ok());
+        for bad in ["memcached://x", "localhost:6379", "redis:/x"] {
+            assert!(
+                matches!(
+                    connect(Some(bad), "t:").await,
+                    Err(EphemeralError::InvalidUrl(_))
+                ),
+                "{bad} accepted"
+            );
+        }
+    }
+}

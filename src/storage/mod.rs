@@ -1,1 +1,440 @@
-//! placeholder
+//! Storage: one schema, two databases (SQLite embedded default, PostgreSQL in
+//! production), behind plain Rust types.
+//!
+//! - The backend is chosen by the URL scheme: `postgres://` / `postgresql://` or
+//!   `sqlite://path/to/file.db` (`sqlite:///absolute/path.db`). Any other scheme is an
+//!   error, so a typo never creates an empty database.
+//! - Sync diesel over an r2d2 pool; async callers go through [`Storage::run`], which
+//!   uses tokio's blocking pool.
+//! - Writes that belong together go through [`Storage::transaction`]: the closure gets a
+//!   [`Tx`] with every repository method, so callers compose writes atomically without
+//!   importing diesel. On SQLite the transaction is `BEGIN IMMEDIATE` (writers queue on
+//!   `busy_timeout` instead of failing on lock upgrade).
+//! - Only this module imports diesel.
+
+mod audit_log;
+mod credentials;
+mod error;
+mod ids;
+mod invitations;
+mod models;
+mod schema;
+mod settings;
+mod users;
+
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::r2d2::{self, CustomizeConnection, ManageConnection, Pool, R2D2Connection};
+use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+pub use crate::audit::AuditRecord;
+pub use error::StorageError;
+pub use ids::{hash_token, new_id, unix_now};
+pub use models::{
+    AuditQuery, Credential, Invitation, InvitationFilter, InvitationKind, InvitationState,
+    NewCredential, NewInvitation, NewUser, Role, UnknownValue, User, UserStatus, UserWithKeys,
+};
+
+use error::db_err;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Serialises `migrate()` across replicas on PostgreSQL (`pg_advisory_lock` key).
+const MIGRATION_LOCK_KEY: i64 = 0x6b65_7967_6174_6501;
+
+/// SQLite settings applied to every pooled connection. `busy_timeout` comes first so
+/// that switching to WAL waits for other connections instead of failing.
+const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; \
+     PRAGMA journal_mode = WAL; \
+     PRAGMA synchronous = NORMAL; \
+     PRAGMA foreign_keys = ON;";
+
+const DEFAULT_POOL_POSTGRES: u32 = 8;
+const DEFAULT_POOL_SQLITE: u32 = 4;
+const POOL_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A database connection of either backend. Queries are written once against it.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Pg(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// Which database a [`Storage`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Where to connect, parsed from the URL.
+#[derive(Clone)]
+enum Target {
+    Postgres(String),
+    Sqlite(String),
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Self, StorageError> {
+        let url = url.trim();
+        let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+        match scheme {
+            Some("postgres" | "postgresql") => Ok(Target::Postgres(url.to_owned())),
+            Some("sqlite") => {
+                let path = &url["sqlite://".len()..];
+                if path.is_empty() || path.contains(":memory:") {
+                    // Every pooled connection would get its own empty in-memory database.
+                    return Err(StorageError::Backend(
+                        "sqlite URL needs a file path (sqlite://path/to/keygate.db)".into(),
+                    ));
+                }
+                Ok(Target::Sqlite(path.to_owned()))
+            }
+            Some(other) => Err(StorageError::Backend(format!(
+                "unsupported database URL scheme {other:?} (use postgres://, postgresql:// or sqlite://)"
+            ))),
+            None => Err(StorageError::Backend(
+                "database URL has no scheme (use postgres://, postgresql:// or sqlite://)".into(),
+            )),
+        }
+    }
+
+    fn backend(&self) -> Backend {
+        match self {
+            Target::Postgres(_) => Backend::Postgres,
+            Target::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+}
+
+/// Opens connections of the backend named by the URL, never guessing another one
+/// (diesel's own `MultiConnection::establish` would try each backend in turn).
+struct Manager {
+    target: Target,
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+        match &self.target {
+            Target::Postgres(url) => PgConnection::establish(url).map(DbConnection::Pg),
+            Target::Sqlite(path) => SqliteConnection::establish(path).map(DbConnection::Sqlite),
+        }
+        .map_err(r2d2::Error::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        conn.ping().map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        conn.is_broken()
+    }
+}
+
+#[derive(Debug)]
+struct ConnectionSetup;
+
+impl CustomizeConnection<DbConnection, r2d2::Error> for ConnectionSetup {
+    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        match conn {
+            DbConnection::Sqlite(sqlite) => sqlite
+                .batch_execute(SQLITE_PRAGMAS)
+                .map_err(r2d2::Error::QueryError),
+            DbConnection::Pg(_) => Ok(()),
+        }
+    }
+}
+
+/// The storage handle: a bounded connection pool. Cheap to clone.
+#[derive(Clone)]
+pub struct Storage {
+    pool: Pool<Manager>,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("backend", &self.backend)
+            .field("pool", &self.pool.state())
+            .finish()
+    }
+}
+
+impl Storage {
+    /// Connects to the database named by `url` with a pool of at most `pool_size`
+    /// connections (default 8 on PostgreSQL, 4 on SQLite). Fails if no connection can
+    /// be opened within a few seconds. Does not run migrations ([`Storage::migrate`]).
+    pub fn connect(url: &str, pool_size: Option<u32>) -> Result<Storage, StorageError> {
+        let target = Target::parse(url)?;
+        let backend = target.backend();
+        let max_size = pool_size
+            .unwrap_or(match backend {
+                Backend::Postgres => DEFAULT_POOL_POSTGRES,
+                Backend::Sqlite => DEFAULT_POOL_SQLITE,
+            })
+            .max(1);
+        let pool = Pool::builder()
+            .max_size(max_size)
+            .min_idle(Some(1))
+            .connection_timeout(POOL_CHECKOUT_TIMEOUT)
+            // `has_broken` catches dead connections on return; skipping a round trip
+            // per checkout matters on the sign-in path.
+            .test_on_check_out(false)
+            .connection_customizer(Box::new(ConnectionSetup))
+            .build(Manager { target })
+            .map_err(|err| {
+                StorageError::Unavailable(format!(
+                    "cannot connect to the {} database: {err}",
+                    backend.as_str()
+                ))
+            })?;
+        Ok(Storage { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    fn conn(&self) -> Result<r2d2::PooledConnection<Manager>, StorageError> {
+        self.pool
+            .get()
+            .map_err(|err| StorageError::Unavailable(format!("no database connection: {err}")))
+    }
+
+    /// Applies pending migrations of this backend and returns the names applied (e.g.
+    /// `2026-11-25-000001_initial`); an up-to-date database returns an empty list. On
+    /// PostgreSQL, concurrent callers (several replicas) wait for each other.
+    pub fn migrate(&self) -> Result<Vec<String>, StorageError> {
+        let mut conn = self.conn()?;
+        match &mut *conn {
+            DbConnection::Sqlite(sqlite) => apply_migrations(sqlite, SQLITE_MIGRATIONS),
+            DbConnection::Pg(pg) => {
+                pg.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+                    .map_err(db_err)?;
+                let applied = apply_migrations(pg, POSTGRES_MIGRATIONS);
+                let unlocked = pg
+                    .batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+                    .map_err(db_err);
+                let applied = applied?;
+                unlocked?;
+                Ok(applied)
+            }
+        }
+    }
+
+    /// Names of the migrations embedded for `backend`, in order.
+    pub fn migration_names(backend: Backend) -> Result<Vec<String>, StorageError> {
+        fn names<DB: diesel::backend::Backend>(
+            source: EmbeddedMigrations,
+        ) -> Result<Vec<String>, StorageError> {
+            let migrations = diesel::migration::MigrationSource::<DB>::migrations(&source)
+                .map_err(|err| StorageError::Backend(format!("embedded migrations: {err}")))?;
+            Ok(migrations.iter().map(|m| m.name().to_string()).collect())
+        }
+        match backend {
+            Backend::Sqlite => names::<diesel::sqlite::Sqlite>(SQLITE_MIGRATIONS),
+            Backend::Postgres => names::<diesel::pg::Pg>(POSTGRES_MIGRATIONS),
+        }
+    }
+
+    /// Checks that a connection can be had and answers (for `/readyz`).
+    pub fn ping(&self) -> Result<(), StorageError> {
+        let mut conn = self.conn()?;
+        conn.ping().map_err(db_err)
+    }
+
+    /// Runs `f` in one database transaction: committed if `f` returns `Ok`, rolled
+    /// back if it returns `Err` (or the commit fails). Do not call other `Storage`
+    /// methods inside `f` (they take another connection); use the [`Tx`] methods.
+    pub fn transaction<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        F: FnOnce(&mut Tx<'_>) -> Result<T, StorageError>,
+    {
+        let mut conn = self.conn()?;
+        in_transaction(&mut conn, f)
+    }
+
+    /// Runs `f` on one connection without a transaction: each statement commits on
+    /// its own. Fine for reads and single-statement writes.
+    pub fn with_conn<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        F: FnOnce(&mut Tx<'_>) -> Result<T, StorageError>,
+    {
+        let mut conn = self.conn()?;
+        f(&mut Tx {
+            conn: &mut conn,
+            in_transaction: false,
+        })
+    }
+
+    /// Runs blocking storage work on tokio's blocking pool, for async callers:
+    /// `storage.run(move |s| s.user_by_id(&id)).await`.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        F: FnOnce(&Storage) -> Result<T, StorageError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let storage = self.clone();
+        tokio::task::spawn_blocking(move || f(&storage))
+            .await
+            .map_err(|err| {
+                if err.is_panic() {
+                    StorageError::Backend("storage task panicked".into())
+                } else {
+                    StorageError::Unavailable("storage task cancelled".into())
+                }
+            })?
+    }
+
+    /// Runs raw SQL. For tests (tampering with the audit log, creating schemas) and
+    /// operator tooling only; never with input from a request.
+    #[doc(hidden)]
+    pub fn debug_execute(&self, sql: &str) -> Result<(), StorageError> {
+        let mut conn = self.conn()?;
+        conn.batch_execute(sql).map_err(db_err)
+    }
+}
+
+fn apply_migrations<C>(
+    conn: &mut C,
+    source: EmbeddedMigrations,
+) -> Result<Vec<String>, StorageError>
+where
+    C: MigrationHarness<C::Backend> + Connection,
+    EmbeddedMigrations: diesel::migration::MigrationSource<C::Backend>,
+{
+    let migration_err = |err: Box<dyn std::error::Error + Send + Sync>| {
+        StorageError::Backend(format!("migration failed: {err}"))
+    };
+    let pending = conn.pending_migrations(source).map_err(migration_err)?;
+    let mut applied = Vec::with_capacity(pending.len());
+    for migration in &pending {
+        conn.run_migration(migration.as_ref())
+            .map_err(migration_err)?;
+        applied.push(migration.name().to_string());
+    }
+    Ok(applied)
+}
+
+fn in_transaction<T, F>(conn: &mut DbConnection, f: F) -> Result<T, StorageError>
+where
+    F: FnOnce(&mut Tx<'_>) -> Result<T, StorageError>,
+{
+    match conn {
+        DbConnection::Sqlite(sqlite) => {
+            AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")
+        }
+        DbConnection::Pg(pg) => AnsiTransactionManager::begin_transaction(pg),
+    }
+    .map_err(db_err)?;
+    let outcome = f(&mut Tx {
+        conn,
+        in_transaction: true,
+    });
+    match outcome {
+        Ok(value) => {
+            <DbConnection as Connection>::TransactionManager::commit_transaction(conn)
+                .map_err(db_err)?;
+            Ok(value)
+        }
+        Err(err) => {
+            // A failed rollback leaves the connection marked broken; the pool then
+            // discards it. The caller's error is the one worth reporting.
+            let _ = <DbConnection as Connection>::TransactionManager::rollback_transaction(conn);
+            Err(err)
+        }
+    }
+}
+
+/// One connection, inside a transaction ([`Storage::transaction`]) or not
+/// ([`Storage::with_conn`]). The repository methods live in the area files
+/// (`users.rs`, `credentials.rs`, `invitations.rs`, `settings.rs`, `audit_log.rs`).
+pub struct Tx<'c> {
+    conn: &'c mut DbConnection,
+    in_transaction: bool,
+}
+
+impl Tx<'_> {
+    pub fn backend(&self) -> Backend {
+        match self.conn {
+            DbConnection::Pg(_) => Backend::Postgres,
+            DbConnection::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Runs `f` in a transaction: this one if already in one, else a new one.
+    fn atomically<T>(
+        &mut self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        if self.in_transaction {
+            f(self)
+        } else {
+            in_transaction(self.conn, f)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_schemes() {
+        assert!(matches!(
+            Target::parse("postgres://u@h/db"),
+            Ok(Target::Postgres(_))
+        ));
+        assert!(matches!(
+            Target::parse("postgresql://u@h/db"),
+            Ok(Target::Postgres(_))
+        ));
+        match Target::parse("sqlite://data/keygate.db") {
+            Ok(Target::Sqlite(path)) => assert_eq!(path, "data/keygate.db"),
+            _ => panic!("sqlite URL not parsed"),
+        }
+        match Target::parse("sqlite:///var/lib/keygate.db") {
+            Ok(Target::Sqlite(path)) => assert_eq!(path, "/var/lib/keygate.db"),
+            _ => panic!("absolute sqlite URL not parsed"),
+        }
+        for bad in [
+            "postgress://u@h/db",
+            "mysql://x",
+            "keygate.db",
+            "sqlite://",
+            "sqlite://:memory:",
+            "",
+        ] {
+            assert!(Target::parse(bad).is_err(), "{bad} accepted");
+        }
+        let Err(StorageError::Backend(message)) = Target::parse("postgress://u:secret@h/db") else {
+            panic!("typo accepted");
+        };
+        assert!(message.contains("\"postgress\""), "{message}");
+        assert!(!message.contains("secret"), "{message}");
+    }
+
+    #[test]
+    fn both_backends_embed_the_same_migrations() {
+        let sqlite = Storage::migration_names(Backend::Sqlite).unwrap();
+        let postgres = Storage::migration_names(Backend::Postgres).unwrap();
+        assert!(!sqlite.is_empty());
+        assert_eq!(sqlite, postgres);
+    }
+}

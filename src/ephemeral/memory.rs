@@ -1,0 +1,188 @@
+//! The in-process store: one mutex over a map of entries with expiry instants.
+//!
+//! Expired entries are invisible at once and removed lazily: each read removes the
+//! expired entry it meets, and writes sweep the whole map when it has doubled since
+//! the last sweep (amortised constant cost per write, no background task).
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::{ttl_millis, EphemeralError, EphemeralStore};
+
+const MIN_SWEEP_AT: usize = 1024;
+
+struct Entry {
+    value: Vec<u8>,
+    expires_at: Instant,
+}
+
+struct Inner {
+    entries: HashMap<String, Entry>,
+    /// Sweep expired entries when the map reaches this size.
+    sweep_at: usize,
+}
+
+impl Inner {
+    /// The live entry at `key`, removing it if it has expired.
+    fn live(&mut self, key: &str, now: Instant) -> Option<&mut Entry> {
+        if self
+            .entries
+            .get(key)
+            .is_some_and(|entry| entry.expires_at <= now)
+        {
+            self.entries.remove(key);
+        }
+        self.entries.get_mut(key)
+    }
+
+    fn insert(&mut self, key: &str, entry: Entry, now: Instant) {
+        if self.entries.len() >= self.sweep_at {
+            self.entries.retain(|_, entry| entry.expires_at > now);
+            self.sweep_at = (self.entries.len() * 2).max(MIN_SWEEP_AT);
+        }
+        self.entries.insert(key.to_owned(), entry);
+    }
+}
+
+/// In-process [`EphemeralStore`]: the embedded default. State lives and dies with the
+/// process, so it suits a single replica only.
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        MemoryStore {
+            inner: Mutex::new(Inner {
+                entries: HashMap::new(),
+                sweep_at: MIN_SWEEP_AT,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave an entry half-written (each
+        // operation is a single map call), so a poisoned lock is still usable.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Number of entries held, expired ones not yet swept included (for tests).
+    pub fn len_including_expired(&self) -> usize {
+        self.lock().entries.len()
+    }
+}
+
+fn expiry(now: Instant, ttl: Duration) -> Result<Instant, EphemeralError> {
+    let ttl = Duration::from_millis(ttl_millis(ttl)?);
+    now.checked_add(ttl).ok_or(EphemeralError::InvalidTtl)
+}
+
+#[async_trait::async_trait]
+impl EphemeralStore for MemoryStore {
+    async fn set_ex(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), EphemeralError> {
+        let now = Instant::now();
+        let expires_at = expiry(now, ttl)?;
+        let entry = Entry {
+            value: value.to_vec(),
+            expires_at,
+        };
+        self.lock().insert(key, entry, now);
+        Ok(())
+    }
+
+    async fn set_nx_ex(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, EphemeralError> {
+        let now = Instant::now();
+        let expires_at = expiry(now, ttl)?;
+        let mut inner = self.lock();
+        if inner.live(key, now).is_some() {
+            return Ok(false);
+        }
+        let entry = Entry {
+            value: value.to_vec(),
+            expires_at,
+        };
+        inner.insert(key, entry, now);
+        Ok(true)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
+        let now = Instant::now();
+        Ok(self.lock().live(key, now).map(|entry| entry.value.clone()))
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        match inner.entries.remove(key) {
+            Some(entry) if entry.expires_at > now => Ok(Some(entry.value)),
+            _ => Ok(None),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), EphemeralError> {
+        self.lock().entries.remove(key);
+        Ok(())
+    }
+
+    async fn incr_ex(&self, key: &str, ttl: Duration) -> Result<u64, EphemeralError> {
+        let now = Instant::now();
+        let expires_at = expiry(now, ttl)?;
+        let mut inner = self.lock();
+        if let Some(entry) = inner.live(key, now) {
+            let count = std::str::from_utf8(&entry.value)
+                .ok()
+                .and_then(|text| text.parse::<u64>().ok())
+                .ok_or_else(|| EphemeralError::Backend(format!("{key:?} is not a counter")))?;
+            let count = count.saturating_add(1);
+            entry.value = count.to_string().into_bytes();
+            return Ok(count);
+        }
+        let entry = Entry {
+            value: b"1".to_vec(),
+            expires_at,
+        };
+        inner.insert(key, entry, now);
+        Ok(1)
+    }
+
+    async fn ping(&self) -> Result<(), EphemeralError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn expired_entries_are_swept_on_writes() {
+        let store = MemoryStore::new();
+        for i in 0..MIN_SWEEP_AT {
+            store
+                .set_ex(&format!("old{i}"), b"x", Duration::from_millis(1))
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        store
+            .set_ex("new", b"y", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(store.len_including_expired(), 1);
+        assert_eq!(store.get("new").await.unwrap(), Some(b"y".to_vec()));
+    }
+}

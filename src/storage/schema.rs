@@ -1,0 +1,98 @@
+//! Diesel table definitions, written by hand to match `migrations/{sqlite,postgres}`.
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        email -> Text,
+        display_name -> Text,
+        role -> Text,
+        status -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    credentials (id) {
+        id -> Text,
+        user_id -> Text,
+        credential_id -> Binary,
+        public_key_cose -> Binary,
+        alg -> BigInt,
+        sign_count -> BigInt,
+        aaguid -> Text,
+        model -> Nullable<Text>,
+        fips -> Bool,
+        firmware -> Nullable<Text>,
+        fmt -> Text,
+        attestation_kind -> Text,
+        trust_anchor -> Nullable<Text>,
+        trust_anchor_sha256 -> Nullable<Text>,
+        leaf_sha256 -> Nullable<Text>,
+        chain_json -> Text,
+        attestation_object -> Binary,
+        client_data_json -> Binary,
+        user_verified -> Bool,
+        backup_eligible -> Bool,
+        phishing_resistant -> Bool,
+        policy_version -> BigInt,
+        decision_json -> Text,
+        nickname -> Text,
+        enrolled_at -> BigInt,
+        enrolled_by -> Text,
+        revoked_at -> Nullable<BigInt>,
+        revoked_by -> Nullable<Text>,
+        last_used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    invitations (id) {
+        id -> Text,
+        token_hash -> Text,
+        kind -> Text,
+        email -> Text,
+        display_name -> Text,
+        role -> Text,
+        created_by -> Nullable<Text>,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+        used_by -> Nullable<Text>,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    audit_events (seq) {
+        seq -> BigInt,
+        id -> Text,
+        at -> BigInt,
+        actor -> Text,
+        action -> Text,
+        subject -> Text,
+        outcome -> Text,
+        reason -> Nullable<Text>,
+        details -> Text,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    audit_head (id) {
+        id -> Integer,
+        seq -> BigInt,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    settings (key) {
+        key -> Text,
+        value -> Text,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::joinable!(credentials -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(users, credentials);

@@ -1,0 +1,66 @@
+//! Settings: small key → text values (policy JSON, keys kept by `keygate dev`, …).
+
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+
+use super::error::{db_err, StorageError};
+use super::schema::settings;
+use super::{DbConnection, Storage, Tx};
+
+impl Tx<'_> {
+    pub fn get_setting(&mut self, key: &str) -> Result<Option<String>, StorageError> {
+        settings::table
+            .find(key)
+            .select(settings::value)
+            .first::<String>(self.conn)
+            .optional()
+            .map_err(db_err)
+    }
+
+    /// Sets a value, replacing any previous one (one upsert statement).
+    pub fn put_setting(&mut self, key: &str, value: &str, at: i64) -> Result<(), StorageError> {
+        let upsert = diesel::insert_into(settings::table)
+            .values((
+                settings::key.eq(key),
+                settings::value.eq(value),
+                settings::updated_at.eq(at),
+            ))
+            .on_conflict(settings::key)
+            .do_update()
+            .set((
+                settings::value.eq(excluded(settings::value)),
+                settings::updated_at.eq(excluded(settings::updated_at)),
+            ));
+        // Upserts do not compile through MultiConnection; the statement is the same on
+        // both backends, only the connection type differs.
+        match &mut *self.conn {
+            DbConnection::Pg(pg) => upsert.execute(pg),
+            DbConnection::Sqlite(sqlite) => upsert.execute(sqlite),
+        }
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Removes a value; `false` if there was none.
+    pub fn delete_setting(&mut self, key: &str) -> Result<bool, StorageError> {
+        let removed = diesel::delete(settings::table.find(key))
+            .execute(self.conn)
+            .map_err(db_err)?;
+        Ok(removed > 0)
+    }
+}
+
+/// One-call conveniences; compose several writes with [`Storage::transaction`].
+impl Storage {
+    pub fn get_setting(&self, key: &str) -> Result<Option<String>, StorageError> {
+        self.with_conn(|tx| tx.get_setting(key))
+    }
+
+    pub fn put_setting(&self, key: &str, value: &str, at: i64) -> Result<(), StorageError> {
+        self.with_conn(|tx| tx.put_setting(key, value, at))
+    }
+
+    pub fn delete_setting(&self, key: &str) -> Result<bool, StorageError> {
+        self.with_conn(|tx| tx.delete_setting(key))
+    }
+}
