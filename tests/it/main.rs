@@ -2,3 +2,6 @@
 //! with `KEYGATE_TEST_DATABASE_URL` / `KEYGATE_TEST_REDIS_URL` set, on PostgreSQL + Redis.
 
 mod support;
+mod audit;
+mod ephemeral;
+mod storage;

@@ -1,1 +1,2 @@
 //! Shared test support.
+pub mod db;

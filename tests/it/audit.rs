@@ -1,0 +1,309 @@
+//! The audit chain on whichever backend the environment selects: appends, queries,
+//! verification, and tampering done directly in SQL.
+
+use std::sync::{Arc, Barrier};
+
+use keygate::audit::{
+    link_hash, verify, BreakKind, ChainBreak, ChainHead, LinkInput, NewAuditEvent, Outcome, GENESIS,
+};
+use keygate::storage::{AuditQuery, StorageError};
+use serde_json::json;
+
+use crate::support::db::{test_storage, test_storage_with_pool, TestDb};
+
+const T0: i64 = 1_764_000_000;
+
+fn event(i: usize) -> NewAuditEvent {
+    let (action, outcome) = match i % 3 {
+        0 => ("enrolment.accepted", Outcome::Success),
+        1 => ("enrolment.refused", Outcome::Refused),
+        _ => ("signin.success", Outcome::Success),
+    };
+    let event = NewAuditEvent::new(
+        format!("actor-{}", i % 2),
+        action,
+        format!("user:{i}"),
+        outcome,
+    )
+    .with_details(json!({ "i": i, "nested": { "z": 1, "a": [1, 2, "three"] } }));
+    if outcome == Outcome::Refused {
+        event.with_reason("key is not attested")
+    } else {
+        event
+    }
+}
+
+/// A database holding `n` events at T0, T0+1, …
+fn filled(n: usize) -> TestDb {
+    let db = test_storage();
+    for i in 0..n {
+        db.append_audit(&event(i), T0 + i as i64).unwrap();
+    }
+    db
+}
+
+fn verdict(db: &TestDb) -> Result<(u64, i64), ChainBreak> {
+    db.verify_audit_chain()
+        .unwrap()
+        .map(|ok| (ok.count, ok.head_seq))
+}
+
+fn broken(seq: i64, kind: BreakKind) -> Result<(u64, i64), ChainBreak> {
+    Err(ChainBreak { seq, kind })
+}
+
+#[test]
+fn audit_empty_chain_verifies() {
+    let db = test_storage();
+    assert_eq!(
+        db.audit_head().unwrap(),
+        ChainHead {
+            seq: 0,
+            hash: GENESIS.to_owned()
+        }
+    );
+    assert_eq!(verdict(&db), Ok((0, 0)));
+}
+
+#[test]
+fn audit_appends_chain_and_verify() {
+    let db = test_storage();
+    let first = db.append_audit(&event(0), T0).unwrap();
+    assert_eq!((first.seq, first.prev_hash.as_str()), (1, GENESIS));
+    assert_eq!(first.hash, link_hash(&LinkInput::of(&first)));
+    assert_eq!(first.outcome(), Some(Outcome::Success));
+    assert_eq!(first.details_value()["nested"]["a"][2], "three");
+
+    let second = db
+        .transaction(|tx| {
+            tx.put_setting("policy", "{}", T0)?;
+            tx.append_audit(&event(1), T0 + 1)
+        })
+        .unwrap();
+    assert_eq!((second.seq, &second.prev_hash), (2, &first.hash));
+    assert_eq!(second.reason.as_deref(), Some("key is not attested"));
+
+    // Outside a transaction an append still runs in one of its own.
+    let third = db
+        .with_conn(|tx| tx.append_audit(&event(2), T0 + 2))
+        .unwrap();
+    assert_eq!(third.seq, 3);
+
+    for i in 3..60 {
+        db.append_audit(&event(i), T0 + i as i64).unwrap();
+    }
+    let ok = db.verify_audit_chain().unwrap().unwrap();
+    assert_eq!((ok.count, ok.head_seq), (60, 60));
+    assert_eq!(ok.head(), db.audit_head().unwrap());
+
+    // The pure verifier agrees on what storage returns.
+    let all = db.audit_range(0, i64::MAX, 1000).unwrap();
+    assert_eq!(all.len(), 60);
+    assert_eq!(verify(all).unwrap(), ok);
+}
+
+#[test]
+fn audit_rolled_back_append_leaves_no_trace() {
+    let db = filled(3);
+    let head = db.audit_head().unwrap();
+    let result: Result<(), StorageError> = db.transaction(|tx| {
+        tx.append_audit(&event(3), T0 + 3)?;
+        Err(StorageError::Conflict("later write failed".into()))
+    });
+    assert!(result.is_err());
+    assert_eq!(db.audit_head().unwrap(), head);
+    let next = db.append_audit(&event(4), T0 + 4).unwrap();
+    assert_eq!(next.seq, 4);
+    assert_eq!(verdict(&db), Ok((4, 4)));
+}
+
+#[test]
+fn audit_edited_field_is_a_hash_mismatch() {
+    let db = filled(10);
+    db.debug_execute("UPDATE audit_events SET subject = 'user:someone-else' WHERE seq = 4")
+        .unwrap();
+    assert_eq!(verdict(&db), broken(4, BreakKind::HashMismatch));
+}
+
+#[test]
+fn audit_edited_details_are_a_hash_mismatch() {
+    let db = filled(10);
+    db.debug_execute(r#"UPDATE audit_events SET details = '{"i":7}' WHERE seq = 8"#)
+        .unwrap();
+    assert_eq!(verdict(&db), broken(8, BreakKind::HashMismatch));
+}
+
+#[test]
+fn audit_edited_and_rehashed_row_is_a_prev_mismatch_on_the_next() {
+    let db = filled(10);
+    let mut record = db.audit_range(4, 5, 1).unwrap().remove(0);
+    record.outcome_text = "success".into();
+    record.reason = None;
+    let forged = link_hash(&LinkInput::of(&record));
+    db.debug_execute(&format!(
+        "UPDATE audit_events SET outcome = 'success', reason = NULL, hash = '{forged}' WHERE seq = 5"
+    ))
+    .unwrap();
+    assert_eq!(verdict(&db), broken(6, BreakKind::PrevMismatch));
+}
+
+#[test]
+fn audit_deleted_middle_row_is_a_gap() {
+    let db = filled(10);
+    db.debug_execute("DELETE FROM audit_events WHERE seq = 5")
+        .unwrap();
+    assert_eq!(verdict(&db), broken(5, BreakKind::Gap));
+}
+
+#[test]
+fn audit_deleted_last_rows_are_a_gap_against_the_head() {
+    let db = filled(10);
+    db.debug_execute("DELETE FROM audit_events WHERE seq = 10")
+        .unwrap();
+    assert_eq!(verdict(&db), broken(10, BreakKind::Gap));
+    db.debug_execute("DELETE FROM audit_events WHERE seq >= 8")
+        .unwrap();
+    assert_eq!(verdict(&db), broken(8, BreakKind::Gap));
+}
+
+#[test]
+fn audit_head_rewound_is_a_head_mismatch() {
+    let db = filled(10);
+    db.debug_execute("UPDATE audit_head SET hash = 'beef' WHERE id = 1")
+        .unwrap();
+    assert_eq!(verdict(&db), broken(10, BreakKind::HeadMismatch));
+}
+
+#[test]
+fn audit_swapped_rows_are_detected() {
+    let db = filled(10);
+    // Swap the seq numbers of rows 3 and 4: row 3 now holds the event hashed as 4.
+    db.debug_execute(
+        "UPDATE audit_events SET seq = -4 WHERE seq = 4; \
+         UPDATE audit_events SET seq = 4 WHERE seq = 3; \
+         UPDATE audit_events SET seq = 3 WHERE seq = -4;",
+    )
+    .unwrap();
+    assert_eq!(verdict(&db), broken(3, BreakKind::HashMismatch));
+}
+
+#[test]
+fn audit_reordered_export_is_detected() {
+    let db = filled(10);
+    let mut records = db.audit_range(0, 10, 100).unwrap();
+    records.swap(5, 6);
+    assert_eq!(
+        verify(records),
+        Err(ChainBreak {
+            seq: 6,
+            kind: BreakKind::Reordered
+        })
+    );
+}
+
+#[test]
+fn audit_concurrent_appends_keep_the_chain() {
+    const THREADS: usize = 4;
+    const EACH: usize = 25;
+    let db = test_storage_with_pool(Some(THREADS as u32));
+    let barrier = Arc::new(Barrier::new(THREADS));
+    std::thread::scope(|scope| {
+        for t in 0..THREADS {
+            let storage = db.storage.clone();
+            let barrier = Arc::clone(&barrier);
+            scope.spawn(move || {
+                barrier.wait();
+                for i in 0..EACH {
+                    storage
+                        .transaction(|tx| {
+                            // A read before the append, as services do.
+                            tx.get_setting("policy")?;
+                            tx.append_audit(&event(t * EACH + i), T0)
+                        })
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let ok = db.verify_audit_chain().unwrap().unwrap();
+    let total = (THREADS * EACH) as i64;
+    assert_eq!((ok.count, ok.head_seq), (total as u64, total));
+}
+
+#[test]
+fn audit_list_filters_and_pages() {
+    let db = filled(30);
+    let all = |q: AuditQuery| -> Vec<i64> {
+        db.list_audit(&q)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.seq)
+            .collect()
+    };
+
+    let first_page = all(AuditQuery {
+        limit: 10,
+        ..AuditQuery::default()
+    });
+    assert_eq!(first_page, (1..=10).collect::<Vec<_>>());
+    let next_page = all(AuditQuery {
+        limit: 10,
+        cursor: Some(10),
+        ..AuditQuery::default()
+    });
+    assert_eq!(next_page, (11..=20).collect::<Vec<_>>());
+    let newest = all(AuditQuery {
+        limit: 3,
+        newest_first: true,
+        ..AuditQuery::default()
+    });
+    assert_eq!(newest, vec![30, 29, 28]);
+    let older = all(AuditQuery {
+        limit: 3,
+        newest_first: true,
+        cursor: Some(28),
+        ..AuditQuery::default()
+    });
+    assert_eq!(older, vec![27, 26, 25]);
+    assert_eq!(all(AuditQuery::default()).len(), 30);
+
+    // event(i) is stored at seq i+1: refused when i % 3 == 1.
+    let refused = all(AuditQuery {
+        outcome: Some(Outcome::Refused),
+        ..AuditQuery::default()
+    });
+    assert_eq!(
+        refused,
+        (0..30)
+            .filter(|i| i % 3 == 1)
+            .map(|i| i + 1)
+            .collect::<Vec<_>>()
+    );
+    let refused_action = all(AuditQuery {
+        action: Some("enrolment.refused".into()),
+        ..AuditQuery::default()
+    });
+    assert_eq!(refused_action, refused);
+    let enrolment = all(AuditQuery {
+        action_prefix: Some("enrolment.".into()),
+        ..AuditQuery::default()
+    });
+    assert_eq!(enrolment.len(), 20);
+    let wildcard_is_literal = all(AuditQuery {
+        action_prefix: Some("enrol%".into()),
+        ..AuditQuery::default()
+    });
+    assert!(wildcard_is_literal.is_empty());
+    let by_actor = all(AuditQuery {
+        actor: Some("actor-1".into()),
+        from: Some(T0 + 10),
+        to: Some(T0 + 20),
+        ..AuditQuery::default()
+    });
+    assert_eq!(by_actor, vec![12, 14, 16, 18, 20]);
+    let by_subject = all(AuditQuery {
+        subject: Some("user:7".into()),
+        ..AuditQuery::default()
+    });
+    assert_eq!(by_subject, vec![8]);
+}

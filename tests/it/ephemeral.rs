@@ -1,0 +1,259 @@
+//! The ephemeral store contract: one suite, run on the in-process store and on Redis
+//! (`KEYGATE_TEST_REDIS_URL`; skipped with a note when unset, a failure under `CI=true`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keygate::ephemeral::{connect, EphemeralError, EphemeralStore, MemoryStore, RedisStore};
+
+use crate::support::db::{test_prefix, test_redis, test_redis_with_prefix, REDIS_URL_VAR};
+
+const SHORT: Duration = Duration::from_millis(300);
+const LONG: Duration = Duration::from_secs(60);
+
+/// Long enough for a `SHORT` entry to be gone (Redis expires within ~1 ms of the TTL).
+async fn past_short() {
+    tokio::time::sleep(SHORT + Duration::from_millis(250)).await;
+}
+
+async fn set_get_delete(store: &dyn EphemeralStore) {
+    assert_eq!(store.get("sgd:missing").await.unwrap(), None);
+    store.set_ex("sgd:k", b"one", LONG).await.unwrap();
+    assert_eq!(store.get("sgd:k").await.unwrap(), Some(b"one".to_vec()));
+    assert_eq!(
+        store.get("sgd:k").await.unwrap(),
+        Some(b"one".to_vec()),
+        "get does not consume"
+    );
+    store.set_ex("sgd:k", b"two", LONG).await.unwrap();
+    assert_eq!(store.get("sgd:k").await.unwrap(), Some(b"two".to_vec()));
+    store.delete("sgd:k").await.unwrap();
+    assert_eq!(store.get("sgd:k").await.unwrap(), None);
+    store.delete("sgd:k").await.unwrap();
+
+    let binary: Vec<u8> = (0..=255).collect();
+    store.set_ex("sgd:bin", &binary, LONG).await.unwrap();
+    assert_eq!(store.get("sgd:bin").await.unwrap(), Some(binary));
+    store.set_ex("sgd:empty", b"", LONG).await.unwrap();
+    assert_eq!(store.get("sgd:empty").await.unwrap(), Some(Vec::new()));
+    store.ping().await.unwrap();
+}
+
+async fn ttl_expiry(store: &dyn EphemeralStore) {
+    store.set_ex("ttl:k", b"v", SHORT).await.unwrap();
+    store.set_ex("ttl:long", b"v", LONG).await.unwrap();
+    store.set_ex("ttl:renewed", b"old", SHORT).await.unwrap();
+    store.set_ex("ttl:renewed", b"new", LONG).await.unwrap();
+    assert_eq!(store.get("ttl:k").await.unwrap(), Some(b"v".to_vec()));
+    past_short().await;
+    assert_eq!(store.get("ttl:k").await.unwrap(), None);
+    assert_eq!(store.take("ttl:k").await.unwrap(), None);
+    assert_eq!(store.get("ttl:long").await.unwrap(), Some(b"v".to_vec()));
+    assert_eq!(
+        store.get("ttl:renewed").await.unwrap(),
+        Some(b"new".to_vec())
+    );
+
+    assert_eq!(
+        store.set_ex("ttl:zero", b"v", Duration::ZERO).await,
+        Err(EphemeralError::InvalidTtl)
+    );
+    assert_eq!(
+        store.set_nx_ex("ttl:zero", b"v", Duration::ZERO).await,
+        Err(EphemeralError::InvalidTtl)
+    );
+    assert_eq!(
+        store.incr_ex("ttl:zero", Duration::ZERO).await,
+        Err(EphemeralError::InvalidTtl)
+    );
+}
+
+async fn take_is_single_use(store: &dyn EphemeralStore) {
+    store.set_ex("take:k", b"challenge", LONG).await.unwrap();
+    assert_eq!(
+        store.take("take:k").await.unwrap(),
+        Some(b"challenge".to_vec())
+    );
+    assert_eq!(store.take("take:k").await.unwrap(), None);
+    assert_eq!(store.get("take:k").await.unwrap(), None);
+    assert_eq!(store.take("take:missing").await.unwrap(), None);
+}
+
+async fn concurrent_takes_have_one_winner(store: Arc<dyn EphemeralStore>) {
+    for round in 0..5 {
+        let key = format!("ctake:{round}");
+        store.set_ex(&key, b"once", LONG).await.unwrap();
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let store = Arc::clone(&store);
+                let key = key.clone();
+                tokio::spawn(async move { store.take(&key).await.unwrap() })
+            })
+            .collect();
+        let mut winners = 0;
+        for task in tasks {
+            if let Some(value) = task.await.unwrap() {
+                assert_eq!(value, b"once");
+                winners += 1;
+            }
+        }
+        assert_eq!(winners, 1, "round {round}");
+    }
+}
+
+async fn set_nx_ex_is_a_replay_cache(store: Arc<dyn EphemeralStore>) {
+    assert!(store.set_nx_ex("nx:id", b"first", SHORT).await.unwrap());
+    assert!(!store.set_nx_ex("nx:id", b"replay", SHORT).await.unwrap());
+    assert_eq!(store.get("nx:id").await.unwrap(), Some(b"first".to_vec()));
+    past_short().await;
+    assert!(
+        store.set_nx_ex("nx:id", b"again", LONG).await.unwrap(),
+        "free after expiry"
+    );
+
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.set_nx_ex("nx:race", &[i], LONG).await.unwrap() })
+        })
+        .collect();
+    let mut stored = 0;
+    for task in tasks {
+        stored += usize::from(task.await.unwrap());
+    }
+    assert_eq!(stored, 1);
+}
+
+async fn incr_ex_counts_in_a_fixed_window(store: Arc<dyn EphemeralStore>) {
+    assert_eq!(store.incr_ex("rl:a", SHORT).await.unwrap(), 1);
+    assert_eq!(store.incr_ex("rl:a", SHORT).await.unwrap(), 2);
+    assert_eq!(
+        store.incr_ex("rl:a", LONG).await.unwrap(),
+        3,
+        "later TTLs are ignored"
+    );
+    assert_eq!(store.get("rl:a").await.unwrap(), Some(b"3".to_vec()));
+    assert_eq!(
+        store.incr_ex("rl:b", SHORT).await.unwrap(),
+        1,
+        "keys count apart"
+    );
+    past_short().await;
+    assert_eq!(
+        store.incr_ex("rl:a", SHORT).await.unwrap(),
+        1,
+        "window expired"
+    );
+
+    // Increments do not extend the window.
+    store.incr_ex("rl:w", SHORT).await.unwrap();
+    tokio::time::sleep(SHORT / 2).await;
+    assert_eq!(store.incr_ex("rl:w", SHORT).await.unwrap(), 2);
+    tokio::time::sleep(SHORT / 2 + Duration::from_millis(250)).await;
+    assert_eq!(store.incr_ex("rl:w", SHORT).await.unwrap(), 1);
+
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.incr_ex("rl:race", LONG).await.unwrap() })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.push(task.await.unwrap());
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=20).collect::<Vec<u64>>());
+
+    store
+        .set_ex("rl:text", b"not a number", LONG)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.incr_ex("rl:text", LONG).await,
+        Err(EphemeralError::Backend(_))
+    ));
+}
+
+/// Two stores over one backend with different prefixes (or two memory stores) do not
+/// see each other's keys.
+async fn stores_are_isolated(a: &dyn EphemeralStore, b: &dyn EphemeralStore) {
+    a.set_ex("iso:k", b"a", LONG).await.unwrap();
+    assert_eq!(b.get("iso:k").await.unwrap(), None);
+    assert_eq!(b.take("iso:k").await.unwrap(), None);
+    assert!(b.set_nx_ex("iso:k", b"b", LONG).await.unwrap());
+    assert_eq!(b.incr_ex("iso:n", LONG).await.unwrap(), 1);
+    assert_eq!(a.incr_ex("iso:n", LONG).await.unwrap(), 1);
+    b.delete("iso:k").await.unwrap();
+    assert_eq!(a.get("iso:k").await.unwrap(), Some(b"a".to_vec()));
+}
+
+/// The whole contract on one store.
+async fn contract(store: Arc<dyn EphemeralStore>) {
+    set_get_delete(store.as_ref()).await;
+    take_is_single_use(store.as_ref()).await;
+    concurrent_takes_have_one_winner(Arc::clone(&store)).await;
+    tokio::join!(
+        ttl_expiry(store.as_ref()),
+        set_nx_ex_is_a_replay_cache(Arc::clone(&store)),
+        incr_ex_counts_in_a_fixed_window(Arc::clone(&store)),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ephemeral_contract_memory() {
+    contract(Arc::new(MemoryStore::new())).await;
+    stores_are_isolated(&MemoryStore::new(), &MemoryStore::new()).await;
+    let via_connect = connect(Some("memory://"), "unused:").await.unwrap();
+    contract(via_connect).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ephemeral_contract_redis() {
+    let Some(store) = test_redis().await else {
+        return;
+    };
+    contract(Arc::new(store)).await;
+
+    let url = std::env::var(REDIS_URL_VAR).unwrap();
+    let via_connect = connect(Some(&url), &test_prefix()).await.unwrap();
+    contract(via_connect).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemeral_redis_prefixes_isolate_keys() {
+    let prefix = test_prefix();
+    let Some(a) = test_redis_with_prefix(&prefix).await else {
+        return;
+    };
+    let b = test_redis().await.unwrap();
+    stores_are_isolated(&a, &b).await;
+
+    // The key really lives under the prefix.
+    let bare = test_redis_with_prefix("").await.unwrap();
+    a.set_ex("raw", b"value", LONG).await.unwrap();
+    assert_eq!(
+        bare.get(&format!("{prefix}raw")).await.unwrap(),
+        Some(b"value".to_vec())
+    );
+    assert_eq!(bare.get("raw").await.unwrap(), None);
+    bare.delete(&format!("{prefix}raw")).await.unwrap();
+    for key in ["iso:k", "iso:n"] {
+        bare.delete(&format!("{prefix}{key}")).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn ephemeral_unreachable_redis_is_unavailable() {
+    let started = std::time::Instant::now();
+    let result = RedisStore::connect("redis://127.0.0.1:1", "kgtest:").await;
+    assert!(
+        matches!(result, Err(EphemeralError::Unavailable(_))),
+        "{result:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(matches!(
+        connect(Some("memcache://127.0.0.1"), "kgtest:").await,
+        Err(EphemeralError::InvalidUrl(_))
+    ));
+}

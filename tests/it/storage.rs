@@ -1,0 +1,543 @@
+//! Storage on whichever backend the environment selects (see `support::db`).
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Barrier};
+
+use keygate::storage::{
+    hash_token, new_id, Backend, InvitationFilter, InvitationKind, InvitationState, NewCredential,
+    NewInvitation, NewUser, Role, Storage, StorageError, UserStatus,
+};
+
+use crate::support::db::{
+    backend_name, test_storage, test_storage_unmigrated, test_storage_with_pool,
+};
+
+const NOW: i64 = 1_764_000_000;
+
+pub(crate) fn new_user(email: &str, role: Role) -> NewUser {
+    NewUser {
+        id: new_id().unwrap(),
+        email: email.to_owned(),
+        display_name: format!("Name of {email}"),
+        role,
+        status: UserStatus::Active,
+        created_at: NOW,
+    }
+}
+
+pub(crate) fn new_credential(user_id: &str, credential_id: &[u8]) -> NewCredential {
+    NewCredential {
+        id: new_id().unwrap(),
+        user_id: user_id.to_owned(),
+        credential_id: credential_id.to_vec(),
+        public_key_cose: vec![0xa5, 0x01, 0x02, 0x03, 0x26],
+        alg: -7,
+        sign_count: 0,
+        aaguid: "cb69481e-8ff7-4039-93ec-0a2729a154a8".into(),
+        model: Some("YubiKey 5 Series".into()),
+        fips: false,
+        firmware: Some("5.4.3".into()),
+        fmt: "packed".into(),
+        attestation_kind: "basic".into(),
+        trust_anchor: Some("Yubico FIDO Root CA Serial 450203556".into()),
+        trust_anchor_sha256: Some("ab".repeat(32)),
+        leaf_sha256: Some("cd".repeat(32)),
+        chain_json: r#"["MIIB","MIIC"]"#.into(),
+        attestation_object: vec![0u8, 1, 2, 255, 254],
+        client_data_json: br#"{"type":"webauthn.create"}"#.to_vec(),
+        user_verified: true,
+        backup_eligible: false,
+        phishing_resistant: true,
+        policy_version: 3,
+        decision_json: r#"{"accepted":true}"#.into(),
+        nickname: "Primary".into(),
+        enrolled_at: NOW,
+        enrolled_by: "admin".into(),
+    }
+}
+
+fn new_invitation(token: &str, kind: InvitationKind, expires_at: i64) -> NewInvitation {
+    NewInvitation {
+        id: new_id().unwrap(),
+        token_hash: hash_token(token),
+        kind,
+        email: "New.Person@Example.com".into(),
+        display_name: "New Person".into(),
+        role: Role::Member,
+        created_by: Some("admin".into()),
+        created_at: NOW,
+        expires_at,
+    }
+}
+
+#[test]
+fn storage_migrations_apply_once_and_are_idempotent() {
+    let db = test_storage_unmigrated(None);
+    let expected = match db.backend() {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    assert_eq!(expected, backend_name());
+    let applied = db.migrate().unwrap();
+    assert_eq!(applied, vec!["2026-11-25-000001_initial".to_owned()]);
+    assert_eq!(db.migrate().unwrap(), Vec::<String>::new());
+    assert_eq!(
+        Storage::migration_names(db.backend()).unwrap(),
+        vec!["2026-11-25-000001_initial".to_owned()]
+    );
+    db.ping().unwrap();
+}
+
+#[test]
+fn storage_migration_folders_hold_the_same_names() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let names = |backend: &str| -> BTreeSet<String> {
+        std::fs::read_dir(root.join(backend))
+            .unwrap()
+            .map(|entry| {
+                let entry = entry.unwrap();
+                let path = entry.path();
+                assert!(path.join("up.sql").is_file(), "{path:?} lacks up.sql");
+                assert!(path.join("down.sql").is_file(), "{path:?} lacks down.sql");
+                entry.file_name().to_string_lossy().into_owned()
+            })
+            .collect()
+    };
+    let sqlite = names("sqlite");
+    assert!(!sqlite.is_empty());
+    assert_eq!(sqlite, names("postgres"));
+}
+
+#[test]
+fn storage_rejects_unknown_url_schemes_without_creating_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = format!("sqlit://{}", dir.path().join("x.db").display());
+    let err = Storage::connect(&typo, None).unwrap_err();
+    assert!(err.to_string().contains("\"sqlit\""), "{err}");
+    let err = Storage::connect("postgress://u:hunter2@localhost/db", None).unwrap_err();
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    assert!(matches!(
+        Storage::connect("sqlite://:memory:", None),
+        Err(StorageError::Backend(_))
+    ));
+}
+
+#[test]
+fn storage_users_crud() {
+    let db = test_storage();
+    assert_eq!(db.count_users().unwrap(), 0);
+    let admin = db
+        .insert_user(&new_user("Admin@Example.COM ", Role::Admin))
+        .unwrap();
+    assert_eq!(admin.email, "admin@example.com");
+    let member = db
+        .insert_user(&new_user("member@example.com", Role::Member))
+        .unwrap();
+
+    assert_eq!(db.user_by_id(&admin.id).unwrap(), Some(admin.clone()));
+    assert_eq!(
+        db.user_by_email("ADMIN@example.com").unwrap(),
+        Some(admin.clone())
+    );
+    assert_eq!(db.user_by_id("nobody").unwrap(), None);
+    assert_eq!(db.user_by_email("nobody@example.com").unwrap(), None);
+    assert_eq!(db.count_users().unwrap(), 2);
+    assert_eq!(db.count_admins().unwrap(), 1);
+
+    db.insert_credential(&new_credential(&member.id, b"k1"))
+        .unwrap();
+    let k2 = db
+        .insert_credential(&new_credential(&member.id, b"k2"))
+        .unwrap();
+    db.insert_credential(&new_credential(&member.id, b"k3"))
+        .unwrap();
+    assert!(db.revoke_credential(&k2.id, &admin.id, NOW + 5).unwrap());
+    let listed = db.list_users().unwrap();
+    let counts: Vec<(&str, i64)> = listed
+        .iter()
+        .map(|u| (u.user.email.as_str(), u.active_keys))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![("admin@example.com", 0), ("member@example.com", 2)]
+    );
+
+    assert!(db.set_user_status(&admin.id, UserStatus::Disabled).unwrap());
+    assert_eq!(db.count_admins().unwrap(), 0);
+    assert!(!db.set_user_status("nobody", UserStatus::Disabled).unwrap());
+    assert!(db.set_user_role(&member.id, Role::Admin).unwrap());
+    let member = db.user_by_id(&member.id).unwrap().unwrap();
+    assert_eq!(
+        (member.role, member.status),
+        (Role::Admin, UserStatus::Active)
+    );
+    assert_eq!(db.count_admins().unwrap(), 1);
+}
+
+#[test]
+fn storage_unique_violations_are_conflicts() {
+    let db = test_storage();
+    let user = db
+        .insert_user(&new_user("a@example.com", Role::Member))
+        .unwrap();
+    assert_eq!(
+        db.insert_user(&new_user("A@example.com", Role::Admin)),
+        Err(StorageError::Conflict("users.email".into()))
+    );
+    let mut same_id = new_user("b@example.com", Role::Member);
+    same_id.id.clone_from(&user.id);
+    assert_eq!(
+        db.insert_user(&same_id),
+        Err(StorageError::Conflict("users.id".into()))
+    );
+
+    db.insert_credential(&new_credential(&user.id, b"cred"))
+        .unwrap();
+    assert_eq!(
+        db.insert_credential(&new_credential(&user.id, b"cred")),
+        Err(StorageError::Conflict("credentials.credential_id".into()))
+    );
+    assert_eq!(
+        db.insert_credential(&new_credential("no-such-user", b"other")),
+        Err(StorageError::Conflict("foreign_key".into()))
+    );
+
+    db.insert_invitation(&new_invitation("t", InvitationKind::Invite, NOW + 60))
+        .unwrap();
+    assert_eq!(
+        db.insert_invitation(&new_invitation("t", InvitationKind::Invite, NOW + 60)),
+        Err(StorageError::Conflict("invitations.token_hash".into()))
+    );
+}
+
+#[test]
+fn storage_credentials_crud() {
+    let db = test_storage();
+    let user = db
+        .insert_user(&new_user("k@example.com", Role::Member))
+        .unwrap();
+    let other = db
+        .insert_user(&new_user("o@example.com", Role::Member))
+        .unwrap();
+    let new = new_credential(&user.id, &[0xde, 0xad, 0xbe, 0xef]);
+    let stored = db.insert_credential(&new).unwrap();
+    assert_eq!(stored.id, new.id);
+    assert!(stored.is_active());
+
+    let found = db
+        .credential_by_credential_id(&[0xde, 0xad, 0xbe, 0xef])
+        .unwrap()
+        .unwrap();
+    assert_eq!(found, stored, "every column round-trips");
+    assert_eq!(
+        db.credential_by_id(&stored.id).unwrap(),
+        Some(stored.clone())
+    );
+    assert_eq!(db.credential_by_credential_id(b"missing").unwrap(), None);
+
+    let mut second = new_credential(&user.id, b"second");
+    second.enrolled_at = NOW + 10;
+    second.model = None;
+    second.fips = true;
+    second.firmware = None;
+    let second = db.insert_credential(&second).unwrap();
+    db.insert_credential(&new_credential(&other.id, b"theirs"))
+        .unwrap();
+
+    let ids = |creds: Vec<keygate::storage::Credential>| -> Vec<String> {
+        creds.into_iter().map(|c| c.id).collect()
+    };
+    assert_eq!(
+        ids(db.credentials_for_user(&user.id, true).unwrap()),
+        vec![stored.id.clone(), second.id.clone()]
+    );
+    assert!(db
+        .update_sign_count_and_last_used(&second.id, 42, NOW + 20)
+        .unwrap());
+    let second = db.credential_by_id(&second.id).unwrap().unwrap();
+    assert_eq!(
+        (second.sign_count, second.last_used_at),
+        (42, Some(NOW + 20))
+    );
+    assert_eq!(
+        (second.model, second.fips, second.firmware),
+        (None, true, None)
+    );
+
+    assert!(db
+        .revoke_credential(&stored.id, "admin-1", NOW + 30)
+        .unwrap());
+    assert!(!db
+        .revoke_credential(&stored.id, "admin-2", NOW + 40)
+        .unwrap());
+    let revoked = db.credential_by_id(&stored.id).unwrap().unwrap();
+    assert_eq!(
+        (revoked.revoked_at, revoked.revoked_by.as_deref()),
+        (Some(NOW + 30), Some("admin-1"))
+    );
+    assert!(!revoked.is_active());
+    assert!(!db
+        .update_sign_count_and_last_used(&stored.id, 7, NOW + 50)
+        .unwrap());
+
+    assert_eq!(
+        ids(db.credentials_for_user(&user.id, true).unwrap()),
+        vec![second.id.clone()]
+    );
+    assert_eq!(db.credentials_for_user(&user.id, false).unwrap().len(), 2);
+    assert_eq!(db.list_credentials().unwrap().len(), 3);
+}
+
+#[test]
+fn storage_invitations_lifecycle() {
+    let db = test_storage();
+    let pending = db
+        .insert_invitation(&new_invitation(
+            "pending",
+            InvitationKind::Invite,
+            NOW + 3600,
+        ))
+        .unwrap();
+    assert_eq!(pending.email, "new.person@example.com");
+    let expired = db
+        .insert_invitation(&new_invitation("expired", InvitationKind::Invite, NOW - 1))
+        .unwrap();
+    let revoked = db
+        .insert_invitation(&new_invitation(
+            "revoked",
+            InvitationKind::Recovery,
+            NOW + 3600,
+        ))
+        .unwrap();
+    let used = db
+        .insert_invitation(&new_invitation("used", InvitationKind::Invite, NOW + 3600))
+        .unwrap();
+
+    assert_eq!(
+        db.invitation_by_token_hash(&hash_token("pending")).unwrap(),
+        Some(pending.clone())
+    );
+    assert_eq!(
+        db.invitation_by_token_hash(&hash_token("nope")).unwrap(),
+        None
+    );
+    assert_eq!(
+        db.invitation_by_id(&expired.id).unwrap(),
+        Some(expired.clone())
+    );
+
+    assert!(db.revoke_invitation(&revoked.id, NOW).unwrap());
+    assert!(!db.revoke_invitation(&revoked.id, NOW).unwrap());
+    assert!(db.mark_invitation_used(&used.id, "user-1", NOW).unwrap());
+    assert!(
+        !db.mark_invitation_used(&used.id, "user-2", NOW).unwrap(),
+        "single use"
+    );
+    assert!(
+        !db.mark_invitation_used(&expired.id, "user-3", NOW).unwrap(),
+        "expired"
+    );
+    assert!(
+        !db.mark_invitation_used(&revoked.id, "user-4", NOW).unwrap(),
+        "revoked"
+    );
+    assert!(
+        !db.revoke_invitation(&used.id, NOW).unwrap(),
+        "used ones stay used"
+    );
+
+    let used = db.invitation_by_id(&used.id).unwrap().unwrap();
+    assert_eq!(
+        (used.used_at, used.used_by.as_deref()),
+        (Some(NOW), Some("user-1"))
+    );
+    assert_eq!(used.state(NOW), InvitationState::Used);
+
+    let listed = |filter| -> Vec<String> {
+        let mut ids: Vec<String> = db
+            .list_invitations(filter, NOW)
+            .unwrap()
+            .into_iter()
+            .map(|inv| {
+                assert_eq!(
+                    inv.state(NOW),
+                    match filter {
+                        InvitationFilter::Pending => InvitationState::Pending,
+                        InvitationFilter::Used => InvitationState::Used,
+                        InvitationFilter::Expired => InvitationState::Expired,
+                        InvitationFilter::Revoked => InvitationState::Revoked,
+                        InvitationFilter::All => inv.state(NOW),
+                    }
+                );
+                inv.id
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(listed(InvitationFilter::Pending), vec![pending.id.clone()]);
+    assert_eq!(listed(InvitationFilter::Used), vec![used.id.clone()]);
+    assert_eq!(listed(InvitationFilter::Expired), vec![expired.id.clone()]);
+    assert_eq!(listed(InvitationFilter::Revoked), vec![revoked.id.clone()]);
+    assert_eq!(listed(InvitationFilter::All).len(), 4);
+
+    let bootstrap = db
+        .insert_invitation(&new_invitation("boot", InvitationKind::Bootstrap, NOW + 60))
+        .unwrap();
+    assert_eq!(
+        db.revoke_pending_invitations(InvitationKind::Bootstrap, NOW)
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        db.invitation_by_id(&bootstrap.id)
+            .unwrap()
+            .unwrap()
+            .state(NOW),
+        InvitationState::Revoked
+    );
+    assert_eq!(
+        db.invitation_by_id(&pending.id)
+            .unwrap()
+            .unwrap()
+            .state(NOW),
+        InvitationState::Pending
+    );
+}
+
+#[test]
+fn storage_invitation_is_single_use_under_concurrency() {
+    const RACERS: usize = 8;
+    let db = test_storage_with_pool(Some(RACERS as u32));
+    let invitation = db
+        .insert_invitation(&new_invitation("race", InvitationKind::Invite, NOW + 60))
+        .unwrap();
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let winners: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..RACERS)
+            .map(|i| {
+                let barrier = Arc::clone(&barrier);
+                let storage = db.storage.clone();
+                let id = invitation.id.clone();
+                scope.spawn(move || {
+                    barrier.wait();
+                    storage
+                        .transaction(|tx| tx.mark_invitation_used(&id, &format!("racer-{i}"), NOW))
+                        .unwrap()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| usize::from(h.join().unwrap()))
+            .sum()
+    });
+    assert_eq!(winners, 1, "exactly one racer may use the invitation");
+    let used = db.invitation_by_id(&invitation.id).unwrap().unwrap();
+    assert!(used.used_by.unwrap().starts_with("racer-"));
+}
+
+#[test]
+fn storage_transaction_rollback_leaves_nothing() {
+    let db = test_storage();
+    let user = new_user("rollback@example.com", Role::Member);
+
+    let result: Result<(), StorageError> = db.transaction(|tx| {
+        tx.insert_user(&user)?;
+        tx.insert_credential(&new_credential(&user.id, b"rolled-back"))?;
+        tx.put_setting("policy", "{}", NOW)?;
+        Err(StorageError::Conflict("caller changed its mind".into()))
+    });
+    assert_eq!(
+        result,
+        Err(StorageError::Conflict("caller changed its mind".into()))
+    );
+    assert_eq!(db.user_by_id(&user.id).unwrap(), None);
+    assert_eq!(
+        db.credential_by_credential_id(b"rolled-back").unwrap(),
+        None
+    );
+    assert_eq!(db.get_setting("policy").unwrap(), None);
+
+    // A failing statement part-way rolls back the writes before it.
+    let existing = db
+        .insert_user(&new_user("taken@example.com", Role::Member))
+        .unwrap();
+    let result = db.transaction(|tx| {
+        tx.insert_user(&user)?;
+        tx.insert_user(&new_user(&existing.email, Role::Member))?;
+        Ok(())
+    });
+    assert_eq!(result, Err(StorageError::Conflict("users.email".into())));
+    assert_eq!(db.user_by_id(&user.id).unwrap(), None);
+
+    // And a committed transaction keeps everything.
+    db.transaction(|tx| {
+        tx.insert_user(&user)?;
+        tx.insert_credential(&new_credential(&user.id, b"kept"))?;
+        Ok(())
+    })
+    .unwrap();
+    assert!(db.user_by_id(&user.id).unwrap().is_some());
+    assert!(db.credential_by_credential_id(b"kept").unwrap().is_some());
+}
+
+#[test]
+fn storage_times_round_trip_exactly() {
+    let db = test_storage();
+    // Unix seconds as BIGINT: no sub-second part to truncate, no range to clip.
+    for (i, at) in [0_i64, 1, NOW, 4_102_444_800, -86_400, i64::MAX / 2]
+        .into_iter()
+        .enumerate()
+    {
+        let mut user = new_user(&format!("t{i}@example.com"), Role::Member);
+        user.created_at = at;
+        let stored = db.insert_user(&user).unwrap();
+        assert_eq!(db.user_by_id(&stored.id).unwrap().unwrap().created_at, at);
+        db.put_setting(&format!("t{i}"), "v", at).unwrap();
+    }
+    let now = keygate::storage::unix_now();
+    assert!(now > NOW, "clock returns unix seconds");
+}
+
+#[test]
+fn storage_settings_get_put_delete() {
+    let db = test_storage();
+    assert_eq!(db.get_setting("policy").unwrap(), None);
+    db.put_setting("policy", r#"{"v":1}"#, NOW).unwrap();
+    assert_eq!(
+        db.get_setting("policy").unwrap().as_deref(),
+        Some(r#"{"v":1}"#)
+    );
+    db.put_setting("policy", r#"{"v":2}"#, NOW + 1).unwrap();
+    assert_eq!(
+        db.get_setting("policy").unwrap().as_deref(),
+        Some(r#"{"v":2}"#)
+    );
+    db.transaction(|tx| tx.put_setting("policy", "{}", NOW + 2))
+        .unwrap();
+    assert_eq!(db.get_setting("policy").unwrap().as_deref(), Some("{}"));
+    assert!(db.delete_setting("policy").unwrap());
+    assert!(!db.delete_setting("policy").unwrap());
+    assert_eq!(db.get_setting("policy").unwrap(), None);
+}
+
+#[tokio::test]
+async fn storage_run_uses_the_blocking_pool() {
+    let db = test_storage();
+    let user = new_user("async@example.com", Role::Admin);
+    let id = user.id.clone();
+    let stored = db
+        .run(move |s| {
+            s.transaction(|tx| {
+                tx.insert_user(&user)?;
+                tx.user_by_id(&user.id)
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored.map(|u| u.id), Some(id));
+    let missing = db.run(|s| s.user_by_id("none")).await.unwrap();
+    assert_eq!(missing, None);
+}
