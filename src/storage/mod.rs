@@ -218,12 +218,28 @@ impl Storage {
     }
 
     /// Applies pending migrations of this backend and returns the names applied (e.g.
-    /// `2026-11-25-000001_initial`); an up-to-date database returns an empty list. On
-    /// PostgreSQL, concurrent callers (several replicas) wait for each other.
+    /// `2026-11-25-000001_initial`); an up-to-date database returns an empty list.
+    /// Concurrent callers (several replicas, or `keygate migrate` beside a server) wait
+    /// for each other: an advisory lock on PostgreSQL, the write lock on SQLite.
     pub fn migrate(&self) -> Result<Vec<String>, StorageError> {
         let mut conn = self.conn()?;
         match &mut *conn {
-            DbConnection::Sqlite(sqlite) => apply_migrations(sqlite, SQLITE_MIGRATIONS),
+            DbConnection::Sqlite(sqlite) => {
+                // Hold the write lock throughout, so a concurrent `migrate()` waits and
+                // then finds nothing pending (each migration runs in a savepoint).
+                AnsiTransactionManager::begin_transaction_sql(&mut *sqlite, "BEGIN IMMEDIATE")
+                    .map_err(db_err)?;
+                match apply_migrations(&mut *sqlite, SQLITE_MIGRATIONS) {
+                    Ok(applied) => {
+                        AnsiTransactionManager::commit_transaction(&mut *sqlite).map_err(db_err)?;
+                        Ok(applied)
+                    }
+                    Err(err) => {
+                        let _ = AnsiTransactionManager::rollback_transaction(&mut *sqlite);
+                        Err(err)
+                    }
+                }
+            }
             DbConnection::Pg(pg) => {
                 pg.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
                     .map_err(db_err)?;

@@ -89,6 +89,46 @@ fn storage_migrations_apply_once_and_are_idempotent() {
 }
 
 #[test]
+fn storage_concurrent_migrations_apply_once() {
+    let db = test_storage_unmigrated(Some(4));
+    let applied: Vec<Vec<String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                let storage = db.storage.clone();
+                scope.spawn(move || storage.migrate().unwrap())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let total: Vec<&String> = applied.iter().flatten().collect();
+    assert_eq!(total, vec!["2026-11-25-000001_initial"]);
+    assert_eq!(db.count_users().unwrap(), 0);
+}
+
+#[test]
+fn storage_sqlite_connections_use_wal_and_foreign_keys() {
+    let db = test_storage();
+    let Some(path) = db.url.strip_prefix("sqlite://") else {
+        eprintln!(
+            "note: not on SQLite ({}), pragma test skipped",
+            backend_name()
+        );
+        return;
+    };
+    db.insert_user(&new_user("wal@example.com", Role::Member))
+        .unwrap();
+    assert!(
+        std::path::Path::new(&format!("{path}-wal")).exists(),
+        "journal_mode=WAL"
+    );
+    assert_eq!(
+        db.insert_credential(&new_credential("missing-user", b"fk")),
+        Err(StorageError::Conflict("foreign_key".into())),
+        "foreign_keys=ON"
+    );
+}
+
+#[test]
 fn storage_migration_folders_hold_the_same_names() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
     let names = |backend: &str| -> BTreeSet<String> {
