@@ -151,15 +151,15 @@ pub struct User {
     pub created_at: i64,
 }
 
-/// A user to create. The caller picks the id (it is also the WebAuthn user handle,
-/// needed before the row exists); [`crate::storage::new_id`] makes one.
+/// A user to create; new users are active. The caller picks the id (it is also the
+/// WebAuthn user handle, needed before the row exists); [`crate::storage::new_id`]
+/// makes one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewUser {
     pub id: String,
     pub email: String,
     pub display_name: String,
     pub role: Role,
-    pub status: UserStatus,
     pub created_at: i64,
 }
 

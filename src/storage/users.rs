@@ -48,7 +48,7 @@ impl Tx<'_> {
             email: normalize_email(&new.email),
             display_name: new.display_name.clone(),
             role: new.role,
-            status: new.status,
+            status: UserStatus::Active,
             created_at: new.created_at,
         };
         diesel::insert_into(users::table)

@@ -20,7 +20,6 @@ pub(crate) fn new_user(email: &str, role: Role) -> NewUser {
         email: email.to_owned(),
         display_name: format!("Name of {email}"),
         role,
-        status: UserStatus::Active,
         created_at: NOW,
     }
 }
