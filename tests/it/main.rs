@@ -6,3 +6,8 @@ mod support;
 mod audit;
 mod ephemeral;
 mod storage;
+mod attestation_chain;
+mod webauthn_assertion;
+mod webauthn_common;
+mod webauthn_fixtures;
+mod webauthn_software;

@@ -1,3 +1,5 @@
 //! Shared test support.
 pub mod browser;
 pub mod db;
+pub mod authenticator;
+pub mod fixtures;

@@ -1,0 +1,248 @@
+//! Chain validation on its own: the real firmware-5.7.1 leaf, Yubico's published
+//! intermediates, and test chains with broken links.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use keygate::attestation::cert::AaguidExtension;
+use keygate::attestation::{Catalogue, Certificate, TrustResult, TrustStore};
+use keygate::webauthn::Aaguid;
+use time::macros::datetime;
+
+use crate::support::authenticator::{LeafOptions, TestCa, YUBIKEY_5_NFC};
+use crate::support::fixtures;
+use crate::webauthn_common::NOW;
+
+fn pem_to_der(pem: &str) -> Vec<u8> {
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    STANDARD.decode(body.trim()).expect("PEM body")
+}
+
+fn leaf_571() -> Vec<u8> {
+    pem_to_der(&fixtures::read_text(
+        "yubikey/certs/yubikey-5ci-fw5.7.1-enterprise-attestation-leaf.pem",
+    ))
+}
+
+#[test]
+fn the_571_leaf_chains_to_the_fido_root_450203556() {
+    let der = leaf_571();
+    let facts =
+        fixtures::read_json("yubikey/certs/yubikey-5ci-fw5.7.1-enterprise-attestation-leaf.json");
+    let store = TrustStore::builtin();
+    match store.validate_der(&[&der], NOW) {
+        TrustResult::Trusted {
+            anchor_name,
+            anchor_sha256,
+            path_sha256,
+        } => {
+            assert_eq!(anchor_name, "Yubico FIDO Root CA Serial 450203556");
+            assert_eq!(
+                hex::encode(anchor_sha256),
+                "35f1a54b353bfb711e6d42adbeb76c0e9dead095018e6a94783ba2192fd6faad"
+            );
+            assert_eq!(
+                path_sha256.iter().map(hex::encode).collect::<Vec<_>>(),
+                [facts["expected"]["sha256"].as_str().expect("sha256")]
+            );
+        }
+        other => panic!("not trusted: {other:?}"),
+    }
+
+    let cert = Certificate::from_der(&der).expect("parses");
+    assert_eq!(cert.firmware.as_deref(), Some("5.7.1"));
+    let aaguid: Aaguid = "b90e7dc1-316e-4fee-a25a-56a666a670fe"
+        .parse()
+        .expect("aaguid");
+    assert_eq!(
+        cert.aaguid_extension,
+        AaguidExtension::Present {
+            aaguid,
+            critical: false
+        }
+    );
+    assert_eq!(cert.organizational_units, ["Authenticator Attestation"]);
+    assert_eq!(cert.version, 3);
+    assert!(!cert.is_ca());
+    assert_eq!(
+        cert.yubico_device_type.as_deref(),
+        Some("1.3.6.1.4.1.41482.1.7")
+    );
+    let model = Catalogue::builtin()
+        .lookup(&aaguid)
+        .map(|d| d.model.clone());
+    assert_eq!(model.as_deref(), Some("YubiKey 5Ci (enterprise profile)"));
+}
+
+#[test]
+fn the_571_leaf_is_untrusted_under_the_other_roots_and_outside_its_validity() {
+    let der = leaf_571();
+    for (file, name) in fixtures::ROOTS {
+        let mut store = TrustStore::empty();
+        store
+            .add_anchor_pem(&fixtures::root_pem(file))
+            .expect("root");
+        let result = store.validate_der(&[&der], NOW);
+        assert_eq!(
+            result.is_trusted(),
+            name == "Yubico FIDO Root CA Serial 450203556",
+            "{name}: {result:?}"
+        );
+    }
+    let store = TrustStore::builtin();
+    let code = |r: TrustResult| match r {
+        TrustResult::Untrusted { code, .. } => code,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        code(store.validate_der(&[&der], datetime!(2024-04-30 00:00 UTC))),
+        "certificate_not_yet_valid"
+    );
+    assert_eq!(
+        code(store.validate_der(&[&der], datetime!(2060-05-01 00:00 UTC))),
+        "certificate_expired"
+    );
+}
+
+#[test]
+fn malformed_chains_are_untrusted_not_errors() {
+    let store = TrustStore::builtin();
+    let mut der = leaf_571();
+    der.truncate(der.len() / 2);
+    match store.validate_der(&[&der], NOW) {
+        TrustResult::Untrusted { code, .. } => assert_eq!(code, "malformed_certificate"),
+        other => panic!("{other:?}"),
+    }
+    match store.validate_der(&[], NOW) {
+        TrustResult::Untrusted { code, .. } => assert_eq!(code, "malformed_certificate"),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn code_of(r: &TrustResult) -> &'static str {
+    match r {
+        TrustResult::Untrusted { code, .. } => code,
+        TrustResult::Trusted { .. } => "trusted",
+        TrustResult::NotApplicable => "not_applicable",
+    }
+}
+
+#[test]
+fn test_chains_need_every_link() {
+    let ca = TestCa::new("Chain Test");
+    let leaf = ca.issue_attestation_cert(&LeafOptions::default());
+    let inter = ca.intermediate_der().to_vec();
+
+    // No anchor for the test CA.
+    let builtin = TrustStore::builtin();
+    assert_eq!(
+        code_of(&builtin.validate_der(&[&leaf.der, &inter], NOW)),
+        "untrusted_root"
+    );
+
+    let mut store = TrustStore::builtin();
+    store.add_anchor_pem(ca.root_pem()).expect("root");
+    let r = store.validate_der(&[&leaf.der, &inter], NOW);
+    match &r {
+        TrustResult::Trusted {
+            anchor_name,
+            path_sha256,
+            ..
+        } => {
+            assert_eq!(anchor_name, "Chain Test Root CA");
+            assert_eq!(path_sha256.len(), 2);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Without the intermediate the path cannot be built...
+    assert_eq!(
+        code_of(&store.validate_der(&[&leaf.der], NOW)),
+        "untrusted_root"
+    );
+    // ...unless the intermediate is in the store's pool.
+    store
+        .add_intermediates_pem(ca.intermediate_pem())
+        .expect("intermediate");
+    assert!(store.validate_der(&[&leaf.der], NOW).is_trusted());
+
+    // The root presented in x5c as well is fine.
+    let root = ca.root_der().to_vec();
+    assert!(store
+        .validate_der(&[&leaf.der, &inter, &root], NOW)
+        .is_trusted());
+
+    // An expired leaf.
+    let expired = ca.issue_attestation_cert(&LeafOptions {
+        expired: true,
+        ..LeafOptions::default()
+    });
+    assert_eq!(
+        code_of(&store.validate_der(&[&expired.der, &inter], NOW)),
+        "certificate_expired"
+    );
+}
+
+#[test]
+fn a_lookalike_ca_with_the_same_names_fails_on_the_signature() {
+    let trusted = TestCa::new("Lookalike");
+    let impostor = TestCa::new("Lookalike");
+    let leaf = impostor.issue_attestation_cert(&LeafOptions::default());
+    let mut store = TrustStore::empty();
+    store.add_anchor_pem(trusted.root_pem()).expect("root");
+    // With the impostor's intermediate, the trusted root's signature check fails.
+    let r = store.validate_der(&[&leaf.der, impostor.intermediate_der()], NOW);
+    assert_eq!(code_of(&r), "bad_chain_signature", "{r:?}");
+    // With the trusted intermediate, the leaf's signature check fails.
+    let r = store.validate_der(&[&leaf.der, trusted.intermediate_der()], NOW);
+    assert_eq!(code_of(&r), "bad_chain_signature", "{r:?}");
+}
+
+#[test]
+fn issuer_constraints_are_enforced() {
+    let ca = TestCa::new("Constraint Test");
+    let mut store = TrustStore::empty();
+    store.add_anchor_pem(ca.root_pem()).expect("root");
+
+    // The intermediate has pathLen 0: a CA below it may not issue.
+    let sub = ca.sub_ca("Constraint Test", true);
+    let leaf = sub.issue_attestation_cert(&LeafOptions::default());
+    let x5c: Vec<&[u8]> = leaf.x5c.iter().map(Vec::as_slice).collect();
+    assert_eq!(x5c.len(), 3);
+    assert_eq!(
+        code_of(&store.validate_der(&x5c, NOW)),
+        "path_length_constraint"
+    );
+    // The sub CA itself is a valid certificate under the intermediate.
+    assert!(store
+        .validate_der(&[&sub.der, ca.intermediate_der()], NOW)
+        .is_trusted());
+
+    // A certificate that is not a CA cannot issue.
+    let not_ca = ca.sub_ca("Not A CA", false);
+    let leaf = not_ca.issue_attestation_cert(&LeafOptions::default());
+    let x5c: Vec<&[u8]> = leaf.x5c.iter().map(Vec::as_slice).collect();
+    assert_eq!(code_of(&store.validate_der(&x5c, NOW)), "not_a_ca");
+
+    // A leaf issued by the root directly is fine (x5c of one).
+    let root_leaf = ca.issue_attestation_cert(&LeafOptions {
+        signed_by_root: true,
+        aaguid: Some(YUBIKEY_5_NFC),
+        ..LeafOptions::default()
+    });
+    assert_eq!(root_leaf.x5c.len(), 1);
+    assert!(store.validate_der(&[&root_leaf.der], NOW).is_trusted());
+}
+
+#[test]
+fn builtin_anchors_can_be_extended_and_duplicates_are_ignored() {
+    let mut store = TrustStore::builtin();
+    assert_eq!(store.anchors().len(), 3);
+    let pem = fixtures::root_pem("yubico-u2f-root-ca-serial-457200631.pem");
+    assert_eq!(store.add_anchor_pem(&pem).expect("parses"), 0);
+    let ca = TestCa::new("Admin Added");
+    assert_eq!(store.add_anchor_pem(ca.root_pem()).expect("parses"), 1);
+    assert_eq!(store.anchors().len(), 4);
+    assert_eq!(store.anchors()[3].name, "Admin Added Root CA");
+    assert!(store.add_anchor_pem("not a pem").is_err());
+    assert!(store.add_intermediates_pem("").is_err());
+}
