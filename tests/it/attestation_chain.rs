@@ -246,3 +246,39 @@ fn builtin_anchors_can_be_extended_and_duplicates_are_ignored() {
     assert!(store.add_anchor_pem("not a pem").is_err());
     assert!(store.add_intermediates_pem("").is_err());
 }
+
+/// Real Yubico certificates exist whose signature BIT STRING declares unused bits
+/// (OpenSSL 3 refuses them, other verifiers accept them). When the padding bits are
+/// zero the certificate parses and its signature (all the bytes) still verifies; when
+/// they are not, it is a malformed certificate. Never a panic.
+#[test]
+fn a_signature_bit_string_with_unused_bits_does_not_panic() {
+    let store = TrustStore::builtin();
+    for v in fixtures::registrations() {
+        let obj =
+            keygate::webauthn::AttestationObject::parse(&v.attestation_object).expect("parses");
+        let Some(ciborium::value::Value::Array(x5c)) = obj.att_stmt.as_map().and_then(|m| {
+            m.iter()
+                .find(|(k, _)| k.as_text() == Some("x5c"))
+                .map(|(_, v)| v.clone())
+        }) else {
+            panic!("{}: no x5c", v.name)
+        };
+        let Some(ciborium::value::Value::Bytes(leaf)) = x5c.first() else {
+            panic!("{}: x5c[0]", v.name)
+        };
+        // The signature is the last element: BIT STRING 03 82 01 01 00 <256 bytes>.
+        let at = leaf.len() - 257;
+        assert_eq!(&leaf[at - 4..at], &[0x03, 0x82, 0x01, 0x01], "{}", v.name);
+        for unused in [1u8, 7] {
+            let mut quirky = leaf.clone();
+            quirky[at] = unused;
+            let parsed = Certificate::from_der(&quirky);
+            let result = store.validate_der(&[&quirky], NOW);
+            match parsed {
+                Ok(_) => assert!(result.is_trusted(), "{}: {result:?}", v.name),
+                Err(_) => assert_eq!(code_of(&result), "malformed_certificate", "{}", v.name),
+            }
+        }
+    }
+}

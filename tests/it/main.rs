@@ -10,4 +10,5 @@ mod attestation_chain;
 mod webauthn_assertion;
 mod webauthn_common;
 mod webauthn_fixtures;
+mod webauthn_fuzz;
 mod webauthn_software;
