@@ -7,6 +7,7 @@ mod audit;
 mod ephemeral;
 mod storage;
 mod attestation_chain;
+mod attestation_policy;
 mod webauthn_assertion;
 mod webauthn_common;
 mod webauthn_fixtures;
