@@ -32,7 +32,7 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -222,23 +222,6 @@ impl Default for RateLimitConfig {
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            organisation: OrganisationConfig::default(),
-            webauthn: WebauthnConfig::default(),
-            database: DatabaseConfig::default(),
-            ephemeral: EphemeralConfig::default(),
-            session: SessionConfig::default(),
-            enrolment: EnrolmentConfig::default(),
-            attestation: AttestationConfig::default(),
-            policy: Policy::default(),
-            rate_limit: RateLimitConfig::default(),
-        }
-    }
-}
-
 impl Config {
     /// Defaults, then the file (if any), then `KEYGATE__…` variables from `env`; then validated.
     pub fn load(
@@ -359,7 +342,11 @@ impl Config {
             return invalid("policy.min_keys must be at least 1".into());
         }
         let cookie = &self.session.cookie_name;
-        if cookie.is_empty() || !cookie.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        if cookie.is_empty()
+            || !cookie
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
             return invalid("session.cookie_name must be ASCII letters, digits or _".into());
         }
         for m in &self.attestation.extra_models {

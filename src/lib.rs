@@ -1,12 +1,154 @@
 //! keygate: an enterprise SSO attestation gateway.
 //!
-//! Data flows one way: `http` → `service` → protocol/policy modules
-//! (`webauthn`, `attestation`, `audit`) → `storage` / `ephemeral`.
-//! Protocol modules import neither actix-web nor diesel.
+//! Data flows one way: `http` → `service` → protocol and policy modules (`webauthn`,
+//! `attestation`, `audit`) → `storage` / `ephemeral`. Protocol modules import neither
+//! actix-web nor diesel. [`build`] assembles an [`App`] from a [`Config`]; the binary and the
+//! tests share it.
 #![forbid(unsafe_code)]
 
 pub mod attestation;
 pub mod audit;
+pub mod config;
 pub mod ephemeral;
+pub mod error;
+pub mod http;
+pub mod service;
+pub mod state;
 pub mod storage;
 pub mod webauthn;
+
+use std::sync::Arc;
+
+use secrecy::ExposeSecret;
+
+use crate::attestation::Verifier;
+pub use crate::config::Config;
+use crate::service::invitations::IssuedInvitation;
+use crate::state::{AppState, Clock};
+
+/// What can stop keygate from starting; each names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("database: {0}")]
+    Storage(#[from] storage::StorageError),
+    #[error("ephemeral store: {0}")]
+    Ephemeral(#[from] ephemeral::EphemeralError),
+    #[error("attestation trust: {0}")]
+    Attestation(String),
+    #[error("the database has pending migrations ({0}); run `keygate migrate` first")]
+    PendingMigrations(String),
+    #[error("{0}")]
+    Service(#[from] error::Error),
+}
+
+/// How much [`build`] may change on its way up.
+#[derive(Clone, Copy, Debug)]
+pub struct BuildOptions {
+    /// Apply pending migrations (dev, tests) instead of refusing to start (serve).
+    pub migrate: bool,
+    /// Issue a bootstrap link when no admin exists.
+    pub bootstrap: bool,
+}
+
+/// An assembled keygate: its state, and the bootstrap link when one was issued.
+pub struct App {
+    pub state: AppState,
+    pub bootstrap: Option<IssuedInvitation>,
+}
+
+/// Loads the FIDO trust anchors, intermediates and extra models the config names.
+pub fn verifier(config: &Config) -> Result<Verifier, BuildError> {
+    let mut verifier = Verifier::builtin();
+    for path in &config.attestation.extra_roots {
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| BuildError::Attestation(format!("{}: {e}", path.display())))?;
+        verifier
+            .trust
+            .add_anchor_pem(&pem)
+            .map_err(|e| BuildError::Attestation(format!("{}: {e}", path.display())))?;
+    }
+    for path in &config.attestation.extra_intermediates {
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| BuildError::Attestation(format!("{}: {e}", path.display())))?;
+        verifier
+            .trust
+            .add_intermediates_pem(&pem)
+            .map_err(|e| BuildError::Attestation(format!("{}: {e}", path.display())))?;
+    }
+    for m in &config.attestation.extra_models {
+        let aaguid = m
+            .aaguid
+            .parse()
+            .map_err(|_| BuildError::Attestation(format!("`{}` is not an AAGUID", m.aaguid)))?;
+        verifier
+            .catalogue
+            .insert(attestation::DeviceInfo::new(aaguid, &m.model, m.fips));
+    }
+    Ok(verifier)
+}
+
+/// Connects storage and the ephemeral store, loads trust, and (optionally) migrates and
+/// issues the first admin's bootstrap link.
+pub async fn build(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    opts: BuildOptions,
+) -> Result<App, BuildError> {
+    config.validate()?;
+    let origin = config.origin()?;
+    let rp_id = config.rp_id()?;
+    let verifier = verifier(&config)?;
+    let db_url = config.database.url.expose_secret().to_string();
+    let pool = config.database.pool_size;
+    let storage = tokio::task::spawn_blocking(move || storage::Storage::connect(&db_url, pool))
+        .await
+        .map_err(|e| BuildError::Attestation(e.to_string()))??;
+    if opts.migrate {
+        storage.run(|s| s.migrate().map(|_| ())).await?;
+    } else {
+        let pending = storage.run(|s| s.pending_migrations()).await?;
+        if !pending.is_empty() {
+            return Err(BuildError::PendingMigrations(pending.join(", ")));
+        }
+    }
+    let ephemeral = ephemeral::connect(
+        Some(config.ephemeral.url.expose_secret()),
+        &config.ephemeral.prefix,
+    )
+    .await?;
+    let state = AppState {
+        config: Arc::new(config),
+        storage,
+        ephemeral,
+        verifier: Arc::new(verifier),
+        clock,
+        origin: origin.into(),
+        rp_id: rp_id.into(),
+    };
+    let bootstrap = if opts.bootstrap {
+        service::invitations::ensure_bootstrap(&state).await?
+    } else {
+        None
+    };
+    Ok(App { state, bootstrap })
+}
+
+/// Starts the HTTP server on `listener`; the returned server runs until stopped.
+pub fn start(
+    state: &AppState,
+    listener: std::net::TcpListener,
+) -> std::io::Result<actix_web::dev::Server> {
+    let workers = match state.config.server.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let shutdown = state.config.server.shutdown_timeout_secs;
+    let state = state.clone();
+    Ok(actix_web::HttpServer::new(move || http::app(state.clone()))
+        .listen(listener)?
+        .workers(workers)
+        .shutdown_timeout(shutdown)
+        .run())
+}

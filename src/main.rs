@@ -1,1 +1,251 @@
-fn main() {}
+//! The `keygate` command line. Each subcommand loads the config, builds what it needs from
+//! the library and reports in plain words; a failure exits non-zero with the reason.
+#![forbid(unsafe_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use keygate::service::{audit_log, invitations, Actor};
+use keygate::state::SystemClock;
+use keygate::{build, BuildOptions, Config};
+
+#[derive(Parser)]
+#[command(
+    name = "keygate",
+    version,
+    about = "Enterprise SSO attestation gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run on the embedded default: SQLite file, in-process store, 127.0.0.1, RP ID localhost.
+    Dev {
+        /// Where the SQLite database lives.
+        #[arg(long, default_value = ".keygate-dev")]
+        data_dir: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: String,
+        /// Optional config file layered over the dev defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run for production with a config file (PostgreSQL + Redis).
+    Serve {
+        #[arg(long, env = "KEYGATE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Apply pending database migrations.
+    Migrate {
+        #[arg(long, env = "KEYGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Create an invitation link for a member and print it.
+    Invite {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long, default_value = "member")]
+        role: String,
+        #[arg(long, env = "KEYGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Audit-log commands.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain; report the first broken link.
+    Verify {
+        #[arg(long, env = "KEYGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file (and KEYGATE__ variables) and print the effective config.
+    Check {
+        #[arg(long, env = "KEYGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn load(config: Option<&PathBuf>) -> Result<Config, String> {
+    Config::load(config.map(|p| p.as_path()), std::env::vars()).map_err(|e| e.to_string())
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.compact().init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("keygate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("keygate: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Dev {
+            data_dir,
+            bind,
+            config,
+        } => {
+            init_logs(false);
+            std::fs::create_dir_all(&data_dir)
+                .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+            let port = bind.rsplit(':').next().unwrap_or("8080").to_string();
+            let mut env: Vec<(String, String)> = vec![
+                ("KEYGATE__SERVER__BIND".into(), bind.clone()),
+                (
+                    "KEYGATE__SERVER__PUBLIC_URL".into(),
+                    format!("http://localhost:{port}"),
+                ),
+                ("KEYGATE__WEBAUTHN__RP_ID".into(), "localhost".into()),
+                (
+                    "KEYGATE__DATABASE__URL".into(),
+                    format!("sqlite://{}/keygate.db", data_dir.display()),
+                ),
+                ("KEYGATE__EPHEMERAL__URL".into(), "memory://".into()),
+            ];
+            env.extend(std::env::vars());
+            let config = Config::load(config.as_deref(), env).map_err(|e| e.to_string())?;
+            serve(config, true).await
+        }
+        Command::Serve { config } => {
+            init_logs(true);
+            serve(load(Some(&config))?, false).await
+        }
+        Command::Migrate { config } => {
+            let config = load(config.as_ref())?;
+            let app = build(
+                config,
+                Arc::new(SystemClock),
+                BuildOptions {
+                    migrate: true,
+                    bootstrap: false,
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let _ = app;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Invite {
+            email,
+            name,
+            role,
+            config,
+        } => {
+            let app = build(
+                load(config.as_ref())?,
+                Arc::new(SystemClock),
+                BuildOptions {
+                    migrate: false,
+                    bootstrap: false,
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let issued = invitations::create(&app.state, &Actor::cli(), &email, &name, &role)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{}", issued.link);
+            Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { config },
+        } => {
+            let app = build(
+                load(config.as_ref())?,
+                Arc::new(SystemClock),
+                BuildOptions {
+                    migrate: false,
+                    bootstrap: false,
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let report = audit_log::verify(&app.state)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{report}");
+            Ok(())
+        }
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => {
+            let config = load(config.as_ref())?;
+            print!("{}", config.to_redacted_toml());
+            eprintln!("config OK");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config, dev: bool) -> Result<(), String> {
+    let bind = config.server.bind.clone();
+    let app = build(
+        config,
+        Arc::new(SystemClock),
+        BuildOptions {
+            migrate: dev,
+            bootstrap: true,
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let listener = TcpListener::bind(&bind).map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+    if let Some(b) = &app.bootstrap {
+        println!("\nNo admin yet. Open this one-time link to enrol the first admin's key (valid until {}):\n\n    {}\n", keygate::http::views::format_time(b.expires_at), b.link);
+    }
+    println!(
+        "keygate listening on http://{bind} (public URL {})",
+        app.state.config.server.public_url
+    );
+    let server = keygate::start(&app.state, listener).map_err(|e| e.to_string())?;
+    server.await.map_err(|e| e.to_string())
+}

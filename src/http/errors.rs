@@ -44,7 +44,11 @@ fn log(err: &Error, status: StatusCode) {
     if status.is_server_error() {
         tracing::error!(error.code = err.code(), error.detail = %err, "request failed");
     } else {
-        tracing::info!(error.code = err.code(), status = status.as_u16(), "request refused");
+        tracing::info!(
+            error.code = err.code(),
+            status = status.as_u16(),
+            "request refused"
+        );
     }
 }
 

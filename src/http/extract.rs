@@ -125,13 +125,16 @@ pub fn csrf_header(req: &HttpRequest) -> Option<&str> {
 /// The session cookie for `session`, with the attributes SPEC §7 asks for.
 pub fn session_cookie(state: &AppState, session: &Session) -> Cookie<'static> {
     let ttl = (session.data.expires_at - state.now()).max(0);
-    Cookie::build(state.config.session.cookie_name.clone(), session.token.clone())
-        .path("/")
-        .http_only(true)
-        .secure(state.config.cookies_secure())
-        .same_site(SameSite::Lax)
-        .max_age(actix_web::cookie::time::Duration::seconds(ttl))
-        .finish()
+    Cookie::build(
+        state.config.session.cookie_name.clone(),
+        session.token.clone(),
+    )
+    .path("/")
+    .http_only(true)
+    .secure(state.config.cookies_secure())
+    .same_site(SameSite::Lax)
+    .max_age(actix_web::cookie::time::Duration::seconds(ttl))
+    .finish()
 }
 
 /// A cookie that removes the session cookie.

@@ -18,7 +18,8 @@ use errors::{ApiError, PageError};
 use handlers::{admin, assets, enrol, health, me};
 
 /// Content-Security-Policy: scripts and styles only from here, no inline script, no framing.
-pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+pub const CSP: &str =
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
 object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// Strict security headers on every response (SPEC §7).

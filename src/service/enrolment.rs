@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::service::session::Session;
 use crate::service::{invitations, tokens, Actor};
 use crate::state::AppState;
-use crate::storage::{NewCredential, NewUser};
+use crate::storage::{InvitationKind, NewCredential, NewUser, Role};
 use crate::webauthn::{verify_registration, RegistrationInput};
 
 /// What the browser asks to enrol for.
@@ -100,7 +100,7 @@ pub async fn begin(
     let (pending, exclude) = match (&req.token, session.user_id()) {
         (Some(token), _) => {
             let inv = invitations::find_usable(state, token).await?;
-            let (email, display_name) = if inv.kind == "bootstrap" {
+            let (email, display_name) = if inv.kind == InvitationKind::Bootstrap {
                 let email = req.email.as_deref().unwrap_or_default().trim();
                 if email.is_empty() {
                     return Err(Error::bad_request(
@@ -120,7 +120,7 @@ pub async fn begin(
                 user_id: tokens::new_id(),
                 email,
                 display_name: display_name.trim().chars().take(100).collect(),
-                role: inv.role.clone(),
+                role: inv.role.as_str().into(),
                 invitation_id: Some(inv.id),
                 existing_member: false,
                 expires_at: now + ttl as i64,
@@ -147,7 +147,7 @@ pub async fn begin(
                 user_id: user.id,
                 email: user.email,
                 display_name: user.display_name,
-                role: user.role,
+                role: user.role.as_str().into(),
                 invitation_id: None,
                 existing_member: true,
                 expires_at: now + ttl as i64,
@@ -231,7 +231,10 @@ pub async fn finish(
     let req = match serde_json::from_slice::<FinishRequest>(body) {
         Ok(req) => req,
         Err(e) => {
-            let err = Error::bad_request("malformed_json", format!("the request body is not a registration response: {e}"));
+            let err = Error::bad_request(
+                "malformed_json",
+                format!("the request body is not a registration response: {e}"),
+            );
             refuse(state, &actor, &subject, &err, serde_json::json!({})).await?;
             return Err(err);
         }
@@ -400,7 +403,7 @@ async fn verify_and_store(
             id: pending.user_id.clone(),
             email: pending.email.clone(),
             display_name: pending.display_name.clone(),
-            role: pending.role.clone(),
+            role: pending.role.parse().unwrap_or(Role::Member),
             created_at: now,
         })
     });
@@ -489,11 +492,15 @@ fn evidence_json(v: &crate::webauthn::VerifiedRegistration) -> serde_json::Value
             anchor_name,
             anchor_sha256,
             ..
-        } => serde_json::json!({ "trusted": true, "anchor": anchor_name, "anchor_sha256": hex::encode(anchor_sha256) }),
+        } => {
+            serde_json::json!({ "trusted": true, "anchor": anchor_name, "anchor_sha256": hex::encode(anchor_sha256) })
+        }
         TrustResult::Untrusted { code, reason } => {
             serde_json::json!({ "trusted": false, "code": code, "reason": reason })
         }
-        TrustResult::NotApplicable => serde_json::json!({ "trusted": false, "code": "not_attested" }),
+        TrustResult::NotApplicable => {
+            serde_json::json!({ "trusted": false, "code": "not_attested" })
+        }
     };
     serde_json::json!({
         "fmt": e.fmt,

@@ -7,9 +7,9 @@ use crate::audit::{NewAuditEvent, Outcome};
 use crate::error::{Error, Result};
 use crate::service::{tokens, Actor};
 use crate::state::AppState;
-use crate::storage::{Invitation, NewInvitation};
-
-pub const ROLES: [&str; 2] = ["member", "admin"];
+use crate::storage::{
+    Invitation, InvitationFilter, InvitationKind, InvitationState, NewInvitation, Role,
+};
 
 /// A freshly created invitation: the only time the link is ever visible.
 #[derive(Clone, Debug, Serialize)]
@@ -35,14 +35,11 @@ pub struct InvitationView {
 }
 
 pub fn status_of(inv: &Invitation, now: i64) -> &'static str {
-    if inv.used_at.is_some() {
-        "used"
-    } else if inv.revoked_at.is_some() {
-        "revoked"
-    } else if inv.expires_at <= now {
-        "expired"
-    } else {
-        "pending"
+    match inv.state(now) {
+        InvitationState::Pending => "pending",
+        InvitationState::Used => "used",
+        InvitationState::Revoked => "revoked",
+        InvitationState::Expired => "expired",
     }
 }
 
@@ -81,18 +78,15 @@ pub async fn create(
             "enter a valid e-mail address",
         ));
     }
-    if !ROLES.contains(&role) {
-        return Err(Error::bad_request(
-            "invalid_role",
-            "role must be member or admin",
-        ));
-    }
+    let role: Role = role
+        .parse()
+        .map_err(|_| Error::bad_request("invalid_role", "role must be member or admin"))?;
     let display_name = clean_name(display_name)?;
     let ttl = state.config.enrolment.invitation_ttl_secs as i64;
     issue(
         state,
         actor,
-        "invite",
+        InvitationKind::Invite,
         &email,
         &display_name,
         role,
@@ -106,10 +100,10 @@ pub async fn create(
 async fn issue(
     state: &AppState,
     actor: &Actor,
-    kind: &str,
+    kind: InvitationKind,
     email: &str,
     display_name: &str,
-    role: &str,
+    role: Role,
     ttl: i64,
     action: &str,
 ) -> Result<IssuedInvitation> {
@@ -118,10 +112,10 @@ async fn issue(
     let inv = NewInvitation {
         id: tokens::new_id(),
         token_hash: tokens::digest_hex(token.as_bytes()),
-        kind: kind.into(),
+        kind,
         email: email.into(),
         display_name: display_name.into(),
-        role: role.into(),
+        role,
         created_by: Some(actor.id.clone()),
         created_at: now,
         expires_at: now + ttl,
@@ -132,12 +126,12 @@ async fn issue(
         subject: format!("invitation:{}", inv.id),
         outcome: Outcome::Success,
         reason: None,
-        details: serde_json::json!({ "role": role, "kind": kind, "expires_at": inv.expires_at, "ip": actor.ip }),
+        details: serde_json::json!({ "role": role.as_str(), "kind": kind.as_str(), "expires_at": inv.expires_at, "ip": actor.ip }),
     };
     let issued = IssuedInvitation {
         id: inv.id.clone(),
         email: email.into(),
-        role: role.into(),
+        role: role.as_str().into(),
         link: state.link(&format!("/enrol/{token}")),
         expires_at: inv.expires_at,
     };
@@ -163,16 +157,16 @@ pub async fn ensure_bootstrap(state: &AppState) -> Result<Option<IssuedInvitatio
     let now = state.now();
     state
         .storage
-        .run(move |s| s.revoke_pending_invitations("bootstrap", now))
+        .run(move |s| s.revoke_pending_invitations(InvitationKind::Bootstrap, now))
         .await?;
     let ttl = state.config.enrolment.bootstrap_ttl_secs as i64;
     let issued = issue(
         state,
         &Actor::system(),
-        "bootstrap",
+        InvitationKind::Bootstrap,
         "",
         "",
-        "admin",
+        Role::Admin,
         ttl,
         "bootstrap.issued",
     )
@@ -214,16 +208,19 @@ fn unusable() -> Error {
 
 pub async fn list(state: &AppState) -> Result<Vec<InvitationView>> {
     let now = state.now();
-    let all = state.storage.run(|s| s.list_invitations()).await?;
+    let all = state
+        .storage
+        .run(move |s| s.list_invitations(InvitationFilter::All, now))
+        .await?;
     Ok(all
         .into_iter()
         .map(|i| InvitationView {
             status: status_of(&i, now),
             id: i.id,
-            kind: i.kind,
+            kind: i.kind.as_str().into(),
             email: i.email,
             display_name: i.display_name,
-            role: i.role,
+            role: i.role.as_str().into(),
             created_by: i.created_by,
             created_at: i.created_at,
             expires_at: i.expires_at,

@@ -84,8 +84,8 @@ fn view(state: &AppState, user: &User, keys: &[Credential]) -> MemberView {
         id: user.id.clone(),
         email: user.email.clone(),
         display_name: user.display_name.clone(),
-        role: user.role.clone(),
-        status: user.status.clone(),
+        role: user.role.as_str().into(),
+        status: user.status.as_str().into(),
         created_at: user.created_at,
         active_keys: active.len(),
         compliant: compliance.compliant,
@@ -102,11 +102,9 @@ pub async fn list(state: &AppState) -> Result<Vec<MemberView>> {
     Ok(users
         .iter()
         .map(|u| {
-            let mine: Vec<Credential> = keys
-                .iter()
-                .filter(|k| k.user_id == u.id)
-                .cloned()
-                .collect();
+            let u = &u.user;
+            let mine: Vec<Credential> =
+                keys.iter().filter(|k| k.user_id == u.id).cloned().collect();
             view(state, u, &mine)
         })
         .collect())

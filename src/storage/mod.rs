@@ -254,6 +254,26 @@ impl Storage {
         }
     }
 
+    /// Names of the embedded migrations not yet applied to this database.
+    /// `keygate serve` refuses to start while this is not empty.
+    pub fn pending_migrations(&self) -> Result<Vec<String>, StorageError> {
+        fn names<C>(conn: &mut C, source: EmbeddedMigrations) -> Result<Vec<String>, StorageError>
+        where
+            C: MigrationHarness<C::Backend> + Connection,
+            EmbeddedMigrations: diesel::migration::MigrationSource<C::Backend>,
+        {
+            let pending = conn
+                .pending_migrations(source)
+                .map_err(|err| StorageError::Backend(format!("migrations: {err}")))?;
+            Ok(pending.iter().map(|m| m.name().to_string()).collect())
+        }
+        let mut conn = self.conn()?;
+        match &mut *conn {
+            DbConnection::Sqlite(sqlite) => names(sqlite, SQLITE_MIGRATIONS),
+            DbConnection::Pg(pg) => names(pg, POSTGRES_MIGRATIONS),
+        }
+    }
+
     /// Names of the migrations embedded for `backend`, in order.
     pub fn migration_names(backend: Backend) -> Result<Vec<String>, StorageError> {
         fn names<DB: diesel::backend::Backend>(

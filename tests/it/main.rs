@@ -1,15 +1,14 @@
 //! The one integration-test binary: every suite runs on the embedded default and,
 //! with `KEYGATE_TEST_DATABASE_URL` / `KEYGATE_TEST_REDIS_URL` set, on PostgreSQL + Redis.
 
-mod browser_smoke;
-mod support;
+mod attestation_chain;
 mod audit;
+mod browser_smoke;
+mod enrolment_http;
 mod ephemeral;
 mod storage;
-mod attestation_chain;
-mod attestation_policy;
+mod support;
 mod webauthn_assertion;
 mod webauthn_common;
 mod webauthn_fixtures;
-mod webauthn_fuzz;
 mod webauthn_software;

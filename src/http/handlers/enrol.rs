@@ -20,18 +20,18 @@ pub async fn page(
         Some(s) => (s, false),
         None => (session::start_anonymous(&state).await?, true),
     };
-    let page = EnrolPage {
+    let view = EnrolPage {
         nav: Nav::of(Some(&session)),
         csrf: session.data.csrf.clone(),
         organisation: state.config.organisation.name.clone(),
         token: token.into_inner(),
-        bootstrap: inv.kind == "bootstrap",
+        bootstrap: inv.kind == crate::storage::InvitationKind::Bootstrap,
         email: inv.email,
         display_name: inv.display_name,
-        role: inv.role,
+        role: inv.role.as_str().into(),
         min_keys: state.policy().min_keys,
     };
-    let mut res = views::ok(&page);
+    let mut res = views::ok(&view);
     if fresh {
         res.add_cookie(&session_cookie(&state, &session))
             .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
@@ -46,7 +46,7 @@ pub async fn add_key_page(
     me: SignedIn,
 ) -> Result<HttpResponse, PageError> {
     let detail = crate::service::members::detail(&state, me.user_id()).await?;
-    let page = EnrolPage {
+    let view = EnrolPage {
         nav: Nav::of(Some(&me.0)),
         csrf: me.0.data.csrf.clone(),
         organisation: state.config.organisation.name.clone(),
@@ -57,7 +57,7 @@ pub async fn add_key_page(
         role: detail.member.role,
         min_keys: state.policy().min_keys,
     };
-    Ok(views::ok(&page))
+    Ok(views::ok(&view))
 }
 
 #[post("/api/enrol/begin")]

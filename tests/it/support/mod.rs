@@ -1,5 +1,6 @@
 //! Shared test support.
+pub mod app;
+pub mod authenticator;
 pub mod browser;
 pub mod db;
-pub mod authenticator;
 pub mod fixtures;
