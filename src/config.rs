@@ -545,3 +545,28 @@ mod tests {
         assert!(err.to_string().contains("database.url"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod readme {
+    use super::Config;
+
+    /// The README's configuration block is the defaults, key for key.
+    #[test]
+    fn readme_example_matches_the_defaults() {
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("## Configuration")
+            .nth(1)
+            .expect("README has a Configuration section");
+        let block = section
+            .split("```toml")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("a toml block");
+        let documented: Config = toml::from_str(block).expect("the README block parses");
+        assert_eq!(
+            documented.to_redacted_toml(),
+            Config::default().to_redacted_toml()
+        );
+    }
+}

@@ -285,6 +285,12 @@ impl Certificate {
         self.issuer_raw == issuer.subject_raw
     }
 
+    /// Whether `other` has this certificate's subject name (exact DER) and public key:
+    /// as a trust anchor (RFC 5280 §6.1.1 (d)) the two are the same.
+    pub fn same_name_and_key(&self, other: &Certificate) -> bool {
+        self.subject_raw == other.subject_raw && self.key == other.key
+    }
+
     /// Whether subject and issuer names are equal.
     pub fn is_self_issued(&self) -> bool {
         self.issuer_raw == self.subject_raw

@@ -3,12 +3,20 @@
 //!
 //! Every link is checked: exact issuer/subject name match, the issuer's signature
 //! (ring), the validity period at `now`, basicConstraints CA=true and keyCertSign (when
-//! keyUsage is present) on every issuer, pathLenConstraint, unknown critical
+//! keyUsage is present) on every intermediate, pathLenConstraint, unknown critical
 //! extensions. Paths are at most [`MAX_PATH_LEN`] certificates below the anchor, never
 //! revisit a certificate, and the search stops after [`MAX_SIGNATURE_CHECKS`] signature
-//! verifications. The anchor itself is taken as configured (RFC 5280 §6.1: a trust
-//! anchor is an input, not a certificate of the path), so its own validity period and
-//! self-signature are not re-checked.
+//! verifications.
+//!
+//! A trust anchor is a name and a public key (RFC 5280 §6.1.1 (d)): it is an input to
+//! path validation, not a certificate of the path. A certificate chains to an anchor
+//! when its issuer name equals the anchor's subject and the anchor's key verifies its
+//! signature. The anchor certificate's own validity period, self-signature,
+//! basicConstraints CA flag and keyUsage are not checked, so a self-signed end-entity
+//! certificate (CA:FALSE) may be pinned as an anchor, and a later certificate with the
+//! same name and key (e.g. re-issued with a new notAfter) chains to it. A
+//! pathLenConstraint the anchor states is still honoured (RFC 5937): it can only
+//! narrow what the anchor vouches for.
 //!
 //! A path that cannot be built is not an error: it yields [`TrustResult::Untrusted`]
 //! with a stable code, and policy decides what to do with it.
@@ -203,7 +211,8 @@ fn format_time(unix: i64) -> String {
         .unwrap_or_else(|| unix.to_string())
 }
 
-/// Checks that `issuer` may issue at the top of `path` (the certificates below it).
+/// Checks that the intermediate `issuer` may issue at the top of `path` (the
+/// certificates below it): CA, keyCertSign, pathLenConstraint.
 fn issuer_failure(issuer: &Certificate, path: &[&Certificate]) -> Option<Failure> {
     if !issuer.is_ca() {
         return Some(Failure {
@@ -222,19 +231,31 @@ fn issuer_failure(issuer: &Certificate, path: &[&Certificate]) -> Option<Failure
             reason: format!("\"{}\" keyUsage does not allow keyCertSign", issuer.subject),
         });
     }
-    if let Some((_, Some(max))) = issuer.basic_constraints {
-        // Intermediates between this issuer and the leaf, self-issued ones not counted.
-        let below = path.iter().skip(1).filter(|c| !c.is_self_issued()).count();
-        if below > usize::try_from(max).unwrap_or(usize::MAX) {
-            return Some(Failure {
-                rank: 3,
-                code: codes::PATH_LEN,
-                reason: format!(
-                    "\"{}\" allows {max} intermediate(s) below it, the path has {below}",
-                    issuer.subject
-                ),
-            });
-        }
+    path_len_failure(issuer, path)
+}
+
+/// Checks an anchor against the path below it. The anchor is a name and a key: its CA
+/// flag and keyUsage are not looked at, only a pathLenConstraint it states.
+fn anchor_failure(anchor: &Certificate, path: &[&Certificate]) -> Option<Failure> {
+    path_len_failure(anchor, path)
+}
+
+/// The issuer's pathLenConstraint, when it states one, against the intermediates
+/// between it and the leaf (self-issued ones not counted).
+fn path_len_failure(issuer: &Certificate, path: &[&Certificate]) -> Option<Failure> {
+    let Some((true, Some(max))) = issuer.basic_constraints else {
+        return None;
+    };
+    let below = path.iter().skip(1).filter(|c| !c.is_self_issued()).count();
+    if below > usize::try_from(max).unwrap_or(usize::MAX) {
+        return Some(Failure {
+            rank: 3,
+            code: codes::PATH_LEN,
+            reason: format!(
+                "\"{}\" allows {max} intermediate(s) below it, the path has {below}",
+                issuer.subject
+            ),
+        });
     }
     None
 }
@@ -290,7 +311,7 @@ impl<'a> Search<'a> {
             if !current.issued_by_name(&anchor.cert) {
                 continue;
             }
-            if let Some(f) = issuer_failure(&anchor.cert, path) {
+            if let Some(f) = anchor_failure(&anchor.cert, path) {
                 self.note(f);
                 continue;
             }
@@ -312,7 +333,10 @@ impl<'a> Search<'a> {
         for candidate in candidates {
             if !current.issued_by_name(candidate)
                 || path.iter().any(|c| c.sha256 == candidate.sha256)
-                || store.anchors().iter().any(|a| a.sha256 == candidate.sha256)
+                || store
+                    .anchors()
+                    .iter()
+                    .any(|a| a.sha256 == candidate.sha256 || a.cert.same_name_and_key(candidate))
             {
                 continue;
             }

@@ -191,7 +191,11 @@ impl Storage {
             .max(1);
         let pool = Pool::builder()
             .max_size(max_size)
-            .min_idle(Some(1))
+            // No background refills: r2d2 tops up `min_idle` on its own threads, and a
+            // process that exits while one of them is still opening a libpq (TLS)
+            // connection crashes in OpenSSL's exit handlers. Idle connections are still
+            // kept for reuse until `idle_timeout`.
+            .min_idle(Some(0))
             .connection_timeout(POOL_CHECKOUT_TIMEOUT)
             // `has_broken` catches dead connections on return; skipping a round trip
             // per checkout matters on the sign-in path.

@@ -4,6 +4,7 @@
 mod attestation_chain;
 mod audit;
 mod browser_smoke;
+mod cli;
 mod enrolment_http;
 mod ephemeral;
 mod storage;

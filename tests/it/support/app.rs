@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use diesel::{Connection, RunQueryDsl};
 use keygate::config::Config;
 use keygate::state::{AppState, Clock};
 use keygate::{build, App, BuildOptions};
@@ -39,24 +38,6 @@ impl Clock for TestClock {
 
 fn random_suffix() -> String {
     keygate::service::tokens::new_id()[..12].to_string()
-}
-
-/// A database URL of its own for one test app.
-fn database_url(dir: &std::path::Path) -> String {
-    match std::env::var("KEYGATE_TEST_DATABASE_URL") {
-        Ok(base) => {
-            let schema = format!("kg_app_{}", random_suffix());
-            let mut conn = diesel::PgConnection::establish(&base).unwrap_or_else(|e| {
-                panic!("KEYGATE_TEST_DATABASE_URL is set but PostgreSQL is unreachable: {e}")
-            });
-            diesel::sql_query(format!("CREATE SCHEMA {schema}"))
-                .execute(&mut conn)
-                .expect("create test schema");
-            let sep = if base.contains('?') { '&' } else { '?' };
-            format!("{base}{sep}options=-csearch_path%3D{schema}")
-        }
-        Err(_) => format!("sqlite://{}/keygate.db", dir.display()),
-    }
 }
 
 fn ephemeral_url() -> (String, String) {
@@ -89,6 +70,7 @@ impl TestAppBuilder {
 
     pub async fn start(self) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::support::db::test_storage_unmigrated(Some(1));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = listener.local_addr().expect("addr").port();
         let (eph_url, prefix) = ephemeral_url();
@@ -103,7 +85,7 @@ impl TestAppBuilder {
             ),
             ("KEYGATE__SERVER__WORKERS".into(), "2".into()),
             ("KEYGATE__SERVER__SHUTDOWN_TIMEOUT_SECS".into(), "1".into()),
-            ("KEYGATE__DATABASE__URL".into(), database_url(dir.path())),
+            ("KEYGATE__DATABASE__URL".into(), db.url.clone()),
             ("KEYGATE__DATABASE__POOL_SIZE".into(), "4".into()),
             ("KEYGATE__EPHEMERAL__URL".into(), eph_url),
             ("KEYGATE__EPHEMERAL__PREFIX".into(), prefix),
@@ -136,6 +118,7 @@ impl TestAppBuilder {
             base: format!("http://localhost:{port}"),
             bootstrap_link: bootstrap.map(|b| b.link),
             handle,
+            _db: db,
             _dir: dir,
         }
     }
@@ -148,6 +131,7 @@ pub struct TestApp {
     pub base: String,
     pub bootstrap_link: Option<String>,
     handle: actix_web::dev::ServerHandle,
+    _db: crate::support::db::TestDb,
     _dir: tempfile::TempDir,
 }
 

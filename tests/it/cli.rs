@@ -1,0 +1,266 @@
+//! The `keygate` binary: config check, migrate, invite, audit verify (with tampering), serve
+//! refusing pending migrations, and `keygate dev` starting on the embedded default.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use keygate::storage::Storage;
+
+use crate::support::db::{test_storage_unmigrated, TestDb};
+
+fn keygate() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keygate"));
+    // Only what the test sets: no KEYGATE__ variables leak in from the environment.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KEYGATE") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+fn run(cmd: &mut Command) -> (bool, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("run keygate");
+    if !status.success() && stderr.is_empty() {
+        eprintln!(
+            "keygate exited with {status} and no message; stdout: {}",
+            String::from_utf8_lossy(&stdout)
+        );
+    }
+    (
+        status.success(),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+fn write_config(dir: &std::path::Path, db: &str, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("keygate.toml");
+    std::fs::write(
+        &path,
+        format!("[database]\nurl = \"{db}\"\n\n[organisation]\nname = \"CLI Org\"\n{extra}"),
+    )
+    .expect("write config");
+    path
+}
+
+#[test]
+fn config_check_accepts_good_and_names_bad_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_config(
+        dir.path(),
+        "postgres://kg:s3cret-password@db.internal/kg",
+        "",
+    );
+    let (ok, out, err) = run(keygate().args(["config", "check", "--config"]).arg(&good));
+    assert!(ok, "{err}");
+    assert!(out.contains("CLI Org"));
+    assert!(
+        !out.contains("s3cret-password"),
+        "secrets are redacted: {out}"
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[session]\nidle_ttl = 5\n").unwrap();
+    let (ok, _, err) = run(keygate().args(["config", "check", "--config"]).arg(&bad));
+    assert!(!ok);
+    assert!(err.contains("idle_ttl"), "the unknown key is named: {err}");
+
+    std::fs::write(&bad, "[server\nbind = ").unwrap();
+    let (ok, _, err) = run(keygate().args(["config", "check", "--config"]).arg(&bad));
+    assert!(!ok);
+    assert!(err.contains("not valid TOML"), "{err}");
+
+    let (ok, _, err) = run(keygate()
+        .args(["config", "check", "--config"])
+        .arg(&good)
+        .env("KEYGATE__SERVER__PUBLIC_URL", "http://sso.example.com"));
+    assert!(!ok);
+    assert!(err.contains("https"), "{err}");
+
+    let (ok, _, err) = run(keygate()
+        .args(["config", "check", "--config"])
+        .arg(dir.path().join("missing.toml")));
+    assert!(!ok);
+    assert!(err.contains("cannot read config file"), "{err}");
+}
+
+#[test]
+fn migrate_invite_and_audit_verify_detects_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let test_db: TestDb = test_storage_unmigrated(Some(1));
+    let db = test_db.url.clone();
+    let config = write_config(dir.path(), &db, "");
+
+    // serve refuses to start on an unmigrated database.
+    let (ok, _, err) = run(keygate().args(["serve", "--config"]).arg(&config));
+    assert!(!ok);
+    assert!(err.contains("keygate migrate"), "{err}");
+
+    let (ok, out, err) = run(keygate().args(["migrate", "--config"]).arg(&config));
+    assert!(ok, "{err}");
+    assert!(out.contains("migrations applied"));
+
+    let (ok, out, err) = run(keygate()
+        .args([
+            "invite",
+            "--email",
+            "dana@example.com",
+            "--name",
+            "Dana",
+            "--config",
+        ])
+        .arg(&config));
+    assert!(ok, "{err}");
+    assert!(
+        out.trim().starts_with("http://localhost:8080/enrol/"),
+        "{out}"
+    );
+    let (ok, _, err) = run(keygate()
+        .args(["invite", "--email", "not-an-email", "--config"])
+        .arg(&config));
+    assert!(!ok);
+    assert!(err.contains("e-mail"), "{err}");
+    let (ok, _, err) = run(keygate()
+        .args([
+            "invite",
+            "--email",
+            "e@example.com",
+            "--role",
+            "root",
+            "--config",
+        ])
+        .arg(&config));
+    assert!(!ok);
+    assert!(err.contains("role"), "{err}");
+
+    for email in ["erin@example.com", "frank@example.com"] {
+        let (ok, _, err) = run(keygate()
+            .args(["invite", "--email", email, "--config"])
+            .arg(&config));
+        assert!(ok, "{err}");
+    }
+    let (ok, out, err) = run(keygate().args(["audit", "verify", "--config"]).arg(&config));
+    assert!(ok, "{err}");
+    assert!(out.contains("audit chain OK: 3 events"), "{out}");
+
+    // Edit a field of the second event: verification names it and fails.
+    let storage = Storage::connect(&db, Some(1)).unwrap();
+    storage
+        .debug_execute("UPDATE audit_events SET actor = 'someone-else' WHERE seq = 2")
+        .unwrap();
+    let (ok, _, err) = run(keygate().args(["audit", "verify", "--config"]).arg(&config));
+    assert!(!ok);
+    assert!(
+        err.contains("broken") && err.contains('2'),
+        "names the link: {err}"
+    );
+}
+
+#[test]
+fn audit_verify_detects_a_deleted_last_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let test_db: TestDb = test_storage_unmigrated(Some(1));
+    let db = test_db.url.clone();
+    let config = write_config(dir.path(), &db, "");
+    assert!(run(keygate().args(["migrate", "--config"]).arg(&config)).0);
+    for email in ["a@example.com", "b@example.com"] {
+        assert!(
+            run(keygate()
+                .args(["invite", "--email", email, "--config"])
+                .arg(&config))
+            .0
+        );
+    }
+    let storage = Storage::connect(&db, Some(1)).unwrap();
+    storage
+        .debug_execute("DELETE FROM audit_events WHERE seq = 2")
+        .unwrap();
+    let (ok, _, err) = run(keygate().args(["audit", "verify", "--config"]).arg(&config));
+    assert!(!ok, "a deleted last event is found");
+    assert!(err.contains("broken"), "{err}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+#[test]
+fn dev_runs_on_the_embedded_default_and_prints_the_bootstrap_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = keygate()
+        .args(["dev", "--data-dir"])
+        .arg(dir.path())
+        .args(["--bind", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn keygate dev");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut link = None;
+    while Instant::now() < deadline && link.is_none() {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            if let Some(i) = line.find("http://localhost:") {
+                if line.contains("/enrol/") {
+                    link = Some(line[i..].trim().to_string());
+                }
+            }
+        }
+    }
+    let link = link.unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("keygate dev printed no bootstrap link")
+    });
+    let mut health = None;
+    while Instant::now() < deadline && health.is_none() {
+        health = http_get(port, "/readyz").filter(|r| r.starts_with("HTTP/1.1 200"));
+        if health.is_none() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let path = link
+        .trim_start_matches(&format!("http://localhost:{port}"))
+        .to_string();
+    let page = http_get(port, &path).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(health.is_some(), "readyz answered 200");
+    assert!(page.starts_with("HTTP/1.1 200"), "the link opens: {page}");
+    assert!(page.contains("Set up the first admin"));
+    assert!(
+        dir.path().join("keygate.db").exists(),
+        "SQLite file in the data dir"
+    );
+}
