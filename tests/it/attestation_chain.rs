@@ -282,3 +282,242 @@ fn a_signature_bit_string_with_unused_bits_does_not_panic() {
         }
     }
 }
+
+// A trust anchor is a name and a key (RFC 5280 §6.1.1 (d)), not a certificate to
+// validate: Chromium's virtual authenticator, for one, attests with a self-signed
+// end-entity certificate (CA:FALSE) that it re-issues, with a new notAfter and
+// signature, on every registration.
+
+/// Subject of Chromium's virtual-authenticator attestation certificate.
+fn batch_name() -> rcgen::DistinguishedName {
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CountryName, "US");
+    dn.push(rcgen::DnType::OrganizationName, "Chromium");
+    dn.push(
+        rcgen::DnType::OrganizationalUnitName,
+        "Authenticator Attestation",
+    );
+    dn.push(rcgen::DnType::CommonName, "Batch Certificate");
+    dn
+}
+
+/// A self-signed end-entity certificate (basicConstraints CA:FALSE) shaped like
+/// Chromium's, valid until `not_after_year`, signed by `key`.
+fn self_signed_end_entity(
+    key: &rcgen::KeyPair,
+    not_after_year: i32,
+    key_usage: Vec<rcgen::KeyUsagePurpose>,
+) -> Vec<u8> {
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = batch_name();
+    params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    params.key_usages = key_usage;
+    params.not_before = rcgen::date_time_ymd(2017, 7, 14);
+    params.not_after = rcgen::date_time_ymd(not_after_year, 1, 1);
+    params.self_signed(key).expect("self-signed").der().to_vec()
+}
+
+fn anchored_on(der: &[u8]) -> TrustStore {
+    let mut store = TrustStore::builtin();
+    assert!(store.add_anchor_der(der).expect("anchor parses"));
+    store
+}
+
+#[test]
+fn a_self_signed_end_entity_anchor_trusts_reissued_copies_of_itself() {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let pinned = self_signed_end_entity(&key, 2046, Vec::new());
+    let pinned_cert = Certificate::from_der(&pinned).expect("parses");
+    assert!(!pinned_cert.is_ca(), "CA:FALSE");
+    assert_eq!(pinned_cert.basic_constraints, Some((false, None)));
+    assert!(pinned_cert.is_self_issued());
+
+    // Under Yubico's roots alone it is untrusted.
+    assert_eq!(
+        code_of(&TrustStore::builtin().validate_der(&[&pinned], NOW)),
+        "untrusted_root"
+    );
+
+    let store = anchored_on(&pinned);
+    // The pinned certificate itself.
+    assert!(store.validate_der(&[&pinned], NOW).is_trusted());
+
+    // A later registration: same name and key, new notAfter and signature.
+    let reissued = self_signed_end_entity(&key, 2047, Vec::new());
+    assert_ne!(reissued, pinned);
+    match store.validate_der(&[&reissued], NOW) {
+        TrustResult::Trusted {
+            anchor_name,
+            anchor_sha256,
+            path_sha256,
+        } => {
+            assert_eq!(anchor_name, "Batch Certificate");
+            assert_eq!(anchor_sha256, pinned_cert.sha256, "the pinned copy");
+            let reissued_sha256 = Certificate::from_der(&reissued).expect("parses").sha256;
+            assert_eq!(path_sha256, [reissued_sha256], "the leaf is on the path");
+        }
+        other => panic!("re-issued copy not trusted: {other:?}"),
+    }
+
+    // The anchor's own validity is not checked (it is an input, not a path
+    // certificate); the leaf's is.
+    let expired_anchor = self_signed_end_entity(&key, 2020, Vec::new());
+    let store = anchored_on(&expired_anchor);
+    assert!(store.validate_der(&[&reissued], NOW).is_trusted());
+    assert_eq!(
+        code_of(&anchored_on(&pinned).validate_der(&[&expired_anchor], NOW)),
+        "certificate_expired"
+    );
+
+    // Nor is its keyUsage: an anchor without keyCertSign still anchors.
+    let signing_only =
+        self_signed_end_entity(&key, 2046, vec![rcgen::KeyUsagePurpose::DigitalSignature]);
+    let store = anchored_on(&signing_only);
+    assert_eq!(
+        Certificate::from_der(&signing_only)
+            .expect("parses")
+            .key_cert_sign,
+        Some(false)
+    );
+    assert!(store.validate_der(&[&reissued], NOW).is_trusted());
+}
+
+#[test]
+fn the_same_name_with_another_key_does_not_chain_to_a_pinned_anchor() {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let pinned = self_signed_end_entity(&key, 2046, Vec::new());
+    let store = anchored_on(&pinned);
+
+    let other_key = rcgen::KeyPair::generate().expect("key");
+    let impostor = self_signed_end_entity(&other_key, 2046, Vec::new());
+    let r = store.validate_der(&[&impostor], NOW);
+    assert_eq!(code_of(&r), "bad_chain_signature", "{r:?}");
+
+    // Presenting the pinned certificate alongside does not help: it is the anchor,
+    // not an intermediate, and its key does not verify the impostor.
+    let r = store.validate_der(&[&impostor, &pinned], NOW);
+    assert_eq!(code_of(&r), "bad_chain_signature", "{r:?}");
+}
+
+#[test]
+fn an_end_entity_anchor_vouches_for_what_its_key_signs_but_intermediates_must_be_cas() {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let pinned = self_signed_end_entity(&key, 2046, Vec::new());
+    let store = anchored_on(&pinned);
+    let anchor = rcgen::Issuer::new(
+        {
+            let mut p = rcgen::CertificateParams::default();
+            p.distinguished_name = batch_name();
+            p
+        },
+        key,
+    );
+
+    // A leaf whose issuer is the anchor's name, signed by the anchor's key.
+    let leaf_key = rcgen::KeyPair::generate().expect("key");
+    let mut leaf = rcgen::CertificateParams::default();
+    leaf.distinguished_name = rcgen::DistinguishedName::new();
+    leaf.distinguished_name
+        .push(rcgen::DnType::CommonName, "Leaf Under A Pinned Key");
+    leaf.is_ca = rcgen::IsCa::ExplicitNoCa;
+    leaf.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    leaf.not_after = rcgen::date_time_ymd(2080, 1, 1);
+    let leaf_der = leaf
+        .signed_by(&leaf_key, &anchor)
+        .expect("leaf")
+        .der()
+        .to_vec();
+    assert!(store.validate_der(&[&leaf_der], NOW).is_trusted());
+
+    // An intermediate between them must be a CA with keyCertSign.
+    let make_intermediate = |is_ca: rcgen::IsCa, usages: Vec<rcgen::KeyUsagePurpose>| {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut p = rcgen::CertificateParams::default();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "Intermediate Under A Pinned Key");
+        p.is_ca = is_ca;
+        p.key_usages = usages;
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2080, 1, 1);
+        let der = p
+            .signed_by(&key, &anchor)
+            .expect("intermediate")
+            .der()
+            .to_vec();
+        (der, rcgen::Issuer::new(p, key))
+    };
+    let leaf_under = |issuer: &rcgen::Issuer<'static, rcgen::KeyPair>| {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut p = rcgen::CertificateParams::default();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "Leaf Below An Intermediate");
+        p.is_ca = rcgen::IsCa::ExplicitNoCa;
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2080, 1, 1);
+        p.signed_by(&key, issuer).expect("leaf").der().to_vec()
+    };
+    let ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let (good, good_issuer) =
+        make_intermediate(ca.clone(), vec![rcgen::KeyUsagePurpose::KeyCertSign]);
+    let r = store.validate_der(&[&leaf_under(&good_issuer), &good], NOW);
+    assert!(r.is_trusted(), "{r:?}");
+    let (not_ca, not_ca_issuer) = make_intermediate(rcgen::IsCa::ExplicitNoCa, Vec::new());
+    let r = store.validate_der(&[&leaf_under(&not_ca_issuer), &not_ca], NOW);
+    assert_eq!(code_of(&r), "not_a_ca", "{r:?}");
+    let (no_sign, no_sign_issuer) =
+        make_intermediate(ca, vec![rcgen::KeyUsagePurpose::DigitalSignature]);
+    let r = store.validate_der(&[&leaf_under(&no_sign_issuer), &no_sign], NOW);
+    assert_eq!(code_of(&r), "issuer_key_usage", "{r:?}");
+}
+
+#[test]
+fn an_anchor_path_length_constraint_is_still_honoured() {
+    // Root with pathLen 0: a leaf directly below it chains, one below an
+    // intermediate does not.
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut root = rcgen::CertificateParams::default();
+    root.distinguished_name = rcgen::DistinguishedName::new();
+    root.distinguished_name
+        .push(rcgen::DnType::CommonName, "PathLen Zero Root");
+    root.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    root.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+    root.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    root.not_after = rcgen::date_time_ymd(2080, 1, 1);
+    let root_der = root.self_signed(&key).expect("root").der().to_vec();
+    let root = rcgen::Issuer::new(root, key);
+    let store = anchored_on(&root_der);
+
+    let inter_key = rcgen::KeyPair::generate().expect("key");
+    let mut inter = rcgen::CertificateParams::default();
+    inter.distinguished_name = rcgen::DistinguishedName::new();
+    inter
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "PathLen Zero Intermediate");
+    inter.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    inter.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+    inter.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    inter.not_after = rcgen::date_time_ymd(2080, 1, 1);
+    let inter_der = inter
+        .signed_by(&inter_key, &root)
+        .expect("intermediate")
+        .der()
+        .to_vec();
+    let inter = rcgen::Issuer::new(inter, inter_key);
+
+    let leaf = |issuer: &rcgen::Issuer<'static, rcgen::KeyPair>| {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut p = rcgen::CertificateParams::default();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "PathLen Leaf");
+        p.is_ca = rcgen::IsCa::ExplicitNoCa;
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2080, 1, 1);
+        p.signed_by(&key, issuer).expect("leaf").der().to_vec()
+    };
+    assert!(store.validate_der(&[&leaf(&root)], NOW).is_trusted());
+    let r = store.validate_der(&[&leaf(&inter), &inter_der], NOW);
+    assert_eq!(code_of(&r), "path_length_constraint", "{r:?}");
+}
