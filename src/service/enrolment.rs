@@ -93,13 +93,14 @@ fn pending_key(session: &Session) -> String {
 pub async fn begin(
     state: &AppState,
     session: &Session,
+    actor: &Actor,
     req: BeginRequest,
 ) -> Result<serde_json::Value> {
     let now = state.now();
     let ttl = state.config.webauthn.challenge_ttl_secs;
     let (pending, exclude) = match (&req.token, session.user_id()) {
         (Some(token), _) => {
-            let inv = invitations::find_usable(state, token).await?;
+            let inv = invitations::find_usable(state, actor, token).await?;
             let (email, display_name) = if inv.kind == InvitationKind::Bootstrap {
                 let email = req.email.as_deref().unwrap_or_default().trim();
                 if email.is_empty() {

@@ -175,28 +175,52 @@ pub async fn ensure_bootstrap(state: &AppState) -> Result<Option<IssuedInvitatio
 }
 
 /// Finds a usable invitation by its token: pending, not expired, not revoked.
-pub async fn find_usable(state: &AppState, token: &str) -> Result<Invitation> {
+///
+/// A known invitation that is used, expired or revoked is refused with an audit event; an
+/// unknown token is only logged (anyone can make those up, and the audit chain is not a
+/// place for noise they choose).
+pub async fn find_usable(state: &AppState, actor: &Actor, token: &str) -> Result<Invitation> {
     if token.len() > 128 {
         return Err(unusable());
     }
     let hash = tokens::digest_hex(token.as_bytes());
-    let inv = state
+    let Some(inv) = state
         .storage
         .run(move |s| s.invitation_by_token_hash(&hash))
         .await?
-        .ok_or_else(unusable)?;
-    match status_of(&inv, state.now()) {
-        "pending" => Ok(inv),
-        "used" => Err(Error::gone(
+    else {
+        tracing::warn!(
+            client.ip = actor.ip.as_deref().unwrap_or("-"),
+            "unknown enrolment link"
+        );
+        return Err(unusable());
+    };
+    let err = match inv.state(state.now()) {
+        InvitationState::Pending => return Ok(inv),
+        InvitationState::Used => Error::gone(
             "invitation_used",
             "this enrolment link was already used; ask your admin for a new one",
-        )),
-        "expired" => Err(Error::gone(
+        ),
+        InvitationState::Expired => Error::gone(
             "invitation_expired",
             "this enrolment link has expired; ask your admin for a new one",
-        )),
-        _ => Err(unusable()),
-    }
+        ),
+        InvitationState::Revoked => unusable(),
+    };
+    let event = NewAuditEvent {
+        actor: actor.id.clone(),
+        action: "invitation.refused".into(),
+        subject: format!("invitation:{}", inv.id),
+        outcome: Outcome::Refused,
+        reason: Some(err.code().to_string()),
+        details: serde_json::json!({ "kind": inv.kind.as_str(), "ip": actor.ip }),
+    };
+    let now = state.now();
+    state
+        .storage
+        .run(move |s| s.append_audit(&event, now).map(|_| ()))
+        .await?;
+    Err(err)
 }
 
 fn unusable() -> Error {

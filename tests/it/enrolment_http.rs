@@ -238,6 +238,9 @@ async fn bootstrap_admin_then_backup_key_then_invited_member() {
     let reuse = app.client().get(&path).await;
     assert_eq!(reuse.status, 410);
     assert!(reuse.body.contains("invitation_used"));
+    let last = audit_events(&app).await.pop().unwrap();
+    assert_eq!(last.action, "invitation.refused");
+    assert_eq!(last.reason.as_deref(), Some("invitation_used"));
 
     // Admin pages list both members with evidence.
     let members = admin.get("/api/admin/members").await.json();
@@ -435,11 +438,23 @@ async fn refusals_are_clear_audited_and_write_nothing() {
     assert_eq!(no_csrf.status, 403);
     assert_eq!(no_csrf.json()["error"], "csrf");
 
-    // The bootstrap link expires (1 h by default; the clock moved 301 s already).
-    app.clock.advance(3600);
+    // The bootstrap link expires (1 h by default; the clock moved 301 s already), also
+    // for a browser that opened the page before it did.
+    app.clock.advance(3600 - 301 - 60);
+    let mut waiting = app.client();
+    let waiting_csrf = csrf_of(&waiting.get(&page).await.body);
+    app.clock.advance(120);
     let gone = app.client().get(&page).await;
     assert_eq!(gone.status, 410);
     assert!(gone.body.contains("invitation_expired"));
+    let last = audit_events(&app).await.pop().unwrap();
+    assert_eq!(last.action, "invitation.refused");
+    assert_eq!(last.reason.as_deref(), Some("invitation_expired"));
+    let begin_late = waiting
+        .post_json("/api/enrol/begin", Some(&waiting_csrf), &body)
+        .await;
+    assert_eq!(begin_late.status, 410, "{}", begin_late.body);
+    assert_eq!(begin_late.json()["error"], "invitation_expired");
 
     assert_eq!(credential_count(&app).await, 0);
     let users = app.state.storage.run(|s| s.count_users()).await.unwrap();

@@ -5,17 +5,31 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use crate::http::errors::{ApiError, PageError};
 use crate::http::extract::{client_ip, csrf_header, session_cookie, MaybeSession, SignedIn};
 use crate::http::views::{self, EnrolPage, Nav};
-use crate::service::{enrolment, invitations, limits, session};
+use crate::service::{enrolment, invitations, limits, session, Actor};
 use crate::state::AppState;
+
+/// Who is acting: the signed-in member, or an anonymous visitor, with their address.
+fn visitor(req: &HttpRequest, session: Option<&session::Session>) -> Actor {
+    match session.and_then(|s| s.user_id()) {
+        Some(uid) => Actor::user(uid, client_ip(req)),
+        None => Actor {
+            id: "anonymous".into(),
+            ip: client_ip(req),
+        },
+    }
+}
 
 /// The page an invitation (or bootstrap) link opens.
 #[get("/enrol/{token}")]
 pub async fn page(
     state: web::Data<AppState>,
+    req: HttpRequest,
     token: web::Path<String>,
     current: MaybeSession,
 ) -> Result<HttpResponse, PageError> {
-    let inv = invitations::find_usable(&state, &token).await?;
+    let actor = visitor(&req, current.0.as_ref());
+    limits::check(&state, "enrol", actor.ip.as_deref().unwrap_or_default()).await?;
+    let inv = invitations::find_usable(&state, &actor, &token).await?;
     let (session, fresh) = match current.0 {
         Some(s) => (s, false),
         None => (session::start_anonymous(&state).await?, true),
@@ -69,9 +83,9 @@ pub async fn begin(
 ) -> Result<HttpResponse, ApiError> {
     let session = current.0.ok_or(crate::error::Error::Csrf)?;
     session.check_csrf(csrf_header(&req))?;
-    let ip = client_ip(&req).unwrap_or_default();
-    limits::check(&state, "enrol", &ip).await?;
-    let options = enrolment::begin(&state, &session, body.into_inner()).await?;
+    let actor = visitor(&req, Some(&session));
+    limits::check(&state, "enrol", actor.ip.as_deref().unwrap_or_default()).await?;
+    let options = enrolment::begin(&state, &session, &actor, body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(options))
 }
 
