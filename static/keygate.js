@@ -105,12 +105,43 @@
     window.location.assign("/me");
   }
 
+  async function signin(form) {
+    const email = form.elements.email ? form.elements.email.value : "";
+    document.getElementById("refusal").hidden = true;
+    show("Preparing…");
+    const options = await postJSON("/api/signin/begin", { email: email || undefined });
+    options.challenge = b64urlToBytes(options.challenge);
+    options.allowCredentials = (options.allowCredentials || []).map((c) => ({ ...c, id: b64urlToBytes(c.id) }));
+    show("Touch your security key…");
+    const cred = await navigator.credentials.get({ publicKey: options });
+    show("Checking…");
+    await postJSON("/api/signin/finish", {
+      credential: {
+        id: cred.id,
+        rawId: bytesToB64url(cred.rawId),
+        type: cred.type,
+        response: {
+          clientDataJSON: bytesToB64url(cred.response.clientDataJSON),
+          authenticatorData: bytesToB64url(cred.response.authenticatorData),
+          signature: bytesToB64url(cred.response.signature),
+          userHandle: cred.response.userHandle ? bytesToB64url(cred.response.userHandle) : null,
+        },
+      },
+    });
+    show("Signed in.", "ok");
+    window.location.assign("/me");
+  }
+
+  const ceremonies = { enrol: enrol, signin: signin };
+
   document.addEventListener("DOMContentLoaded", () => {
-    const form = document.querySelector('form[data-ceremony="enrol"]');
+    const form = document.querySelector("form[data-ceremony]");
     if (!form) return;
+    const run = ceremonies[form.dataset.ceremony];
+    if (!run) return;
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
-      enrol(form).catch((err) => {
+      run(form).catch((err) => {
         show("", "");
         if (err.name === "NotAllowedError") {
           show("The key was not used, or the request timed out. Try again.", "problem");

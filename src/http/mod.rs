@@ -15,7 +15,7 @@ use actix_web::{web, HttpRequest};
 use crate::error::Error;
 use crate::state::AppState;
 use errors::{ApiError, PageError};
-use handlers::{admin, assets, enrol, health, me};
+use handlers::{admin, assets, enrol, health, me, signin};
 
 /// Content-Security-Policy: scripts and styles only from here, no inline script, no framing.
 pub const CSP: &str =
@@ -72,7 +72,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(health::readyz)
     .service(assets::script)
     .service(assets::style)
-    .service(me::index)
+    .service(signin::index)
+    .service(signin::begin)
+    .service(signin::finish)
     .service(me::page)
     .service(me::api)
     .service(me::revoke_key)

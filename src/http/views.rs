@@ -79,6 +79,7 @@ pub struct ErrorPage {
 #[template(path = "index.html")]
 pub struct IndexPage {
     pub nav: Nav,
+    pub csrf: String,
     pub organisation: String,
 }
 

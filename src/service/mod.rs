@@ -7,6 +7,7 @@ pub mod invitations;
 pub mod limits;
 pub mod members;
 pub mod session;
+pub mod signin;
 pub mod tokens;
 
 /// Who or what performed an action, as recorded in the audit chain.

@@ -119,23 +119,30 @@ impl Tx<'_> {
     }
 
     /// Records a successful sign-in: the new signature counter and the time. `false`
-    /// if there is no such active credential.
+    /// if there is no such active credential, or (for a non-zero counter) the stored
+    /// counter is no longer below the new one: a concurrent use of the same counter
+    /// value, which only a cloned key or a replay produces.
     pub fn update_sign_count_and_last_used(
         &mut self,
         id: &str,
         sign_count: i64,
         at: i64,
     ) -> Result<bool, StorageError> {
-        let changed = diesel::update(
-            credentials::table
-                .find(id)
-                .filter(credentials::revoked_at.is_null()),
-        )
-        .set((
+        let active = credentials::table
+            .find(id)
+            .filter(credentials::revoked_at.is_null());
+        let values = (
             credentials::sign_count.eq(sign_count),
             credentials::last_used_at.eq(Some(at)),
-        ))
-        .execute(self.conn)
+        );
+        let changed = if sign_count == 0 {
+            // An authenticator without a counter always reports 0.
+            diesel::update(active).set(values).execute(self.conn)
+        } else {
+            diesel::update(active.filter(credentials::sign_count.lt(sign_count)))
+                .set(values)
+                .execute(self.conn)
+        }
         .map_err(db_err)?;
         Ok(changed > 0)
     }

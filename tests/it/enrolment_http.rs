@@ -32,17 +32,17 @@ pub fn trusted_ca() -> TrustedCa {
     }
 }
 
-async fn app_trusting(ca: &TrustedCa) -> TestApp {
+pub async fn app_trusting(ca: &TrustedCa) -> TestApp {
     TestApp::builder().with_toml(&ca.toml).start().await
 }
 
-fn b64d(s: &str) -> Vec<u8> {
+pub fn b64d(s: &str) -> Vec<u8> {
     keygate::service::tokens::from_b64url(s).expect("base64url")
 }
 
 /// Opens an enrolment page (the bootstrap or invitation link path, or `/me/keys/new`),
 /// runs begin, and returns the CSRF token and the creation options.
-async fn begin(client: &mut Client, page: &str, body: serde_json::Value) -> (String, Reply) {
+pub async fn begin(client: &mut Client, page: &str, body: serde_json::Value) -> (String, Reply) {
     let page = client.get(page).await;
     assert_eq!(page.status, 200, "enrol page: {}", page.body);
     let csrf = csrf_of(&page.body);
@@ -52,7 +52,7 @@ async fn begin(client: &mut Client, page: &str, body: serde_json::Value) -> (Str
     (csrf, options)
 }
 
-fn finish_body(
+pub fn finish_body(
     reg: &crate::support::authenticator::Registration,
     nickname: &str,
 ) -> serde_json::Value {
@@ -72,7 +72,7 @@ fn finish_body(
     })
 }
 
-fn options_for(app: &TestApp, options: &Reply) -> RegisterOptions {
+pub fn options_for(app: &TestApp, options: &Reply) -> RegisterOptions {
     assert_eq!(options.status, 200, "begin: {}", options.body);
     let o = options.json();
     assert_eq!(o["attestation"], "direct");
@@ -87,7 +87,7 @@ fn options_for(app: &TestApp, options: &Reply) -> RegisterOptions {
 }
 
 /// Runs a whole enrolment with `auth` on `page`, tweaking the authenticator's options.
-async fn enrol_with(
+pub async fn enrol_with(
     app: &TestApp,
     client: &mut Client,
     page: &str,
@@ -108,7 +108,11 @@ async fn enrol_with(
         .await
 }
 
-async fn bootstrap_admin(app: &TestApp, client: &mut Client, auth: &SoftAuthenticator) -> Reply {
+pub async fn bootstrap_admin(
+    app: &TestApp,
+    client: &mut Client,
+    auth: &SoftAuthenticator,
+) -> Reply {
     enrol_with(
         app,
         client,
@@ -121,7 +125,7 @@ async fn bootstrap_admin(app: &TestApp, client: &mut Client, auth: &SoftAuthenti
 }
 
 /// Another physical key of model `aaguid`: its own attestation certificate (`serial`).
-fn physical_key(ca: &TestCa, aaguid: [u8; 16], serial: u8) -> SoftAuthenticator {
+pub fn physical_key(ca: &TestCa, aaguid: [u8; 16], serial: u8) -> SoftAuthenticator {
     SoftAuthenticator::with_leaf(
         ca,
         aaguid,
@@ -133,11 +137,11 @@ fn physical_key(ca: &TestCa, aaguid: [u8; 16], serial: u8) -> SoftAuthenticator 
     )
 }
 
-fn token_of(path: &str) -> String {
+pub fn token_of(path: &str) -> String {
     path.rsplit('/').next().expect("token").to_string()
 }
 
-async fn audit_events(app: &TestApp) -> Vec<keygate::audit::AuditRecord> {
+pub async fn audit_events(app: &TestApp) -> Vec<keygate::audit::AuditRecord> {
     app.state
         .storage
         .run(|s| s.audit_range(0, i64::MAX, 10_000))
@@ -145,7 +149,7 @@ async fn audit_events(app: &TestApp) -> Vec<keygate::audit::AuditRecord> {
         .expect("audit")
 }
 
-async fn credential_count(app: &TestApp) -> usize {
+pub async fn credential_count(app: &TestApp) -> usize {
     app.state
         .storage
         .run(|s| s.list_credentials())
@@ -155,7 +159,13 @@ async fn credential_count(app: &TestApp) -> usize {
 }
 
 /// The last audit event is a refusal with `code`; nothing else was written.
-async fn assert_refused(app: &TestApp, reply: &Reply, status: u16, code: &str, keys_before: usize) {
+pub async fn assert_refused(
+    app: &TestApp,
+    reply: &Reply,
+    status: u16,
+    code: &str,
+    keys_before: usize,
+) {
     assert_eq!(reply.status, status, "{}", reply.body);
     assert_eq!(reply.json()["error"], code, "{}", reply.body);
     let events = audit_events(app).await;

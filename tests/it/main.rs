@@ -3,10 +3,12 @@
 
 mod attestation_chain;
 mod audit;
+mod browser_enrolment;
 mod browser_smoke;
 mod cli;
 mod enrolment_http;
 mod ephemeral;
+mod signin_http;
 mod storage;
 mod support;
 mod webauthn_assertion;

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use crate::http::errors::{ApiError, PageError};
 use crate::http::extract::{cleared_cookie, client_ip, MaybeSession, SignedIn};
-use crate::http::views::{self, IndexPage, MePage, Nav};
+use crate::http::views::{self, MePage, Nav};
 use crate::service::{members, session, Actor};
 use crate::state::AppState;
 
@@ -18,17 +18,6 @@ fn see_other(to: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header(("Location", to))
         .finish()
-}
-
-#[get("/")]
-pub async fn index(state: web::Data<AppState>, current: MaybeSession) -> HttpResponse {
-    if current.0.as_ref().and_then(|s| s.user_id()).is_some() {
-        return see_other("/me");
-    }
-    views::ok(&IndexPage {
-        nav: Nav::of(current.0.as_ref()),
-        organisation: state.config.organisation.name.clone(),
-    })
 }
 
 #[get("/me")]

@@ -5,3 +5,4 @@ pub mod assets;
 pub mod enrol;
 pub mod health;
 pub mod me;
+pub mod signin;

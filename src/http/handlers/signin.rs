@@ -1,0 +1,71 @@
+//! Key sign-in: the start page's form and the two JSON steps of the ceremony.
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+
+use crate::error::Error;
+use crate::http::errors::{ApiError, PageError};
+use crate::http::extract::{client_ip, csrf_header, session_cookie, MaybeSession};
+use crate::http::views::{self, IndexPage, Nav};
+use crate::service::{limits, session, signin};
+use crate::state::AppState;
+
+/// The start page: signed-in members go to their keys; others get the sign-in form.
+#[get("/")]
+pub async fn index(
+    state: web::Data<AppState>,
+    current: MaybeSession,
+) -> Result<HttpResponse, PageError> {
+    if current.0.as_ref().and_then(|s| s.user_id()).is_some() {
+        return Ok(HttpResponse::SeeOther()
+            .insert_header(("Location", "/me"))
+            .finish());
+    }
+    let (session, fresh) = match current.0 {
+        Some(s) => (s, false),
+        None => (session::start_anonymous(&state).await?, true),
+    };
+    let mut res = views::ok(&IndexPage {
+        nav: Nav::of(Some(&session)),
+        csrf: session.data.csrf.clone(),
+        organisation: state.config.organisation.name.clone(),
+    });
+    if fresh {
+        res.add_cookie(&session_cookie(&state, &session))
+            .map_err(|e| Error::Internal(e.to_string()))?;
+    }
+    Ok(res)
+}
+
+#[post("/api/signin/begin")]
+pub async fn begin(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    current: MaybeSession,
+    body: web::Json<signin::BeginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let session = current.0.ok_or(Error::Csrf)?;
+    session.check_csrf(csrf_header(&req))?;
+    limits::check(&state, "signin", &client_ip(&req).unwrap_or_default()).await?;
+    let options = signin::begin(&state, &session, body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(options))
+}
+
+#[post("/api/signin/finish")]
+pub async fn finish(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    current: MaybeSession,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let session = current.0.ok_or(Error::Csrf)?;
+    session.check_csrf(csrf_header(&req))?;
+    let ip = client_ip(&req);
+    limits::check(&state, "signin", ip.as_deref().unwrap_or_default()).await?;
+    let signed_in = signin::finish(&state, &session, ip, &body).await?;
+    let rotated =
+        session::sign_in(&state, Some(&session), &signed_in.user_id, &signed_in.role).await?;
+    let mut res = HttpResponse::Ok().json(&signed_in);
+    res.add_cookie(&session_cookie(&state, &rotated))
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(res)
+}

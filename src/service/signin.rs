@@ -1,0 +1,329 @@
+//! Key sign-in (SPEC C3): discoverable (no e-mail) or username-first, UV required by
+//! policy, revoked keys and disabled members refused, signature-counter regression refused
+//! as a possible cloned key. Every outcome lands in the audit chain.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{NewAuditEvent, Outcome};
+use crate::error::{Error, Result};
+use crate::service::session::Session;
+use crate::service::{tokens, Actor};
+use crate::state::AppState;
+use crate::storage::UserStatus;
+use crate::webauthn::{verify_assertion, AssertionInput, CoseKey};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BeginRequest {
+    /// Username-first: the member's e-mail. Absent: the key names its account.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AssertionResponse {
+    #[serde(rename = "clientDataJSON")]
+    pub client_data_json: String,
+    #[serde(rename = "authenticatorData")]
+    pub authenticator_data: String,
+    pub signature: String,
+    #[serde(rename = "userHandle", default)]
+    pub user_handle: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Credential {
+    pub id: String,
+    #[serde(rename = "rawId")]
+    pub raw_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub response: AssertionResponse,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinishRequest {
+    pub credential: Credential,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Pending {
+    challenge: String,
+    /// Username-first: only this member's keys may answer.
+    user_id: Option<String>,
+    expires_at: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SignedIn {
+    pub user_id: String,
+    pub role: String,
+    pub key_id: String,
+    pub user_verified: bool,
+}
+
+fn pending_key(session: &Session) -> String {
+    format!("auth:{}", session.data.id)
+}
+
+/// Starts an authentication ceremony; returns `PublicKeyCredentialRequestOptions` JSON.
+/// An unknown e-mail gets the same answer as a known one (no account enumeration).
+pub async fn begin(
+    state: &AppState,
+    session: &Session,
+    req: BeginRequest,
+) -> Result<serde_json::Value> {
+    let ttl = state.config.webauthn.challenge_ttl_secs;
+    let email = req
+        .email
+        .map(|e| e.trim().to_ascii_lowercase())
+        .filter(|e| !e.is_empty());
+    let (user_id, allow) = match email {
+        Some(email) => {
+            let found = state
+                .storage
+                .run(move |s| {
+                    let Some(user) = s.user_by_email(&email)? else {
+                        return Ok(None);
+                    };
+                    let keys = s.credentials_for_user(&user.id, true)?;
+                    Ok(Some((user.id, keys)))
+                })
+                .await?;
+            match found {
+                Some((uid, keys)) => {
+                    let allow: Vec<serde_json::Value> = keys
+                        .iter()
+                        .map(|k| serde_json::json!({ "type": "public-key", "id": tokens::b64url(&k.credential_id) }))
+                        .collect();
+                    (Some(uid), allow)
+                }
+                // Unknown: a random user id that no key can match.
+                None => (Some(tokens::new_id()), Vec::new()),
+            }
+        }
+        None => (None, Vec::new()),
+    };
+    let challenge = tokens::random_bytes(32);
+    let pending = Pending {
+        challenge: tokens::b64url(&challenge),
+        user_id,
+        expires_at: state.now() + ttl as i64,
+    };
+    let options = serde_json::json!({
+        "challenge": pending.challenge,
+        "rpId": &*state.rp_id,
+        "timeout": ttl * 1000,
+        "userVerification": if state.policy().require_user_verification { "required" } else { "preferred" },
+        "allowCredentials": allow,
+    });
+    let body = serde_json::to_vec(&pending).map_err(|e| Error::Internal(e.to_string()))?;
+    state
+        .ephemeral
+        .set_ex(&pending_key(session), &body, Duration::from_secs(ttl))
+        .await?;
+    Ok(options)
+}
+
+/// Finishes an authentication ceremony. On success the caller rotates the session.
+pub async fn finish(
+    state: &AppState,
+    session: &Session,
+    ip: Option<String>,
+    body: &[u8],
+) -> Result<SignedIn> {
+    let actor = Actor {
+        id: "anonymous".into(),
+        ip,
+    };
+    let pending = match state.ephemeral.take(&pending_key(session)).await? {
+        Some(raw) => serde_json::from_slice::<Pending>(&raw).ok(),
+        None => None,
+    };
+    let outcome = match pending.filter(|p| p.expires_at > state.now()) {
+        None => Err((
+            Error::gone(
+                "challenge_expired",
+                "this sign-in attempt expired or was already used; start again",
+            ),
+            "unknown".to_string(),
+            serde_json::json!({}),
+        )),
+        Some(pending) => verify(state, &pending, body).await,
+    };
+    match outcome {
+        Ok((signed_in, details)) => {
+            let event = NewAuditEvent {
+                actor: format!("user:{}", signed_in.user_id),
+                action: "signin.success".into(),
+                subject: format!("user:{}", signed_in.user_id),
+                outcome: Outcome::Success,
+                reason: None,
+                details: serde_json::json!({ "key": details, "ip": actor.ip }),
+            };
+            let now = state.now();
+            state
+                .storage
+                .run(move |s| s.append_audit(&event, now).map(|_| ()))
+                .await?;
+            Ok(signed_in)
+        }
+        Err((err, subject, details)) => {
+            let event = NewAuditEvent {
+                actor: actor.id.clone(),
+                action: "signin.refused".into(),
+                subject,
+                outcome: Outcome::Refused,
+                reason: Some(err.code().to_string()),
+                details: serde_json::json!({ "message": err.to_string(), "key": details, "ip": actor.ip }),
+            };
+            let now = state.now();
+            state
+                .storage
+                .run(move |s| s.append_audit(&event, now).map(|_| ()))
+                .await?;
+            Err(err)
+        }
+    }
+}
+
+type Refused = (Error, String, serde_json::Value);
+
+async fn verify(
+    state: &AppState,
+    pending: &Pending,
+    body: &[u8],
+) -> std::result::Result<(SignedIn, serde_json::Value), Refused> {
+    let plain = |e: Error| (e, "unknown".to_string(), serde_json::json!({}));
+    let req: FinishRequest = serde_json::from_slice(body).map_err(|e| {
+        plain(Error::bad_request(
+            "malformed_json",
+            format!("the request body is not an assertion response: {e}"),
+        ))
+    })?;
+    let cred = &req.credential;
+    let decode = |field: &str, v: &str| {
+        tokens::from_b64url(v).ok_or_else(|| {
+            plain(Error::bad_request(
+                "malformed_base64",
+                format!("{field} is not base64url"),
+            ))
+        })
+    };
+    let raw_id = decode("rawId", &cred.raw_id)?;
+    if cred.kind != "public-key" || tokens::from_b64url(&cred.id).as_deref() != Some(&raw_id[..]) {
+        return Err(plain(Error::bad_request(
+            "malformed_credential",
+            "the credential's id, rawId or type is wrong",
+        )));
+    }
+    let client_data_json = decode("clientDataJSON", &cred.response.client_data_json)?;
+    let authenticator_data = decode("authenticatorData", &cred.response.authenticator_data)?;
+    let signature = decode("signature", &cred.response.signature)?;
+    let user_handle = match &cred.response.user_handle {
+        Some(h) if !h.is_empty() => Some(decode("userHandle", h)?),
+        _ => None,
+    };
+
+    let lookup_id = raw_id.clone();
+    let found = state
+        .storage
+        .run(move |s| {
+            let Some(key) = s.credential_by_credential_id(&lookup_id)? else {
+                return Ok(None);
+            };
+            let user = s.user_by_id(&key.user_id)?;
+            Ok(Some((key, user)))
+        })
+        .await
+        .map_err(|e| plain(e.into()))?;
+    let unknown = || {
+        plain(Error::bad_request(
+            "unknown_credential",
+            "this key is not enrolled here",
+        ))
+    };
+    let Some((key, Some(user))) = found else {
+        return Err(unknown());
+    };
+    let subject = format!("user:{}", user.id);
+    let details = serde_json::json!({ "key_id": key.id, "aaguid": key.aaguid, "model": key.model });
+    let refuse = |e: Error| (e, subject.clone(), details.clone());
+    if pending.user_id.as_deref().is_some_and(|u| u != user.id) {
+        return Err(unknown());
+    }
+    if let Some(handle) = &user_handle {
+        if hex::encode(handle) != user.id {
+            return Err(refuse(Error::bad_request(
+                "user_handle_mismatch",
+                "the key answered for another account",
+            )));
+        }
+    }
+    if key.revoked_at.is_some() {
+        return Err(refuse(Error::Forbidden("this key was revoked")));
+    }
+    if user.status != UserStatus::Active {
+        return Err(refuse(Error::Forbidden("this account is disabled")));
+    }
+    let public_key =
+        CoseKey::from_cbor_exact(&key.public_key_cose).map_err(|e| refuse(e.into()))?;
+    let challenge = tokens::from_b64url(&pending.challenge).unwrap_or_default();
+    let verified = verify_assertion(&AssertionInput {
+        client_data_json: &client_data_json,
+        authenticator_data: &authenticator_data,
+        signature: &signature,
+        expected_challenge: &challenge,
+        expected_origin: &state.origin,
+        rp_id: &state.rp_id,
+        stored_public_key: &public_key,
+        stored_sign_count: u32::try_from(key.sign_count).unwrap_or(u32::MAX),
+    })
+    .map_err(|e| refuse(e.into()))?;
+    if state.policy().require_user_verification && !verified.flags.user_verified {
+        return Err(refuse(Error::Refused(vec![crate::attestation::Refusal {
+            rule: "user_verification_required",
+            message: "the key did not verify you (PIN or fingerprint)".into(),
+            remedy: "use a key with a PIN or fingerprint set, and enter it when asked".into(),
+        }])));
+    }
+    let cloned = || {
+        refuse(Error::Refused(vec![crate::attestation::Refusal {
+            rule: "possible_cloned_key",
+            message: "the key's signature counter did not go up: it may have been cloned".into(),
+            remedy: "contact your admin; sign in with your backup key meanwhile".into(),
+        }]))
+    };
+    if verified.counter_regressed {
+        return Err(cloned());
+    }
+    let now = state.now();
+    let key_id = key.id.clone();
+    let count = i64::from(verified.sign_count);
+    let recorded = state
+        .storage
+        .run(move |s| s.update_sign_count_and_last_used(&key_id, count, now))
+        .await
+        .map_err(|e| refuse(e.into()))?;
+    if !recorded {
+        // Revoked meanwhile, or the same counter value used twice at once.
+        return Err(cloned());
+    }
+    let details = serde_json::json!({
+        "key_id": key.id, "aaguid": key.aaguid, "model": key.model,
+        "user_verified": verified.flags.user_verified,
+        "phishing_resistant": key.phishing_resistant && verified.flags.user_verified,
+    });
+    Ok((
+        SignedIn {
+            user_id: user.id,
+            role: user.role.as_str().into(),
+            key_id: key.id,
+            user_verified: verified.flags.user_verified,
+        },
+        details,
+    ))
+}
