@@ -459,8 +459,7 @@ fn an_end_entity_anchor_vouches_for_what_its_key_signs_but_intermediates_must_be
         p.signed_by(&key, issuer).expect("leaf").der().to_vec()
     };
     let ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let (good, good_issuer) =
-        make_intermediate(ca.clone(), vec![rcgen::KeyUsagePurpose::KeyCertSign]);
+    let (good, good_issuer) = make_intermediate(ca, vec![rcgen::KeyUsagePurpose::KeyCertSign]);
     let r = store.validate_der(&[&leaf_under(&good_issuer), &good], NOW);
     assert!(r.is_trusted(), "{r:?}");
     let (not_ca, not_ca_issuer) = make_intermediate(rcgen::IsCa::ExplicitNoCa, Vec::new());

@@ -2,6 +2,7 @@
 //! with `KEYGATE_TEST_DATABASE_URL` / `KEYGATE_TEST_REDIS_URL` set, on PostgreSQL + Redis.
 
 mod attestation_chain;
+mod attestation_policy;
 mod audit;
 mod browser_enrolment;
 mod browser_smoke;
@@ -14,4 +15,5 @@ mod support;
 mod webauthn_assertion;
 mod webauthn_common;
 mod webauthn_fixtures;
+mod webauthn_fuzz;
 mod webauthn_software;
