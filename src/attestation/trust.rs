@@ -29,7 +29,11 @@ pub const BUILTIN_INTERMEDIATES: &str = include_str!("../../assets/yubico-interm
 /// Certificates accepted in one PEM bundle, to bound configuration mistakes.
 const MAX_PEM_CERTIFICATES: usize = 256;
 
-/// A trust anchor.
+/// A trust anchor: a subject name and a public key (RFC 5280 §6.1.1 (d)), kept as the
+/// certificate it was configured with. Path validation uses only the name, the key and
+/// a pathLenConstraint the certificate states; its validity period, CA flag and
+/// keyUsage are not checked, so a pinned self-signed end-entity certificate also
+/// anchors later certificates with the same name and key (see [`chain`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrustAnchor {
     /// Subject common name (or the whole subject when it has none).
