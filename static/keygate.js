@@ -139,16 +139,22 @@
     if (!form) return;
     const run = ceremonies[form.dataset.ceremony];
     if (!run) return;
+    const button = form.querySelector('button[type="submit"]');
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
-      run(form).catch((err) => {
-        show("", "");
-        if (err.name === "NotAllowedError") {
-          show("The key was not used, or the request timed out. Try again.", "problem");
-          return;
-        }
-        showRefusal(err);
-      });
+      if (button) button.disabled = true; // one ceremony at a time
+      run(form)
+        .catch((err) => {
+          show("", "");
+          if (err.name === "NotAllowedError") {
+            show("The key was not used, or the request timed out. Try again.", "problem");
+            return;
+          }
+          showRefusal(err);
+        })
+        .finally(() => {
+          if (button) button.disabled = false;
+        });
     });
   });
 })();
