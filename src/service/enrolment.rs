@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::service::session::Session;
 use crate::service::{invitations, tokens, Actor};
 use crate::state::AppState;
-use crate::storage::{InvitationKind, NewCredential, NewUser, Role};
+use crate::storage::{InvitationKind, NewCredential, NewUser, Role, StorageError};
 use crate::webauthn::{verify_registration, RegistrationInput};
 
 /// What the browser asks to enrol for.
@@ -70,6 +70,9 @@ struct Pending {
     invitation_id: Option<String>,
     /// The signed-in member adding a key, when there is no invitation.
     existing_member: bool,
+    /// This enrolment uses the first admin's bootstrap link.
+    #[serde(default)]
+    bootstrap: bool,
     expires_at: i64,
 }
 
@@ -103,15 +106,15 @@ pub async fn begin(
             let inv = invitations::find_usable(state, actor, token).await?;
             let (email, display_name) = if inv.kind == InvitationKind::Bootstrap {
                 let email = req.email.as_deref().unwrap_or_default().trim();
-                if email.is_empty() {
+                if !invitations::valid_email(email) {
                     return Err(Error::bad_request(
-                        "email_required",
-                        "enter your e-mail address",
+                        "invalid_email",
+                        "enter a valid e-mail address",
                     ));
                 }
                 (
                     email.to_ascii_lowercase(),
-                    req.display_name.clone().unwrap_or_default(),
+                    invitations::clean_name(req.display_name.as_deref().unwrap_or_default())?,
                 )
             } else {
                 (inv.email.clone(), inv.display_name.clone())
@@ -122,6 +125,7 @@ pub async fn begin(
                 email,
                 display_name: display_name.trim().chars().take(100).collect(),
                 role: inv.role.as_str().into(),
+                bootstrap: inv.kind == InvitationKind::Bootstrap,
                 invitation_id: Some(inv.id),
                 existing_member: false,
                 expires_at: now + ttl as i64,
@@ -151,6 +155,7 @@ pub async fn begin(
                 role: user.role.as_str().into(),
                 invitation_id: None,
                 existing_member: true,
+                bootstrap: false,
                 expires_at: now + ttl as i64,
             };
             (pending, exclude)
@@ -214,12 +219,16 @@ pub async fn finish(
         None => None,
     };
     let Some(pending) = pending.filter(|p| p.expires_at > state.now()) else {
-        let err = Error::gone(
+        // No ceremony to speak of: log only, so anonymous callers cannot write to the
+        // audit chain at will.
+        tracing::info!(
+            client.ip = actor.ip.as_deref().unwrap_or("-"),
+            "enrolment finish without a live challenge"
+        );
+        return Err(Error::gone(
             "challenge_expired",
             "this enrolment attempt expired or was already used; start again",
-        );
-        refuse(state, &actor, "unknown", &err, serde_json::json!({})).await?;
-        return Err(err);
+        ));
     };
     let subject = format!("user:{}", pending.user_id);
     let actor = match &pending.invitation_id {
@@ -409,6 +418,8 @@ async fn verify_and_store(
         })
     });
     let invitation_id = pending.invitation_id.clone();
+    let bootstrap = pending.bootstrap;
+    let distinct_keys = state.policy().distinct_physical_keys;
     let event = NewAuditEvent {
         actor: actor.id.clone(),
         action: "enrolment.accepted".into(),
@@ -438,12 +449,27 @@ async fn verify_and_store(
             s.transaction(|tx| {
                 if let Some(user) = &new_user {
                     let inv = invitation_id.as_deref().unwrap_or_default();
+                    if bootstrap && tx.count_admins()? > 0 {
+                        return Err(StorageError::Conflict("invitation_closed".into()));
+                    }
                     if !tx.mark_invitation_used(inv, &user.id, now)? {
-                        return Err(crate::storage::StorageError::Conflict(
-                            "invitation_used".into(),
-                        ));
+                        return Err(StorageError::Conflict("invitation_used".into()));
                     }
                     tx.insert_user(user)?;
+                    if user.role == Role::Admin {
+                        // Any admin closes every bootstrap link still open.
+                        tx.revoke_pending_invitations(InvitationKind::Bootstrap, now)?;
+                    }
+                }
+                // Policy ran outside this transaction; the physical-key rule is checked
+                // again here so two parallel enrolments of one key cannot both pass.
+                if distinct_keys {
+                    if let Some(leaf) = &credential.leaf_sha256 {
+                        let mine = tx.credentials_for_user(&credential.user_id, true)?;
+                        if mine.iter().any(|k| k.leaf_sha256.as_ref() == Some(leaf)) {
+                            return Err(StorageError::Conflict("same_physical_key".into()));
+                        }
+                    }
                 }
                 tx.insert_credential(&credential)?;
                 tx.append_audit(&event, now)?;
@@ -452,14 +478,24 @@ async fn verify_and_store(
         })
         .await
         .map_err(|e| match e {
-            crate::storage::StorageError::Conflict(what) => plain(conflict(&what)),
+            StorageError::Conflict(what) => plain(conflict(&what)),
             other => plain(other.into()),
         })?;
     Ok(enrolled)
 }
 
 fn conflict(what: &str) -> Error {
-    if what.contains("invitation") {
+    if what == "invitation_closed" {
+        Error::gone(
+            "invitation_invalid",
+            "this enrolment link is not valid; ask your admin for a new one",
+        )
+    } else if what == "same_physical_key" {
+        Error::Conflict {
+            code: "same_physical_key",
+            message: "this physical key is already enrolled for you; use a different key".into(),
+        }
+    } else if what.contains("invitation") {
         Error::gone(
             "invitation_used",
             "this enrolment link was already used; ask your admin for a new one",

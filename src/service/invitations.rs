@@ -43,7 +43,7 @@ pub fn status_of(inv: &Invitation, now: i64) -> &'static str {
     }
 }
 
-fn valid_email(email: &str) -> bool {
+pub(crate) fn valid_email(email: &str) -> bool {
     let email = email.trim();
     email.len() <= 254
         && email
@@ -52,7 +52,7 @@ fn valid_email(email: &str) -> bool {
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-fn clean_name(name: &str) -> Result<String> {
+pub(crate) fn clean_name(name: &str) -> Result<String> {
     let name = name.trim();
     if name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(Error::bad_request(
@@ -195,7 +195,11 @@ pub async fn find_usable(state: &AppState, actor: &Actor, token: &str) -> Result
         );
         return Err(unusable());
     };
+    let bootstrap_closed =
+        inv.kind == InvitationKind::Bootstrap && state.storage.run(|s| s.count_admins()).await? > 0;
     let err = match inv.state(state.now()) {
+        // A bootstrap link dies the moment any admin exists, however that admin came to be.
+        InvitationState::Pending if bootstrap_closed => unusable(),
         InvitationState::Pending => return Ok(inv),
         InvitationState::Used => Error::gone(
             "invitation_used",

@@ -149,7 +149,7 @@ pub async fn finish(
                 "challenge_expired",
                 "this sign-in attempt expired or was already used; start again",
             ),
-            "unknown".to_string(),
+            None,
             serde_json::json!({}),
         )),
         Some(pending) => verify(state, &pending, body).await,
@@ -171,7 +171,17 @@ pub async fn finish(
                 .await?;
             Ok(signed_in)
         }
-        Err((err, subject, details)) => {
+        // Nothing proven about any account (no challenge, malformed, unknown key): log
+        // only, so anonymous callers cannot write to the audit chain at will.
+        Err((err, None, _)) => {
+            tracing::info!(
+                error.code = err.code(),
+                client.ip = actor.ip.as_deref().unwrap_or("-"),
+                "sign-in refused before any key was proven"
+            );
+            Err(err)
+        }
+        Err((err, Some(subject), details)) => {
             let event = NewAuditEvent {
                 actor: actor.id.clone(),
                 action: "signin.refused".into(),
@@ -190,14 +200,16 @@ pub async fn finish(
     }
 }
 
-type Refused = (Error, String, serde_json::Value);
+/// A refusal: the error, the account it concerns once a key's signature proved it (audited),
+/// and details for the audit event.
+type Refused = (Error, Option<String>, serde_json::Value);
 
 async fn verify(
     state: &AppState,
     pending: &Pending,
     body: &[u8],
 ) -> std::result::Result<(SignedIn, serde_json::Value), Refused> {
-    let plain = |e: Error| (e, "unknown".to_string(), serde_json::json!({}));
+    let plain = |e: Error| (e, None, serde_json::json!({}));
     let req: FinishRequest = serde_json::from_slice(body).map_err(|e| {
         plain(Error::bad_request(
             "malformed_json",
@@ -249,12 +261,41 @@ async fn verify(
     let Some((key, Some(user))) = found else {
         return Err(unknown());
     };
-    let subject = format!("user:{}", user.id);
-    let details = serde_json::json!({ "key_id": key.id, "aaguid": key.aaguid, "model": key.model });
-    let refuse = |e: Error| (e, subject.clone(), details.clone());
     if pending.user_id.as_deref().is_some_and(|u| u != user.id) {
         return Err(unknown());
     }
+    // The signature first: nothing below is said about an account until its key answered.
+    let public_key = CoseKey::from_cbor_exact(&key.public_key_cose).map_err(|e| plain(e.into()))?;
+    let challenge = tokens::from_b64url(&pending.challenge).unwrap_or_default();
+    let verified = verify_assertion(&AssertionInput {
+        client_data_json: &client_data_json,
+        authenticator_data: &authenticator_data,
+        signature: &signature,
+        expected_challenge: &challenge,
+        expected_origin: &state.origin,
+        rp_id: &state.rp_id,
+        stored_public_key: &public_key,
+        stored_sign_count: u32::try_from(key.sign_count).unwrap_or(u32::MAX),
+    });
+    let subject = Some(format!("user:{}", user.id));
+    let details = serde_json::json!({ "key_id": key.id, "aaguid": key.aaguid, "model": key.model });
+    let refuse = |e: Error| (e, subject.clone(), details.clone());
+    let verified = match verified {
+        Ok(v) => v,
+        // The member's real key signed, but for another origin, challenge or RP: what a
+        // phishing relay produces. That is worth an audit event on the member.
+        Err(e)
+            if signed_by(
+                &public_key,
+                &authenticator_data,
+                &client_data_json,
+                &signature,
+            ) =>
+        {
+            return Err(refuse(e.into()))
+        }
+        Err(e) => return Err(plain(e.into())),
+    };
     if let Some(handle) = &user_handle {
         if hex::encode(handle) != user.id {
             return Err(refuse(Error::bad_request(
@@ -269,20 +310,12 @@ async fn verify(
     if user.status != UserStatus::Active {
         return Err(refuse(Error::Forbidden("this account is disabled")));
     }
-    let public_key =
-        CoseKey::from_cbor_exact(&key.public_key_cose).map_err(|e| refuse(e.into()))?;
-    let challenge = tokens::from_b64url(&pending.challenge).unwrap_or_default();
-    let verified = verify_assertion(&AssertionInput {
-        client_data_json: &client_data_json,
-        authenticator_data: &authenticator_data,
-        signature: &signature,
-        expected_challenge: &challenge,
-        expected_origin: &state.origin,
-        rp_id: &state.rp_id,
-        stored_public_key: &public_key,
-        stored_sign_count: u32::try_from(key.sign_count).unwrap_or(u32::MAX),
-    })
-    .map_err(|e| refuse(e.into()))?;
+    if verified.flags.backup_eligible != key.backup_eligible {
+        return Err(refuse(Error::bad_request(
+            "backup_flag_changed",
+            "the key reports a different backup eligibility than when it was enrolled",
+        )));
+    }
     if state.policy().require_user_verification && !verified.flags.user_verified {
         return Err(refuse(Error::Refused(vec![crate::attestation::Refusal {
             rule: "user_verification_required",
@@ -326,4 +359,18 @@ async fn verify(
         },
         details,
     ))
+}
+
+/// Whether `signature` is the key's signature over authenticatorData ‖ SHA-256(clientDataJSON),
+/// whatever the client data says.
+fn signed_by(
+    key: &CoseKey,
+    authenticator_data: &[u8],
+    client_data_json: &[u8],
+    signature: &[u8],
+) -> bool {
+    let mut signed = authenticator_data.to_vec();
+    signed
+        .extend_from_slice(ring::digest::digest(&ring::digest::SHA256, client_data_json).as_ref());
+    key.verify(&signed, signature).is_ok()
 }

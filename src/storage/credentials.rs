@@ -119,9 +119,9 @@ impl Tx<'_> {
     }
 
     /// Records a successful sign-in: the new signature counter and the time. `false`
-    /// if there is no such active credential, or (for a non-zero counter) the stored
-    /// counter is no longer below the new one: a concurrent use of the same counter
-    /// value, which only a cloned key or a replay produces.
+    /// if there is no such active credential, or the stored counter is no longer below
+    /// the new one (both 0 is the one equal case allowed): a concurrent use of the same
+    /// counter value, which only a cloned key or a replay produces.
     pub fn update_sign_count_and_last_used(
         &mut self,
         id: &str,
@@ -136,8 +136,11 @@ impl Tx<'_> {
             credentials::last_used_at.eq(Some(at)),
         );
         let changed = if sign_count == 0 {
-            // An authenticator without a counter always reports 0.
-            diesel::update(active).set(values).execute(self.conn)
+            // An authenticator without a counter always reports 0; once a counter was
+            // seen, 0 is a regression and writes nothing.
+            diesel::update(active.filter(credentials::sign_count.eq(0)))
+                .set(values)
+                .execute(self.conn)
         } else {
             diesel::update(active.filter(credentials::sign_count.lt(sign_count)))
                 .set(values)

@@ -63,8 +63,9 @@ pub fn verify_assertion(input: &AssertionInput<'_>) -> Result<VerifiedAssertion,
         .verify(&signed, input.signature)
         .map_err(|_| WebauthnError::BadSignature("assertion signature"))?;
 
-    let counter_regressed = auth_data.sign_count != 0
-        && input.stored_sign_count != 0
+    // WebAuthn L3 §7.2 step 22: when either counter is non-zero, the new one must be
+    // greater. A clone answering 0 must not reset detection.
+    let counter_regressed = (auth_data.sign_count != 0 || input.stored_sign_count != 0)
         && auth_data.sign_count <= input.stored_sign_count;
     Ok(VerifiedAssertion {
         sign_count: auth_data.sign_count,

@@ -158,6 +158,24 @@ pub async fn credential_count(app: &TestApp) -> usize {
         .len()
 }
 
+/// Refused with `code` before any ceremony existed: logged, not audited, nothing written.
+pub async fn assert_refused_unaudited(
+    app: &TestApp,
+    reply: &Reply,
+    status: u16,
+    code: &str,
+    events_before: usize,
+) {
+    assert_eq!(reply.status, status, "{}", reply.body);
+    assert_eq!(reply.json()["error"], code, "{}", reply.body);
+    assert_eq!(
+        audit_events(app).await.len(),
+        events_before,
+        "no audit event"
+    );
+    assert_eq!(credential_count(app).await, 0, "nothing written");
+}
+
 /// The last audit event is a refusal with `code`; nothing else was written.
 pub async fn assert_refused(
     app: &TestApp,
@@ -411,10 +429,11 @@ async fn refusals_are_clear_audited_and_write_nothing() {
         .post_json("/api/enrol/finish", Some(&csrf), &finish_body(&reg, "x"))
         .await;
     assert_eq!(first.status, 403);
+    let events = audit_events(&app).await.len();
     let replay = client
         .post_json("/api/enrol/finish", Some(&csrf), &finish_body(&reg, "x"))
         .await;
-    assert_refused(&app, &replay, 410, "challenge_expired", 0).await;
+    assert_refused_unaudited(&app, &replay, 410, "challenge_expired", events).await;
 
     // A challenge is bound to the browser session that asked for it.
     let mut asker = app.client();
@@ -422,6 +441,7 @@ async fn refusals_are_clear_audited_and_write_nothing() {
     let reg = auth.register(&options_for(&app, &options));
     let mut other = app.client();
     let other_csrf = csrf_of(&other.get(&page).await.body);
+    let events = audit_events(&app).await.len();
     let stolen = other
         .post_json(
             "/api/enrol/finish",
@@ -429,17 +449,18 @@ async fn refusals_are_clear_audited_and_write_nothing() {
             &finish_body(&reg, "x"),
         )
         .await;
-    assert_refused(&app, &stolen, 410, "challenge_expired", 0).await;
+    assert_refused_unaudited(&app, &stolen, 410, "challenge_expired", events).await;
 
     // An expired challenge.
     let mut client = app.client();
     let (csrf, options) = begin(&mut client, &page, body.clone()).await;
     let reg = auth.register(&options_for(&app, &options));
     app.clock.advance(301);
+    let events = audit_events(&app).await.len();
     let late = client
         .post_json("/api/enrol/finish", Some(&csrf), &finish_body(&reg, "x"))
         .await;
-    assert_refused(&app, &late, 410, "challenge_expired", 0).await;
+    assert_refused_unaudited(&app, &late, 410, "challenge_expired", events).await;
 
     // No CSRF token: refused before anything happens.
     let mut client = app.client();
@@ -659,5 +680,44 @@ async fn admin_forms_invite_and_revoke_with_csrf() {
     let out = admin.post_form("/signout", &[("csrf", &csrf)]).await;
     assert_eq!(out.status, 303);
     assert_eq!(admin.get("/api/me").await.status, 401);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn bootstrap_link_dies_once_any_admin_exists() {
+    let ca = trusted_ca();
+    let app = app_trusting(&ca).await;
+    let bootstrap = app.bootstrap_path();
+    // An admin created another way (an admin invitation, e.g. from `keygate invite`).
+    let issued = keygate::service::invitations::create(
+        &app.state,
+        &keygate::service::Actor::cli(),
+        "root@example.com",
+        "Root",
+        "admin",
+    )
+    .await
+    .unwrap();
+    let path = issued.link.trim_start_matches(app.origin()).to_string();
+    let mut first = app.client();
+    let done = enrol_with(
+        &app,
+        &mut first,
+        &path,
+        json!({ "token": token_of(&path) }),
+        &SoftAuthenticator::new(&ca.ca),
+        |_| {},
+    )
+    .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+
+    // The bootstrap link printed at start-up no longer works.
+    let reply = app.client().get(&bootstrap).await;
+    assert_eq!(reply.status, 410, "{}", reply.body);
+    let invitations = keygate::service::invitations::list(&app.state)
+        .await
+        .unwrap();
+    let boot = invitations.iter().find(|i| i.kind == "bootstrap").unwrap();
+    assert_eq!(boot.status, "revoked");
     app.stop().await;
 }

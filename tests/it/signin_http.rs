@@ -187,6 +187,19 @@ async fn sign_in_refusals_are_audited() {
         Some("possible_cloned_key")
     );
 
+    // A clone answering 0 does not reset detection either.
+    let (_, r) = sign_in(&app, &mut cred, &user_id, None, |o| o.sign_count = Some(0)).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.json()["error"], "possible_cloned_key");
+    let stored = app
+        .state
+        .storage
+        .run(|s| s.list_credentials())
+        .await
+        .unwrap()[0]
+        .sign_count;
+    assert_eq!(stored, 3, "the stored counter is untouched");
+
     // Replay: the same finish body twice; the challenge is gone the second time.
     let mut client = app.client();
     let (csrf, options) = start(&mut client, None).await;
