@@ -104,6 +104,8 @@ pub struct SessionConfig {
     pub idle_ttl_secs: u64,
     /// Lifetime of a browser session that has not signed in (ceremonies in progress).
     pub anonymous_ttl_secs: u64,
+    /// Adding or revoking keys needs a key touch at most this old.
+    pub step_up_secs: u64,
     pub cookie_name: String,
 }
 
@@ -200,6 +202,7 @@ impl Default for SessionConfig {
             absolute_ttl_secs: 12 * 3600,
             idle_ttl_secs: 3600,
             anonymous_ttl_secs: 900,
+            step_up_secs: 300,
             cookie_name: "kg_session".into(),
         }
     }
@@ -315,6 +318,7 @@ impl Config {
                 60,
                 3600,
             ),
+            ("session.step_up_secs", self.session.step_up_secs, 30, 3600),
             (
                 "enrolment.invitation_ttl_secs",
                 self.enrolment.invitation_ttl_secs,

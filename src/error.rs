@@ -24,6 +24,9 @@ pub enum Error {
     Gone { code: &'static str, message: String },
     #[error("sign in first")]
     Unauthenticated,
+    /// A sensitive action needs a recent key touch, not just a live session.
+    #[error("touch your key again to confirm it is you")]
+    Reauthenticate,
     #[error("{0}")]
     Forbidden(&'static str),
     #[error("the form was stale or not ours; reload the page and try again")]
@@ -72,6 +75,7 @@ impl Error {
             Error::Webauthn(e) => e.code(),
             Error::Refused(r) => r.first().map(|r| r.rule).unwrap_or("refused"),
             Error::Unauthenticated => "unauthenticated",
+            Error::Reauthenticate => "reauthentication_required",
             Error::Forbidden(_) => "forbidden",
             Error::Csrf => "csrf",
             Error::NotFound => "not_found",

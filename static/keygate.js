@@ -146,6 +146,10 @@
       run(form)
         .catch((err) => {
           show("", "");
+          if (err.code === "reauthentication_required") {
+            window.location.assign("/?reauth=1");
+            return;
+          }
           if (err.name === "NotAllowedError") {
             show("The key was not used, or the request timed out. Try again.", "problem");
             return;

@@ -16,7 +16,7 @@ pub fn status_of(err: &Error) -> StatusCode {
         Error::BadRequest { .. } | Error::Webauthn(_) => StatusCode::BAD_REQUEST,
         Error::Refused(_) | Error::Forbidden(_) | Error::Csrf => StatusCode::FORBIDDEN,
         Error::Gone { .. } => StatusCode::GONE,
-        Error::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Error::Unauthenticated | Error::Reauthenticate => StatusCode::UNAUTHORIZED,
         Error::NotFound | Error::Storage(crate::storage::StorageError::NotFound) => {
             StatusCode::NOT_FOUND
         }
@@ -111,10 +111,18 @@ impl ResponseError for PageError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         log(&self.0, status);
-        if matches!(self.0, Error::Unauthenticated) {
-            return HttpResponse::SeeOther()
-                .insert_header(("Location", "/"))
-                .finish();
+        match self.0 {
+            Error::Unauthenticated => {
+                return HttpResponse::SeeOther()
+                    .insert_header(("Location", "/"))
+                    .finish()
+            }
+            Error::Reauthenticate => {
+                return HttpResponse::SeeOther()
+                    .insert_header(("Location", "/?reauth=1"))
+                    .finish()
+            }
+            _ => {}
         }
         views::render(
             status,

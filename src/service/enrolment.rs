@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 use crate::attestation::{policy, AttestationKind, ExistingKey, KeyFacts, TrustResult};
 use crate::audit::{NewAuditEvent, Outcome};
 use crate::error::{Error, Result};
-use crate::service::session::Session;
+use crate::service::session::{self, Session};
 use crate::service::{invitations, tokens, Actor};
 use crate::state::AppState;
-use crate::storage::{InvitationKind, NewCredential, NewUser, Role, StorageError};
+use crate::storage::{InvitationKind, NewCredential, NewUser, Role, StorageError, UserStatus};
 use crate::webauthn::{verify_registration, RegistrationInput};
 
 /// What the browser asks to enrol for.
@@ -133,6 +133,7 @@ pub async fn begin(
             (pending, Vec::new())
         }
         (None, Some(user_id)) => {
+            session::require_recent_touch(state, session)?;
             let uid = user_id.to_string();
             let (user, keys) = state
                 .storage
@@ -142,7 +143,9 @@ pub async fn begin(
                     Ok((user, keys))
                 })
                 .await?;
-            let user = user.ok_or(Error::Unauthenticated)?;
+            let user = user
+                .filter(|u| u.status == UserStatus::Active)
+                .ok_or(Error::Unauthenticated)?;
             let exclude: Vec<String> = keys
                 .iter()
                 .map(|k| tokens::b64url(&k.credential_id))

@@ -155,3 +155,15 @@ pub async fn sign_out(state: &AppState, session: &Session) -> Result<()> {
     state.ephemeral.delete(&key(&session.token)).await?;
     Ok(())
 }
+
+/// Sensitive actions (adding or revoking keys) need a key touch within
+/// `session.step_up_secs`, not only a live session: a stolen cookie must not be enough to
+/// enrol the thief's own key.
+pub fn require_recent_touch(state: &AppState, session: &Session) -> Result<()> {
+    let window = state.config.session.step_up_secs as i64;
+    match session.data.authenticated_at {
+        Some(at) if state.now() - at <= window => Ok(()),
+        Some(_) => Err(Error::Reauthenticate),
+        None => Err(Error::Unauthenticated),
+    }
+}

@@ -272,3 +272,59 @@ async fn sign_in_refusals_are_audited() {
         .expect("chain verifies");
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn adding_or_revoking_keys_needs_a_recent_touch() {
+    let ca = trusted_ca();
+    let app = app_trusting(&ca).await;
+    let (mut cred, user_id) = admin_with_key(&app, &SoftAuthenticator::new(&ca.ca)).await;
+    let (mut client, r) = sign_in(&app, &mut cred, &user_id, None, |_| {}).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let page = client.get("/me/keys/new").await;
+    assert_eq!(page.status, 200, "fresh touch: the add-key page opens");
+    let csrf = csrf_of(&page.body);
+
+    // Six minutes later the session still works, but not for adding or revoking keys.
+    app.clock.advance(360);
+    assert_eq!(client.get("/api/me").await.status, 200);
+    let stale = client.get("/me/keys/new").await;
+    assert_eq!(stale.status, 303);
+    assert_eq!(stale.header("location").as_deref(), Some("/?reauth=1"));
+    let begin = client
+        .post_json("/api/enrol/begin", Some(&csrf), &json!({}))
+        .await;
+    assert_eq!(begin.status, 401, "{}", begin.body);
+    assert_eq!(begin.json()["error"], "reauthentication_required");
+    let key_id = app
+        .state
+        .storage
+        .run(|s| s.list_credentials())
+        .await
+        .unwrap()[0]
+        .id
+        .clone();
+    let revoke = client
+        .post_json(
+            &format!("/api/admin/keys/{key_id}/revoke"),
+            Some(&csrf),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(revoke.status, 401);
+
+    // The sign-in page is offered to the signed-in member; a touch makes it fresh again.
+    let reauth = client.get("/?reauth=1").await;
+    assert_eq!(reauth.status, 200);
+    let csrf = csrf_of(&reauth.body);
+    let options = client
+        .post_json("/api/signin/begin", Some(&csrf), &json!({}))
+        .await
+        .json();
+    let body = assertion_body(&mut cred, &app, &options, &user_id, |_| {});
+    let done = client
+        .post_json("/api/signin/finish", Some(&csrf), &body)
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(client.get("/me/keys/new").await.status, 200);
+    app.stop().await;
+}

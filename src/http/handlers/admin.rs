@@ -7,7 +7,7 @@ use crate::http::errors::{ApiError, PageError};
 use crate::http::extract::{client_ip, csrf_header, AdminSession};
 use crate::http::handlers::me::CsrfForm;
 use crate::http::views::{self, AdminInvitationsPage, AdminMemberPage, AdminMembersPage, Nav};
-use crate::service::{invitations, members, Actor};
+use crate::service::{invitations, members, session, Actor};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -81,6 +81,7 @@ pub async fn revoke_key_form(
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
     admin.0.check_csrf(Some(&form.csrf))?;
+    session::require_recent_touch(&state, &admin.0)?;
     members::revoke_key(&state, &actor(&req, &admin), admin.user_id(), true, &id).await?;
     let back = req
         .headers()
@@ -186,6 +187,7 @@ pub async fn api_revoke_key(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     admin.0.check_csrf(csrf_header(&req))?;
+    session::require_recent_touch(&state, &admin.0)?;
     members::revoke_key(&state, &actor(&req, &admin), admin.user_id(), true, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

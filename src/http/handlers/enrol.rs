@@ -59,6 +59,7 @@ pub async fn add_key_page(
     state: web::Data<AppState>,
     me: SignedIn,
 ) -> Result<HttpResponse, PageError> {
+    session::require_recent_touch(&state, &me.0)?;
     let detail = crate::service::members::detail(&state, me.user_id()).await?;
     let view = EnrolPage {
         nav: Nav::of(Some(&me.0)),

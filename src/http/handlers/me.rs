@@ -45,6 +45,7 @@ pub async fn revoke_key(
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
     me.0.check_csrf(Some(&form.csrf))?;
+    session::require_recent_touch(&state, &me.0)?;
     let actor = Actor::user(me.user_id(), client_ip(&req));
     members::revoke_key(&state, &actor, me.user_id(), false, &id).await?;
     Ok(see_other("/me"))

@@ -9,13 +9,21 @@ use crate::http::views::{self, IndexPage, Nav};
 use crate::service::{limits, session, signin};
 use crate::state::AppState;
 
+#[derive(serde::Deserialize)]
+pub struct IndexQuery {
+    #[serde(default)]
+    reauth: Option<String>,
+}
+
 /// The start page: signed-in members go to their keys; others get the sign-in form.
 #[get("/")]
 pub async fn index(
     state: web::Data<AppState>,
+    query: web::Query<IndexQuery>,
     current: MaybeSession,
 ) -> Result<HttpResponse, PageError> {
-    if current.0.as_ref().and_then(|s| s.user_id()).is_some() {
+    // `?reauth=1`: a signed-in member confirms with a fresh touch before a sensitive action.
+    if current.0.as_ref().and_then(|s| s.user_id()).is_some() && query.reauth.is_none() {
         return Ok(HttpResponse::SeeOther()
             .insert_header(("Location", "/me"))
             .finish());
