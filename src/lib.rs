@@ -12,6 +12,7 @@ pub mod config;
 pub mod ephemeral;
 pub mod error;
 pub mod http;
+pub mod oidc;
 pub mod service;
 pub mod state;
 pub mod storage;
