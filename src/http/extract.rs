@@ -9,6 +9,7 @@ use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use crate::error::Error;
 use crate::http::errors::{ApiError, PageError};
 use crate::service::session::{self, Session};
+use crate::service::{limits, tokens};
 use crate::state::AppState;
 
 fn app_state(req: &HttpRequest) -> Result<AppState, Error> {
@@ -147,4 +148,58 @@ pub fn cleared_cookie(state: &AppState) -> Cookie<'static> {
         .finish();
     c.make_removal();
     c
+}
+
+fn csrf_cookie_name(state: &AppState) -> String {
+    format!("{}_csrf", state.config.session.cookie_name)
+}
+
+/// The CSRF token a page that starts a ceremony carries: the session's, or, for a visitor
+/// without one, a double-submit token in a `SameSite=Strict` cookie. Visitors cost no
+/// server state until they actually begin a ceremony.
+pub fn page_csrf(
+    state: &AppState,
+    req: &HttpRequest,
+    session: Option<&Session>,
+) -> (String, Option<Cookie<'static>>) {
+    if let Some(s) = session {
+        return (s.data.csrf.clone(), None);
+    }
+    if let Some(c) = req.cookie(&csrf_cookie_name(state)) {
+        if (32..=64).contains(&c.value().len()) {
+            return (c.value().to_string(), None);
+        }
+    }
+    let token = tokens::secret_token();
+    let cookie = Cookie::build(csrf_cookie_name(state), token.clone())
+        .path("/")
+        .http_only(true)
+        .secure(state.config.cookies_secure())
+        .same_site(SameSite::Strict)
+        .max_age(actix_web::cookie::time::Duration::seconds(
+            state.config.session.anonymous_ttl_secs as i64,
+        ))
+        .finish();
+    (token, Some(cookie))
+}
+
+/// The session a ceremony's first step runs in: the browser's own (its CSRF token
+/// checked), or a new anonymous one when the double-submit token matches, rate-limited
+/// per client. The `bool` says whether the session is new (its cookie must be set).
+pub async fn ceremony_session(
+    state: &AppState,
+    req: &HttpRequest,
+    current: Option<Session>,
+) -> Result<(Session, bool), Error> {
+    if let Some(s) = current {
+        s.check_csrf(csrf_header(req))?;
+        return Ok((s, false));
+    }
+    let cookie = req.cookie(&csrf_cookie_name(state)).ok_or(Error::Csrf)?;
+    let header = csrf_header(req).ok_or(Error::Csrf)?;
+    if cookie.value().len() < 32 || !tokens::same_secret(cookie.value(), header) {
+        return Err(Error::Csrf);
+    }
+    limits::check(state, "session", &client_ip(req).unwrap_or_default()).await?;
+    Ok((session::start_anonymous(state, header).await?, true))
 }

@@ -107,12 +107,13 @@ pub async fn load(state: &AppState, token: &str) -> Result<Option<Session>> {
     }))
 }
 
-/// A new anonymous session (for a browser about to run a ceremony).
-pub async fn start_anonymous(state: &AppState) -> Result<Session> {
+/// A new anonymous session for a browser starting a ceremony, keeping the CSRF token its
+/// page already carries.
+pub async fn start_anonymous(state: &AppState, csrf: &str) -> Result<Session> {
     let now = state.now();
     let data = SessionData {
         id: tokens::new_id(),
-        csrf: tokens::secret_token(),
+        csrf: csrf.to_string(),
         user_id: None,
         role: None,
         created_at: now,

@@ -440,8 +440,7 @@ async fn refusals_are_clear_audited_and_write_nothing() {
     let (_, options) = begin(&mut asker, &page, body.clone()).await;
     let reg = auth.register(&options_for(&app, &options));
     let mut other = app.client();
-    let other_csrf = csrf_of(&other.get(&page).await.body);
-    let events = audit_events(&app).await.len();
+    let (other_csrf, _) = begin(&mut other, &page, body.clone()).await;
     let stolen = other
         .post_json(
             "/api/enrol/finish",
@@ -449,7 +448,8 @@ async fn refusals_are_clear_audited_and_write_nothing() {
             &finish_body(&reg, "x"),
         )
         .await;
-    assert_refused_unaudited(&app, &stolen, 410, "challenge_expired", events).await;
+    // The other browser's own challenge is what the response is checked against.
+    assert_refused(&app, &stolen, 400, "challenge_mismatch", 0).await;
 
     // An expired challenge.
     let mut client = app.client();
@@ -566,11 +566,35 @@ async fn pages_carry_security_headers_and_errors_are_pages() {
     assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
     assert!(!page.body.contains("<script>"), "no inline script");
     assert_eq!(page.header("x-frame-options").as_deref(), Some("DENY"));
-    let cookie = page.header("set-cookie").expect("session cookie");
+    // A visitor gets only a double-submit CSRF cookie: no server-side session yet.
+    let cookie = page.header("set-cookie").expect("CSRF cookie");
+    assert!(cookie.starts_with("kg_session_csrf="), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    // Beginning a ceremony creates the session, with its own cookie.
+    let csrf = csrf_of(&page.body);
+    let token = token_of(&app.bootstrap_path());
+    let body = json!({ "token": token, "email": "a@example.com" });
+    let begun = client
+        .post_json("/api/enrol/begin", Some(&csrf), &body)
+        .await;
+    assert_eq!(begun.status, 200, "{}", begun.body);
+    let cookie = begun.header("set-cookie").expect("session cookie");
+    assert!(cookie.starts_with("kg_session="), "{cookie}");
     assert!(
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
         "{cookie}"
     );
+    // A CSRF header that does not match the browser's cookie starts nothing.
+    let mut other = app.client();
+    other.get(&app.bootstrap_path()).await;
+    let forged = other
+        .post_json("/api/enrol/begin", Some(&csrf), &body)
+        .await;
+    assert_eq!(forged.status, 403);
+    assert_eq!(forged.json()["error"], "csrf");
 
     let missing = client.get("/enrol/not-a-token").await;
     assert_eq!(missing.status, 410);

@@ -3,7 +3,9 @@
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 
 use crate::http::errors::{ApiError, PageError};
-use crate::http::extract::{client_ip, csrf_header, session_cookie, MaybeSession, SignedIn};
+use crate::http::extract::{
+    ceremony_session, client_ip, csrf_header, page_csrf, session_cookie, MaybeSession, SignedIn,
+};
 use crate::http::views::{self, EnrolPage, Nav};
 use crate::service::{enrolment, invitations, limits, session, Actor};
 use crate::state::AppState;
@@ -30,13 +32,10 @@ pub async fn page(
     let actor = visitor(&req, current.0.as_ref());
     limits::check(&state, "enrol", actor.ip.as_deref().unwrap_or_default()).await?;
     let inv = invitations::find_usable(&state, &actor, &token).await?;
-    let (session, fresh) = match current.0 {
-        Some(s) => (s, false),
-        None => (session::start_anonymous(&state).await?, true),
-    };
+    let (csrf, cookie) = page_csrf(&state, &req, current.0.as_ref());
     let view = EnrolPage {
-        nav: Nav::of(Some(&session)),
-        csrf: session.data.csrf.clone(),
+        nav: Nav::of(current.0.as_ref()),
+        csrf,
         organisation: state.config.organisation.name.clone(),
         token: token.into_inner(),
         bootstrap: inv.kind == crate::storage::InvitationKind::Bootstrap,
@@ -46,8 +45,8 @@ pub async fn page(
         min_keys: state.policy().min_keys,
     };
     let mut res = views::ok(&view);
-    if fresh {
-        res.add_cookie(&session_cookie(&state, &session))
+    if let Some(cookie) = cookie {
+        res.add_cookie(&cookie)
             .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
     }
     Ok(res)
@@ -82,12 +81,16 @@ pub async fn begin(
     current: MaybeSession,
     body: web::Json<enrolment::BeginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = current.0.ok_or(crate::error::Error::Csrf)?;
-    session.check_csrf(csrf_header(&req))?;
+    let (session, fresh) = ceremony_session(&state, &req, current.0).await?;
     let actor = visitor(&req, Some(&session));
     limits::check(&state, "enrol", actor.ip.as_deref().unwrap_or_default()).await?;
     let options = enrolment::begin(&state, &session, &actor, body.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(options))
+    let mut res = HttpResponse::Ok().json(options);
+    if fresh {
+        res.add_cookie(&session_cookie(&state, &session))
+            .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+    }
+    Ok(res)
 }
 
 #[post("/api/enrol/finish")]

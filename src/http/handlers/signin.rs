@@ -4,7 +4,9 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse};
 
 use crate::error::Error;
 use crate::http::errors::{ApiError, PageError};
-use crate::http::extract::{client_ip, csrf_header, session_cookie, MaybeSession};
+use crate::http::extract::{
+    ceremony_session, client_ip, csrf_header, page_csrf, session_cookie, MaybeSession,
+};
 use crate::http::views::{self, IndexPage, Nav};
 use crate::service::{limits, session, signin};
 use crate::state::AppState;
@@ -19,6 +21,7 @@ pub struct IndexQuery {
 #[get("/")]
 pub async fn index(
     state: web::Data<AppState>,
+    req: HttpRequest,
     query: web::Query<IndexQuery>,
     current: MaybeSession,
 ) -> Result<HttpResponse, PageError> {
@@ -28,17 +31,14 @@ pub async fn index(
             .insert_header(("Location", "/me"))
             .finish());
     }
-    let (session, fresh) = match current.0 {
-        Some(s) => (s, false),
-        None => (session::start_anonymous(&state).await?, true),
-    };
+    let (csrf, cookie) = page_csrf(&state, &req, current.0.as_ref());
     let mut res = views::ok(&IndexPage {
-        nav: Nav::of(Some(&session)),
-        csrf: session.data.csrf.clone(),
+        nav: Nav::of(current.0.as_ref()),
+        csrf,
         organisation: state.config.organisation.name.clone(),
     });
-    if fresh {
-        res.add_cookie(&session_cookie(&state, &session))
+    if let Some(cookie) = cookie {
+        res.add_cookie(&cookie)
             .map_err(|e| Error::Internal(e.to_string()))?;
     }
     Ok(res)
@@ -51,11 +51,15 @@ pub async fn begin(
     current: MaybeSession,
     body: web::Json<signin::BeginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = current.0.ok_or(Error::Csrf)?;
-    session.check_csrf(csrf_header(&req))?;
+    let (session, fresh) = ceremony_session(&state, &req, current.0).await?;
     limits::check(&state, "signin", &client_ip(&req).unwrap_or_default()).await?;
     let options = signin::begin(&state, &session, body.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(options))
+    let mut res = HttpResponse::Ok().json(options);
+    if fresh {
+        res.add_cookie(&session_cookie(&state, &session))
+            .map_err(|e| Error::Internal(e.to_string()))?;
+    }
+    Ok(res)
 }
 
 #[post("/api/signin/finish")]
