@@ -58,6 +58,9 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Seconds to let in-flight requests finish on shutdown.
     pub shutdown_timeout_secs: u64,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed.
+    /// Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -156,6 +159,7 @@ impl Default for ServerConfig {
             public_url: "http://localhost:8080".into(),
             workers: 0,
             shutdown_timeout_secs: 10,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -265,6 +269,13 @@ impl Config {
                 "server.bind `{}` is not an address like 127.0.0.1:8080",
                 self.server.bind
             ));
+        }
+        for p in &self.server.trusted_proxies {
+            if parse_cidr(p).is_none() {
+                return invalid(format!(
+                    "server.trusted_proxies: `{p}` is not an address or CIDR range"
+                ));
+            }
         }
         let url = self.public_url()?;
         let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
@@ -412,6 +423,21 @@ impl Config {
     pub fn to_redacted_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
+}
+
+/// `10.0.0.0/8`, `2001:db8::/32` or a single address (a full-length range).
+pub fn parse_cidr(text: &str) -> Option<(std::net::IpAddr, u8)> {
+    let (addr, len) = match text.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (text, None),
+    };
+    let addr: std::net::IpAddr = addr.trim().parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        Some(l) => l.trim().parse::<u8>().ok().filter(|l| *l <= max)?,
+        None => max,
+    };
+    Some((addr, len))
 }
 
 fn is_loopback_host(host: &str) -> bool {

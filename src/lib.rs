@@ -119,6 +119,12 @@ pub async fn build(
         &config.ephemeral.prefix,
     )
     .await?;
+    let proxies: Vec<(std::net::IpAddr, u8)> = config
+        .server
+        .trusted_proxies
+        .iter()
+        .filter_map(|p| config::parse_cidr(p))
+        .collect();
     let state = AppState {
         config: Arc::new(config),
         storage,
@@ -127,6 +133,7 @@ pub async fn build(
         clock,
         origin: origin.into(),
         rp_id: rp_id.into(),
+        proxies: proxies.into(),
     };
     let bootstrap = if opts.bootstrap {
         service::invitations::ensure_bootstrap(&state).await?

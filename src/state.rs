@@ -34,9 +34,20 @@ pub struct AppState {
     /// The exact origin browsers must report (from `server.public_url`).
     pub origin: Arc<str>,
     pub rp_id: Arc<str>,
+    /// Parsed `server.trusted_proxies`.
+    pub proxies: Arc<[(std::net::IpAddr, u8)]>,
 }
 
 impl AppState {
+    /// The client's address: the TCP peer, or what a trusted proxy forwarded.
+    pub fn client_addr(
+        &self,
+        peer: std::net::IpAddr,
+        forwarded_for: Option<&str>,
+    ) -> std::net::IpAddr {
+        resolve_client(&self.proxies, peer, forwarded_for)
+    }
+
     pub fn policy(&self) -> &Policy {
         &self.config.policy
     }
@@ -52,5 +63,92 @@ impl AppState {
             self.config.server.public_url.trim_end_matches('/'),
             path
         )
+    }
+}
+
+/// The TCP peer, or, when the peer is a trusted proxy, the right-most address in
+/// `X-Forwarded-For` that is not a trusted proxy (addresses further left were written by
+/// the client and prove nothing).
+pub fn resolve_client(
+    proxies: &[(std::net::IpAddr, u8)],
+    peer: std::net::IpAddr,
+    forwarded_for: Option<&str>,
+) -> std::net::IpAddr {
+    let trusted = |ip: &std::net::IpAddr| proxies.iter().any(|net| in_range(ip, net));
+    if !trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<std::net::IpAddr> = forwarded_for
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|h| h.trim().parse().ok())
+        .collect();
+    hops.iter()
+        .rev()
+        .find(|ip| !trusted(ip))
+        .or(hops.first())
+        .copied()
+        .unwrap_or(peer)
+}
+
+fn in_range(ip: &std::net::IpAddr, (net, len): &(std::net::IpAddr, u8)) -> bool {
+    use std::net::IpAddr::{V4, V6};
+    match (ip, net) {
+        (V4(a), V4(b)) => {
+            let shift = 32 - u32::from(*len);
+            shift >= 32 || (u32::from(*a) >> shift) == (u32::from(*b) >> shift)
+        }
+        (V6(a), V6(b)) => {
+            let shift = 128 - u32::from(*len);
+            shift >= 128 || (u128::from(*a) >> shift) == (u128::from(*b) >> shift)
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{in_range, resolve_client};
+
+    #[test]
+    fn ranges() {
+        let net = crate::config::parse_cidr("10.0.0.0/8").unwrap();
+        assert!(in_range(&"10.1.2.3".parse().unwrap(), &net));
+        assert!(!in_range(&"11.0.0.1".parse().unwrap(), &net));
+        let one = crate::config::parse_cidr("::1").unwrap();
+        assert!(in_range(&"::1".parse().unwrap(), &one));
+        assert!(!in_range(&"::2".parse().unwrap(), &one));
+        let all = crate::config::parse_cidr("0.0.0.0/0").unwrap();
+        assert!(in_range(&"8.8.8.8".parse().unwrap(), &all));
+    }
+
+    #[test]
+    fn forwarded_for_only_from_trusted_proxies() {
+        let proxies = [crate::config::parse_cidr("10.0.0.0/8").unwrap()];
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        // Not from a proxy: the header is ignored.
+        assert_eq!(
+            resolve_client(&proxies, ip("203.0.113.9"), Some("1.2.3.4")),
+            ip("203.0.113.9")
+        );
+        // From the proxy: the right-most untrusted hop, not what the client wrote first.
+        assert_eq!(
+            resolve_client(
+                &proxies,
+                ip("10.0.0.2"),
+                Some("6.6.6.6, 198.51.100.7, 10.0.0.3")
+            ),
+            ip("198.51.100.7")
+        );
+        // A proxy with no header: the proxy itself.
+        assert_eq!(
+            resolve_client(&proxies, ip("10.0.0.2"), None),
+            ip("10.0.0.2")
+        );
+        // No proxies configured: always the peer.
+        assert_eq!(
+            resolve_client(&[], ip("10.0.0.2"), Some("1.2.3.4")),
+            ip("10.0.0.2")
+        );
     }
 }

@@ -65,7 +65,17 @@ impl TrustStore {
             // only drop an anchor, never add one.
             let _ = store.add_anchor_pem(pem);
         }
-        let _ = store.add_intermediates_pem(BUILTIN_INTERMEDIATES);
+        // Only the FIDO branch of Yubico's published sub-CAs: the PIV, OpenPGP, SD and
+        // YubiHSM attestation CAs vouch for keys a user can sign anything with, and have
+        // no place on a WebAuthn attestation path.
+        if let Ok(certs) = parse_pem_bundle(BUILTIN_INTERMEDIATES) {
+            store.intermediates.extend(certs.into_iter().filter(|c| {
+                c.common_name.as_deref().is_some_and(|cn| {
+                    cn.starts_with("Yubico FIDO Attestation ")
+                        || cn.starts_with("Yubico Attestation Intermediate ")
+                })
+            }));
+        }
         store
     }
 
@@ -203,7 +213,24 @@ mod tests {
                 "Yubico Attestation Root 1"
             ]
         );
-        assert_eq!(store.intermediates().len(), 15);
+        // Of Yubico's 15 published sub-CAs, only the FIDO branch: Attestation
+        // Intermediate A 1 / B 1 and FIDO Attestation A 1 / B 1 / B2 1.
+        let mut cns: Vec<&str> = store
+            .intermediates()
+            .iter()
+            .filter_map(|c| c.common_name.as_deref())
+            .collect();
+        cns.sort_unstable();
+        assert_eq!(
+            cns,
+            [
+                "Yubico Attestation Intermediate A 1",
+                "Yubico Attestation Intermediate B 1",
+                "Yubico FIDO Attestation A 1",
+                "Yubico FIDO Attestation B 1",
+                "Yubico FIDO Attestation B2 1"
+            ]
+        );
         assert_eq!(
             hex::encode(store.anchors()[0].sha256),
             "0fa1386f80eb8713263ae5c1d84deb455bdf08aea50ab05503cefee82b092d42"

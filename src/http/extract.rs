@@ -18,9 +18,18 @@ fn app_state(req: &HttpRequest) -> Result<AppState, Error> {
         .ok_or_else(|| Error::Internal("AppState missing".into()))
 }
 
-/// The client's address as seen by this process (the peer, not a forwarded header).
+/// The client's address: the TCP peer, or what a trusted proxy forwarded
+/// (`server.trusted_proxies`).
 pub fn client_ip(req: &HttpRequest) -> Option<String> {
-    req.peer_addr().map(|a| a.ip().to_string())
+    let peer = req.peer_addr()?.ip();
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    Some(match app_state(req) {
+        Ok(state) => state.client_addr(peer, forwarded).to_string(),
+        Err(_) => peer.to_string(),
+    })
 }
 
 fn is_api(req: &HttpRequest) -> bool {

@@ -5,10 +5,19 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
-/// Counts one attempt of `action` from `who` in the current minute; refuses past the limit.
+/// Counts one attempt of `action` from `who` (a client address, or an account) in the
+/// current minute; refuses past the limit. IPv6 clients count per /64, which is what one
+/// subscriber usually holds.
 pub async fn check(state: &AppState, action: &str, who: &str) -> Result<()> {
     let limit = state.config.rate_limit.ceremonies_per_minute;
     let minute = state.now() / 60;
+    let who = match who.parse::<std::net::Ipv6Addr>() {
+        Ok(v6) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        _ => who.to_string(),
+    };
     let key = format!("rl:{action}:{who}:{minute}");
     let count = state
         .ephemeral

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{NewAuditEvent, Outcome};
 use crate::error::{Error, Result};
 use crate::service::session::Session;
-use crate::service::{tokens, Actor};
+use crate::service::{limits, tokens, Actor};
 use crate::state::AppState;
 use crate::storage::UserStatus;
 use crate::webauthn::{verify_assertion, AssertionInput, CoseKey};
@@ -83,6 +83,13 @@ pub async fn begin(
         .filter(|e| !e.is_empty());
     let (user_id, allow) = match email {
         Some(email) => {
+            // Per account too, so one address cannot be hammered from many clients.
+            limits::check(
+                state,
+                "signin-account",
+                &tokens::digest_hex(email.as_bytes()),
+            )
+            .await?;
             let found = state
                 .storage
                 .run(move |s| {

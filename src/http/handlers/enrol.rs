@@ -30,7 +30,12 @@ pub async fn page(
     current: MaybeSession,
 ) -> Result<HttpResponse, PageError> {
     let actor = visitor(&req, current.0.as_ref());
-    limits::check(&state, "enrol", actor.ip.as_deref().unwrap_or_default()).await?;
+    limits::check(
+        &state,
+        "enrol-page",
+        actor.ip.as_deref().unwrap_or_default(),
+    )
+    .await?;
     let inv = invitations::find_usable(&state, &actor, &token).await?;
     let (csrf, cookie) = page_csrf(&state, &req, current.0.as_ref());
     let view = EnrolPage {
