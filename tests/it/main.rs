@@ -9,6 +9,7 @@ mod browser_smoke;
 mod cli;
 mod enrolment_http;
 mod ephemeral;
+mod oidc_authorize;
 mod oidc_core;
 mod signin_http;
 mod storage;
