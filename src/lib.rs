@@ -119,6 +119,13 @@ pub async fn build(
         &config.ephemeral.prefix,
     )
     .await?;
+    // A deployment-wide secret for keyed digests (e.g. decoy credential IDs), kept in the
+    // database so every replica derives the same values.
+    let candidate = service::tokens::secret_token();
+    let now = clock.unix();
+    let lookup_key = storage
+        .run(move |s| s.setting_or_insert("lookup_key", &candidate, now))
+        .await?;
     let proxies: Vec<(std::net::IpAddr, u8)> = config
         .server
         .trusted_proxies
@@ -134,6 +141,7 @@ pub async fn build(
         origin: origin.into(),
         rp_id: rp_id.into(),
         proxies: proxies.into(),
+        lookup_key: lookup_key.into_bytes().into(),
     };
     let bootstrap = if opts.bootstrap {
         service::invitations::ensure_bootstrap(&state).await?

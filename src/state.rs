@@ -36,6 +36,8 @@ pub struct AppState {
     pub rp_id: Arc<str>,
     /// Parsed `server.trusted_proxies`.
     pub proxies: Arc<[(std::net::IpAddr, u8)]>,
+    /// Deployment-wide secret for keyed digests (stored in the database).
+    pub lookup_key: Arc<[u8]>,
 }
 
 impl AppState {
@@ -50,6 +52,12 @@ impl AppState {
 
     pub fn policy(&self) -> &Policy {
         &self.config.policy
+    }
+
+    /// HMAC-SHA-256 of `data` under the deployment's lookup key.
+    pub fn keyed_digest(&self, data: &[u8]) -> Vec<u8> {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.lookup_key);
+        ring::hmac::sign(&key, data).as_ref().to_vec()
     }
 
     pub fn now(&self) -> i64 {

@@ -90,10 +90,11 @@ pub async fn begin(
                 &tokens::digest_hex(email.as_bytes()),
             )
             .await?;
+            let lookup = email.clone();
             let found = state
                 .storage
                 .run(move |s| {
-                    let Some(user) = s.user_by_email(&email)? else {
+                    let Some(user) = s.user_by_email(&lookup)? else {
                         return Ok(None);
                     };
                     let keys = s.credentials_for_user(&user.id, true)?;
@@ -108,8 +109,20 @@ pub async fn begin(
                         .collect();
                     (Some(uid), allow)
                 }
-                // Unknown: a random user id that no key can match.
-                None => (Some(tokens::new_id()), Vec::new()),
+                // Unknown: decoy credential IDs, stable per address, shaped like real
+                // ones, so the answer does not tell whether the account exists.
+                None => {
+                    let seed = state.keyed_digest(format!("decoy:{email}").as_bytes());
+                    let count = 1 + usize::from(seed[0] & 1);
+                    let allow = (0..count)
+                        .map(|i| {
+                            let mut id = state.keyed_digest(&[&seed[..], &[i as u8]].concat());
+                            id.extend(state.keyed_digest(&id));
+                            serde_json::json!({ "type": "public-key", "id": tokens::b64url(&id) })
+                        })
+                        .collect();
+                    (Some(tokens::new_id()), allow)
+                }
             }
         }
         None => (None, Vec::new()),

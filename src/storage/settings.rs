@@ -41,6 +41,29 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Stores `value` unless the key already has one, and returns the stored value either
+    /// way: several replicas starting at once agree on one value (first writer wins).
+    pub fn setting_or_insert(
+        &mut self,
+        key: &str,
+        value: &str,
+        at: i64,
+    ) -> Result<String, StorageError> {
+        let insert = diesel::insert_into(settings::table)
+            .values((
+                settings::key.eq(key),
+                settings::value.eq(value),
+                settings::updated_at.eq(at),
+            ))
+            .on_conflict_do_nothing();
+        match &mut *self.conn {
+            DbConnection::Pg(pg) => insert.execute(pg),
+            DbConnection::Sqlite(sqlite) => insert.execute(sqlite),
+        }
+        .map_err(db_err)?;
+        self.get_setting(key)?.ok_or(StorageError::NotFound)
+    }
+
     /// Removes a value; `false` if there was none.
     pub fn delete_setting(&mut self, key: &str) -> Result<bool, StorageError> {
         let removed = diesel::delete(settings::table.find(key))
@@ -54,6 +77,15 @@ impl Tx<'_> {
 impl Storage {
     pub fn get_setting(&self, key: &str) -> Result<Option<String>, StorageError> {
         self.with_conn(|tx| tx.get_setting(key))
+    }
+
+    pub fn setting_or_insert(
+        &self,
+        key: &str,
+        value: &str,
+        at: i64,
+    ) -> Result<String, StorageError> {
+        self.with_conn(|tx| tx.setting_or_insert(key, value, at))
     }
 
     pub fn put_setting(&self, key: &str, value: &str, at: i64) -> Result<(), StorageError> {

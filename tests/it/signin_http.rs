@@ -131,10 +131,19 @@ async fn discoverable_and_username_first_sign_in() {
     let mut client = app.client();
     let (_, options) = start(&mut client, Some("Admin@Example.com")).await;
     assert_eq!(options["allowCredentials"][0]["id"], b64url(&cred.id));
-    // An unknown e-mail answers the same shape (no account enumeration).
+    // An unknown e-mail answers the same shape: decoy IDs as long as real ones, the same
+    // on every ask (no account enumeration).
     let mut other = app.client();
     let (_, unknown) = start(&mut other, Some("nobody@example.com")).await;
-    assert_eq!(unknown["allowCredentials"], json!([]));
+    let decoys = unknown["allowCredentials"].as_array().unwrap().clone();
+    assert!(!decoys.is_empty());
+    let (_, again) = start(&mut app.client(), Some("nobody@example.com")).await;
+    assert_eq!(again["allowCredentials"].as_array().unwrap(), &decoys);
+    assert_eq!(
+        b64d(decoys[0]["id"].as_str().unwrap()).len(),
+        64,
+        "decoys look like 64-byte credential IDs"
+    );
     assert!(unknown["challenge"].is_string());
 
     // The counter was stored: 1 after the first sign-in.
