@@ -125,6 +125,14 @@ impl FromRequest for AdminSession {
     }
 }
 
+/// What the browser says it is, for the member's session list (truncated when stored).
+pub fn user_agent(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
 /// The CSRF token a script sends in the `X-CSRF-Token` header.
 pub fn csrf_header(req: &HttpRequest) -> Option<&str> {
     req.headers()

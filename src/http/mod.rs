@@ -79,6 +79,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(me::api)
     .service(me::revoke_key)
     .service(me::sign_out)
+    .service(me::api_sessions)
+    .service(me::end_session)
     .service(enrol::page)
     .service(enrol::add_key_page)
     .service(enrol::begin)
@@ -96,6 +98,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(admin::api_invitations)
     .service(admin::api_invite)
     .service(admin::api_revoke_invitation)
+    .service(admin::end_sessions_form)
+    .service(admin::api_end_sessions)
     .default_service(web::to(|req: HttpRequest| async move {
         let err = Error::NotFound;
         if req.path().starts_with("/api/") {

@@ -105,6 +105,9 @@ pub struct MePage {
     pub csrf: String,
     pub detail: MemberDetail,
     pub min_keys: u32,
+    pub sessions: Vec<crate::storage::SessionRecord>,
+    /// The id of the session viewing the page ("this browser").
+    pub current_session: String,
 }
 
 #[derive(Template)]
@@ -121,6 +124,7 @@ pub struct AdminMemberPage {
     pub nav: Nav,
     pub csrf: String,
     pub detail: MemberDetail,
+    pub sessions: Vec<crate::storage::SessionRecord>,
 }
 
 #[derive(Template)]

@@ -84,6 +84,7 @@ pub struct Enrolled {
     pub model: Option<String>,
     pub fips: bool,
     pub phishing_resistant: bool,
+    pub user_verified: bool,
     /// True when this enrolment created the member (the session must be signed in).
     pub new_member: bool,
 }
@@ -444,6 +445,7 @@ async fn verify_and_store(
         model: credential.model.clone(),
         fips: credential.fips,
         phishing_resistant: decision.phishing_resistant,
+        user_verified: verified.flags.user_verified,
         new_member: new_user.is_some(),
     };
     state

@@ -5,9 +5,9 @@ use serde::Serialize;
 use crate::attestation::policy;
 use crate::audit::{NewAuditEvent, Outcome};
 use crate::error::{Error, Result};
-use crate::service::{tokens, Actor};
+use crate::service::{session, tokens, Actor};
 use crate::state::AppState;
-use crate::storage::{Credential, User};
+use crate::storage::{Credential, SessionScope, User};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct KeyView {
@@ -148,7 +148,7 @@ pub async fn revoke_key(
                     return Ok(None);
                 }
                 if cred.revoked_at.is_some() {
-                    return Ok(Some(false));
+                    return Ok(Some(None));
                 }
                 tx.revoke_credential(&key, &actor_id, now)?;
                 tx.append_audit(
@@ -162,12 +162,17 @@ pub async fn revoke_key(
                     },
                     now,
                 )?;
-                Ok(Some(true))
+                Ok(Some(Some(cred.user_id)))
             })
         })
         .await?;
     match outcome {
-        Some(_) => Ok(()),
+        // Sessions the revoked key signed in end with it.
+        Some(Some(owner)) => {
+            session::end(state, actor, &owner, SessionScope::Key(key_id)).await?;
+            Ok(())
+        }
+        Some(None) => Ok(()),
         None => Err(Error::NotFound),
     }
 }

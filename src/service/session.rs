@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{NewAuditEvent, Outcome};
 use crate::error::{Error, Result};
-use crate::service::tokens;
+use crate::service::{tokens, Actor};
 use crate::state::AppState;
+use crate::storage::{SessionRecord, SessionScope};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SessionData {
@@ -126,12 +128,23 @@ pub async fn start_anonymous(state: &AppState, csrf: &str) -> Result<Session> {
     Ok(Session { token, data })
 }
 
-/// Binds a member to a fresh session, ending the old one (no session fixation).
+/// How a session came to be, for the member's session list and the audit chain.
+#[derive(Clone, Debug, Default)]
+pub struct SignInContext {
+    pub key_id: Option<String>,
+    pub user_verified: bool,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// Binds a member to a fresh session, ending the old one (no session fixation), and
+/// records it in the durable session index.
 pub async fn sign_in(
     state: &AppState,
     old: Option<&Session>,
     user_id: &str,
     role: &str,
+    context: SignInContext,
 ) -> Result<Session> {
     if let Some(old) = old {
         state.ephemeral.delete(&key(&old.token)).await?;
@@ -148,12 +161,113 @@ pub async fn sign_in(
         last_seen: now,
     };
     let token = tokens::secret_token();
+    let record = SessionRecord {
+        id: data.id.clone(),
+        user_id: user_id.to_string(),
+        token_hash: tokens::digest_hex(token.as_bytes()),
+        key_id: context.key_id,
+        user_verified: context.user_verified,
+        ip: context.ip,
+        user_agent: context.user_agent.map(|ua| ua.chars().take(200).collect()),
+        created_at: now,
+        expires_at: data.expires_at,
+        ended_at: None,
+        ended_by: None,
+    };
+    state
+        .storage
+        .run(move |s| s.insert_session(&record))
+        .await?;
     save(state, &token, &data).await?;
     Ok(Session { token, data })
 }
 
+/// The member's live sessions, newest first.
+pub async fn list(state: &AppState, user_id: &str) -> Result<Vec<SessionRecord>> {
+    let uid = user_id.to_string();
+    let now = state.now();
+    Ok(state
+        .storage
+        .run(move |s| s.live_sessions(&uid, now))
+        .await?)
+}
+
+/// Ends sessions of `user_id` (one, all, or those a key signed in) and audits it.
+/// Returns how many ended.
+pub async fn end(
+    state: &AppState,
+    actor: &Actor,
+    user_id: &str,
+    scope: SessionScope<'_>,
+) -> Result<usize> {
+    let now = state.now();
+    let (uid, by) = (user_id.to_string(), actor.id.clone());
+    let scope_json = match scope {
+        SessionScope::One(id) => serde_json::json!({ "session": id }),
+        SessionScope::All => serde_json::json!("all"),
+        SessionScope::Key(k) => serde_json::json!({ "key_id": k }),
+    };
+    let owned: OwnedScope = scope.into();
+    let hashes = state
+        .storage
+        .run(move |s| s.end_sessions(&uid, owned.as_scope(), &by, now))
+        .await?;
+    for hash in &hashes {
+        state.ephemeral.delete(&format!("sess:{hash}")).await?;
+    }
+    if !hashes.is_empty() {
+        let event = NewAuditEvent {
+            actor: actor.id.clone(),
+            action: "session.ended".into(),
+            subject: format!("user:{user_id}"),
+            outcome: Outcome::Success,
+            reason: None,
+            details: serde_json::json!({ "scope": scope_json, "count": hashes.len(), "ip": actor.ip }),
+        };
+        state
+            .storage
+            .run(move |s| s.append_audit(&event, now).map(|_| ()))
+            .await?;
+    }
+    Ok(hashes.len())
+}
+
+/// `SessionScope` with owned ids, to cross into the blocking pool.
+enum OwnedScope {
+    One(String),
+    All,
+    Key(String),
+}
+
+impl From<SessionScope<'_>> for OwnedScope {
+    fn from(s: SessionScope<'_>) -> Self {
+        match s {
+            SessionScope::One(id) => OwnedScope::One(id.into()),
+            SessionScope::All => OwnedScope::All,
+            SessionScope::Key(k) => OwnedScope::Key(k.into()),
+        }
+    }
+}
+
+impl OwnedScope {
+    fn as_scope(&self) -> SessionScope<'_> {
+        match self {
+            OwnedScope::One(id) => SessionScope::One(id),
+            OwnedScope::All => SessionScope::All,
+            OwnedScope::Key(k) => SessionScope::Key(k),
+        }
+    }
+}
+
 pub async fn sign_out(state: &AppState, session: &Session) -> Result<()> {
     state.ephemeral.delete(&key(&session.token)).await?;
+    if let Some(uid) = session.user_id() {
+        let (uid, id, now) = (uid.to_string(), session.data.id.clone(), state.now());
+        state
+            .storage
+            .run(move |s| s.end_sessions(&uid, SessionScope::One(&id), "self", now))
+            .await?;
+    }
     Ok(())
 }
 

@@ -19,6 +19,7 @@ mod ids;
 mod invitations;
 mod models;
 mod schema;
+mod sessions;
 mod settings;
 mod users;
 
@@ -36,6 +37,7 @@ pub use models::{
     AuditQuery, Credential, Invitation, InvitationFilter, InvitationKind, InvitationState,
     NewCredential, NewInvitation, NewUser, Role, UnknownValue, User, UserStatus, UserWithKeys,
 };
+pub use sessions::{SessionRecord, SessionScope};
 
 use error::db_err;
 

@@ -96,3 +96,19 @@ diesel::table! {
 
 diesel::joinable!(credentials -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(users, credentials);
+
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        user_id -> Text,
+        token_hash -> Text,
+        key_id -> Nullable<Text>,
+        user_verified -> Bool,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        ended_at -> Nullable<BigInt>,
+        ended_by -> Nullable<Text>,
+    }
+}

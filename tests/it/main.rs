@@ -11,6 +11,8 @@ mod enrolment_http;
 mod ephemeral;
 mod oidc_authorize;
 mod oidc_core;
+mod oidc_tokens;
+mod sessions_http;
 mod signin_http;
 mod storage;
 mod support;

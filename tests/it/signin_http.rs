@@ -10,7 +10,7 @@ use crate::support::app::{csrf_of, Client, Reply, TestApp};
 use crate::support::authenticator::{b64url, AssertOptions, SoftAuthenticator, SoftCredential};
 
 /// Enrols the bootstrap admin and returns the credential the software key holds.
-async fn admin_with_key(app: &TestApp, auth: &SoftAuthenticator) -> (SoftCredential, String) {
+pub async fn admin_with_key(app: &TestApp, auth: &SoftAuthenticator) -> (SoftCredential, String) {
     let mut client = app.client();
     let path = app.bootstrap_path();
     let token = path.rsplit('/').next().unwrap().to_string();
@@ -34,7 +34,7 @@ async fn admin_with_key(app: &TestApp, auth: &SoftAuthenticator) -> (SoftCredent
 }
 
 /// Opens the start page, begins a sign-in (optionally username-first).
-async fn start(client: &mut Client, email: Option<&str>) -> (String, serde_json::Value) {
+pub async fn start(client: &mut Client, email: Option<&str>) -> (String, serde_json::Value) {
     let page = client.get("/").await;
     assert_eq!(page.status, 200, "{}", page.body);
     let csrf = csrf_of(&page.body);
@@ -49,7 +49,7 @@ async fn start(client: &mut Client, email: Option<&str>) -> (String, serde_json:
     (csrf, options.json())
 }
 
-fn assertion_body(
+pub fn assertion_body(
     cred: &mut SoftCredential,
     app: &TestApp,
     options: &serde_json::Value,
@@ -76,7 +76,7 @@ fn assertion_body(
     }})
 }
 
-async fn sign_in(
+pub async fn sign_in(
     app: &TestApp,
     cred: &mut SoftCredential,
     user_id: &str,

@@ -9,6 +9,7 @@ use crate::http::handlers::me::CsrfForm;
 use crate::http::views::{self, AdminInvitationsPage, AdminMemberPage, AdminMembersPage, Nav};
 use crate::service::{invitations, members, session, Actor};
 use crate::state::AppState;
+use crate::storage::SessionScope;
 
 #[derive(Deserialize)]
 pub struct InviteForm {
@@ -65,10 +66,12 @@ pub async fn member_page(
     id: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
     let detail = members::detail(&state, &id).await?;
+    let sessions = session::list(&state, &id).await?;
     Ok(views::ok(&AdminMemberPage {
         nav: Nav::of(Some(&admin.0)),
         csrf: admin.0.data.csrf.clone(),
         detail,
+        sessions,
     }))
 }
 
@@ -229,4 +232,32 @@ pub async fn api_revoke_invitation(
     admin.0.check_csrf(csrf_header(&req))?;
     invitations::revoke(&state, &actor(&req, &admin), &id).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Ends every session of a member.
+#[post("/admin/members/{id}/sessions/end")]
+pub async fn end_sessions_form(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, PageError> {
+    admin.0.check_csrf(Some(&form.csrf))?;
+    session::end(&state, &actor(&req, &admin), &id, SessionScope::All).await?;
+    Ok(HttpResponse::SeeOther()
+        .insert_header(("Location", format!("/admin/members/{id}")))
+        .finish())
+}
+
+#[post("/api/admin/members/{id}/sessions/end")]
+pub async fn api_end_sessions(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    admin.0.check_csrf(csrf_header(&req))?;
+    let ended = session::end(&state, &actor(&req, &admin), &id, SessionScope::All).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "ended": ended })))
 }

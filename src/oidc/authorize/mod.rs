@@ -18,14 +18,19 @@
 //! RFC 6749 §3.1 requires; any parameter given twice is `invalid_request`.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use time::OffsetDateTime;
 use url::Url;
 
-use super::assurance::{self, Assurance, SignInFacts};
+use super::assurance;
 use super::keys::Algorithm;
 use super::scope::{self, Scopes};
 use super::OidcError;
+
+mod params;
+mod step;
+
+use params::{parse_claims_acr, parse_prompt, printable};
+pub use step::{Authentication, SignInReason, Step};
 
 /// Longest `state` echoed back.
 pub const MAX_STATE_LEN: usize = 1024;
@@ -446,173 +451,6 @@ impl UntrustedAuthorizationRequest {
     }
 }
 
-/// A parameter name safe to put in a description (printable ASCII, short).
-fn printable(name: &str) -> String {
-    let clean: String = super::error::safe_description(name)
-        .chars()
-        .take(40)
-        .collect();
-    if clean.is_empty() {
-        "a parameter".into()
-    } else {
-        clean
-    }
-}
-
-fn parse_prompt(p: &str) -> Result<Prompt, String> {
-    let mut prompt = Prompt::default();
-    for v in p.split(' ').filter(|s| !s.is_empty()) {
-        match v {
-            "none" => prompt.none = true,
-            "login" => prompt.login = true,
-            "consent" => prompt.consent = true,
-            "select_account" => prompt.select_account = true,
-            _ => return Err("prompt has an unsupported value".into()),
-        }
-    }
-    if prompt.none && (prompt.login || prompt.consent || prompt.select_account) {
-        return Err("prompt=none cannot be combined with other values".into());
-    }
-    Ok(prompt)
-}
-
-/// The `acr` member of the `claims` parameter's `id_token` object, if any
-/// (OpenID Connect Core §5.5, §5.5.1.1).
-fn parse_claims_acr(c: &str) -> Result<Option<AcrRequest>, String> {
-    let bad = || "claims is not a valid claims request".to_owned();
-    let v: Value = serde_json::from_str(c).map_err(|_| bad())?;
-    let obj = v.as_object().ok_or_else(bad)?;
-    for (k, member) in obj {
-        if (k == "id_token" || k == "userinfo") && !(member.is_object() || member.is_null()) {
-            return Err(bad());
-        }
-    }
-    let Some(acr) = obj.get("id_token").and_then(|t| t.get("acr")) else {
-        return Ok(None);
-    };
-    match acr {
-        Value::Null => Ok(Some(AcrRequest::default())),
-        Value::Object(o) => {
-            let essential = match o.get("essential") {
-                None | Some(Value::Null) => false,
-                Some(Value::Bool(b)) => *b,
-                Some(_) => return Err(bad()),
-            };
-            let mut values = Vec::new();
-            if let Some(one) = o.get("value") {
-                values.push(one.as_str().ok_or_else(bad)?.to_owned());
-            }
-            if let Some(many) = o.get("values") {
-                for x in many.as_array().ok_or_else(bad)? {
-                    values.push(x.as_str().ok_or_else(bad)?.to_owned());
-                }
-            }
-            Ok(Some(AcrRequest { values, essential }))
-        }
-        _ => Err(bad()),
-    }
-}
-
-/// How the browser's session was authenticated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Authentication {
-    /// When the key was last touched for this session.
-    pub auth_time: OffsetDateTime,
-    /// What that touch proved.
-    pub facts: SignInFacts,
-}
-
-/// Why a key touch is needed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SignInReason {
-    /// No session.
-    NoSession,
-    /// `prompt=login`.
-    PromptLogin,
-    /// `prompt=select_account`.
-    SelectAccount,
-    /// The session's authentication is older than `max_age`.
-    MaxAge,
-    /// The session's key does not meet the `acr` the request or client requires; another
-    /// (attested) key might.
-    Assurance,
-}
-
-/// What to do with an authorization request for the current session.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Step {
-    /// Show the sign-in page and ask for a key touch; then call `next_step` again.
-    SignIn(SignInReason),
-    /// Issue an authorization code carrying this assurance.
-    Issue(Assurance),
-    /// Redirect this error to the client.
-    Refuse(OidcError),
-}
-
-impl AuthorizationRequest {
-    /// Decides the next step for `session` at `now` (pure).
-    pub fn next_step(&self, session: Option<&Authentication>, now: OffsetDateTime) -> Step {
-        let ask = |reason: SignInReason| {
-            if self.prompt.none {
-                Step::Refuse(OidcError::LoginRequired(
-                    "a key touch is needed and prompt=none was requested".into(),
-                ))
-            } else {
-                Step::SignIn(reason)
-            }
-        };
-        let Some(session) = session else {
-            return ask(SignInReason::NoSession);
-        };
-        let auth_time = session.auth_time.unix_timestamp();
-        let fresh = auth_time >= self.received_at;
-        if !fresh {
-            if self.prompt.login {
-                return ask(SignInReason::PromptLogin);
-            }
-            if self.prompt.select_account {
-                return ask(SignInReason::SelectAccount);
-            }
-            if let Some(max_age) = self.max_age {
-                let age = now.unix_timestamp().saturating_sub(auth_time);
-                if age < 0 || age.unsigned_abs() > max_age {
-                    return ask(SignInReason::MaxAge);
-                }
-            }
-        }
-
-        let facts = &session.facts;
-        let requested = assurance::satisfy(&self.acr.values, facts);
-        let required = assurance::satisfy(&self.required_acr, facts);
-        let unmet = (self.acr.essential && !self.acr.values.is_empty() && requested.is_none())
-            || (!self.required_acr.is_empty() && required.is_none());
-        if unmet {
-            return if fresh {
-                Step::Refuse(OidcError::UnmetAuthenticationRequirements(
-                    "the key used cannot meet the authentication level required".into(),
-                ))
-            } else {
-                ask(SignInReason::Assurance)
-            };
-        }
-        let acr = requested
-            .or(required)
-            .unwrap_or_else(|| assurance::strongest(facts).to_owned());
-        let amr = assurance::methods(&acr, facts);
-        Step::Issue(Assurance { acr, amr })
-    }
-
-    /// The `Location` for an error found after validation (e.g. `login_required`).
-    pub fn error_location(&self, error: &OidcError, issuer: &str) -> Url {
-        error_location(&self.redirect_uri, error, self.state.as_deref(), issuer)
-    }
-
-    /// The `Location` carrying a new authorization code.
-    pub fn code_location(&self, code: &str, issuer: &str) -> Url {
-        code_location(&self.redirect_uri, code, self.state.as_deref(), issuer)
-    }
-}
-
 /// Serialises a [`Url`] as its string (the `url` crate's serde feature is not enabled).
 mod url_string {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -631,41 +469,6 @@ mod url_string {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prompt_values() {
-        assert!(parse_prompt("login consent").unwrap().login);
-        assert!(parse_prompt("none login").is_err());
-        assert!(parse_prompt("create").is_err());
-    }
-
-    #[test]
-    fn claims_acr_shapes() {
-        let a =
-            parse_claims_acr(r#"{"id_token":{"acr":{"essential":true,"values":["phrh","phr"]}}}"#)
-                .unwrap()
-                .unwrap();
-        assert!(a.essential);
-        assert_eq!(a.values, ["phrh", "phr"]);
-        let a = parse_claims_acr(r#"{"id_token":{"acr":{"value":"phr"}}}"#)
-            .unwrap()
-            .unwrap();
-        assert_eq!((a.values.len(), a.essential), (1, false));
-        assert_eq!(
-            parse_claims_acr(r#"{"userinfo":{"email":null}}"#).unwrap(),
-            None
-        );
-        for bad in [
-            "[]",
-            "{",
-            r#"{"id_token":3}"#,
-            r#"{"id_token":{"acr":{"values":"phr"}}}"#,
-            r#"{"id_token":{"acr":{"essential":"yes"}}}"#,
-            r#"{"id_token":{"acr":[1]}}"#,
-        ] {
-            assert!(parse_claims_acr(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn locations_keep_the_registered_query() {
