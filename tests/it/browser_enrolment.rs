@@ -456,6 +456,19 @@ async fn bootstrap_admin_enrols_in_chromium_refused_until_its_root_is_trusted() 
             held.len() == 1 && held[0]["rpId"] == "localhost",
             || format!("the backup authenticator holds the new credential: {held:?}"),
         );
+
+        p.step("sign out, then sign back in with a touch of the backup key");
+        p.click("header nav form button");
+        p.wait("location.pathname === '/' && document.querySelector('#signin-form') !== null");
+        p.click("#signin-button");
+        p.wait("location.pathname === '/me' && document.querySelector('#keys') !== null");
+        let signed_in = p.eval("document.querySelector('#compliance').textContent");
+        p.ensure(
+            signed_in
+                .as_str()
+                .is_some_and(|t| t.contains("Compliant")),
+            || format!("signed in again, on the member page: {signed_in}"),
+        );
         (p, first, second)
     })
     .await;
@@ -556,6 +569,10 @@ async fn bootstrap_admin_enrols_in_chromium_refused_until_its_root_is_trusted() 
     assert!(
         !actions.iter().any(|a| a == "enrolment.refused"),
         "{actions:?}"
+    );
+    assert!(
+        actions.iter().any(|a| a == "signin.success"),
+        "the browser's sign-in is audited: {actions:?}"
     );
     let verdict = keygate::service::audit_log::verify(&trusting.state)
         .await
