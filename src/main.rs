@@ -180,16 +180,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             role,
             config,
         } => {
-            let app = build(
-                load(config.as_ref())?,
-                Arc::new(SystemClock),
-                BuildOptions {
-                    migrate: false,
-                    bootstrap: false,
-                },
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+            let app = existing(config.as_ref()).await?;
             let issued = invitations::create(&app.state, &Actor::cli(), &email, &name, &role)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -199,16 +190,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Audit {
             command: AuditCommand::Verify { config },
         } => {
-            let app = build(
-                load(config.as_ref())?,
-                Arc::new(SystemClock),
-                BuildOptions {
-                    migrate: false,
-                    bootstrap: false,
-                },
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+            let app = existing(config.as_ref()).await?;
             let report = audit_log::verify(&app.state)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -224,6 +206,20 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// keygate on an existing, migrated database, for one-shot commands.
+async fn existing(config: Option<&PathBuf>) -> Result<keygate::App, String> {
+    build(
+        load(config)?,
+        Arc::new(SystemClock),
+        BuildOptions {
+            migrate: false,
+            bootstrap: false,
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())
 }
 
 async fn serve(config: Config, dev: bool) -> Result<(), String> {

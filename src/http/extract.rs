@@ -220,3 +220,24 @@ pub async fn ceremony_session(
     limits::check(state, "session", &client_ip(req).unwrap_or_default()).await?;
     Ok((session::start_anonymous(state, header).await?, true))
 }
+
+/// After a ceremony proved `user_id`'s key: rotates the browser into a signed-in session
+/// (recorded with the key, address and browser) and returns its cookie.
+pub async fn signed_in_cookie(
+    state: &AppState,
+    req: &HttpRequest,
+    old: &Session,
+    user_id: &str,
+    role: &str,
+    key_id: &str,
+    user_verified: bool,
+) -> Result<Cookie<'static>, Error> {
+    let context = session::SignInContext {
+        key_id: Some(key_id.to_string()),
+        user_verified,
+        ip: client_ip(req),
+        user_agent: user_agent(req),
+    };
+    let fresh = session::sign_in(state, Some(old), user_id, role, context).await?;
+    Ok(session_cookie(state, &fresh))
+}

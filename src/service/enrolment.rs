@@ -5,15 +5,13 @@
 //! when everything passes, writes the member, the key with its evidence and the audit
 //! event in one transaction. A refusal writes an audit event and nothing else.
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 
 use crate::attestation::{policy, AttestationKind, ExistingKey, KeyFacts, TrustResult};
 use crate::audit::{NewAuditEvent, Outcome};
 use crate::error::{Error, Result};
 use crate::service::session::{self, Session};
-use crate::service::{invitations, tokens, Actor};
+use crate::service::{ceremony, invitations, tokens, Actor};
 use crate::state::AppState;
 use crate::storage::{InvitationKind, NewCredential, NewUser, Role, StorageError, UserStatus};
 use crate::webauthn::{verify_registration, RegistrationInput};
@@ -87,10 +85,6 @@ pub struct Enrolled {
     pub user_verified: bool,
     /// True when this enrolment created the member (the session must be signed in).
     pub new_member: bool,
-}
-
-fn pending_key(session: &Session) -> String {
-    format!("reg:{}", session.data.id)
 }
 
 /// Starts a registration ceremony; returns `PublicKeyCredentialCreationOptions` JSON.
@@ -196,11 +190,7 @@ pub async fn begin(
         "excludeCredentials": exclude.iter().map(|id| serde_json::json!({ "type": "public-key", "id": id })).collect::<Vec<_>>(),
         "extensions": { "credProps": true },
     });
-    let body = serde_json::to_vec(&pending).map_err(|e| Error::Internal(e.to_string()))?;
-    state
-        .ephemeral
-        .set_ex(&pending_key(session), &body, Duration::from_secs(ttl))
-        .await?;
+    ceremony::remember(state, "reg", session, &pending, ttl).await?;
     Ok(options)
 }
 
@@ -218,10 +208,7 @@ pub async fn finish(
             ip: actor_ip.clone(),
         },
     };
-    let pending = match state.ephemeral.take(&pending_key(session)).await? {
-        Some(raw) => serde_json::from_slice::<Pending>(&raw).ok(),
-        None => None,
-    };
+    let pending: Option<Pending> = ceremony::take(state, "reg", session).await?;
     let Some(pending) = pending.filter(|p| p.expires_at > state.now()) else {
         // No ceremony to speak of: log only, so anonymous callers cannot write to the
         // audit chain at will.

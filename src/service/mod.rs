@@ -2,6 +2,7 @@
 //! storage and the audit chain; they know nothing of HTTP.
 
 pub mod audit_log;
+pub mod ceremony;
 pub mod enrolment;
 pub mod invitations;
 pub mod limits;

@@ -2,14 +2,12 @@
 //! policy, revoked keys and disabled members refused, signature-counter regression refused
 //! as a possible cloned key. Every outcome lands in the audit chain.
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{NewAuditEvent, Outcome};
 use crate::error::{Error, Result};
 use crate::service::session::Session;
-use crate::service::{limits, tokens, Actor};
+use crate::service::{ceremony, limits, tokens, Actor};
 use crate::state::AppState;
 use crate::storage::UserStatus;
 use crate::webauthn::{verify_assertion, AssertionInput, CoseKey};
@@ -63,10 +61,6 @@ pub struct SignedIn {
     pub role: String,
     pub key_id: String,
     pub user_verified: bool,
-}
-
-fn pending_key(session: &Session) -> String {
-    format!("auth:{}", session.data.id)
 }
 
 /// Starts an authentication ceremony; returns `PublicKeyCredentialRequestOptions` JSON.
@@ -140,11 +134,7 @@ pub async fn begin(
         "userVerification": if state.policy().require_user_verification { "required" } else { "preferred" },
         "allowCredentials": allow,
     });
-    let body = serde_json::to_vec(&pending).map_err(|e| Error::Internal(e.to_string()))?;
-    state
-        .ephemeral
-        .set_ex(&pending_key(session), &body, Duration::from_secs(ttl))
-        .await?;
+    ceremony::remember(state, "auth", session, &pending, ttl).await?;
     Ok(options)
 }
 
@@ -159,10 +149,7 @@ pub async fn finish(
         id: "anonymous".into(),
         ip,
     };
-    let pending = match state.ephemeral.take(&pending_key(session)).await? {
-        Some(raw) => serde_json::from_slice::<Pending>(&raw).ok(),
-        None => None,
-    };
+    let pending: Option<Pending> = ceremony::take(state, "auth", session).await?;
     let outcome = match pending.filter(|p| p.expires_at > state.now()) {
         None => Err((
             Error::gone(

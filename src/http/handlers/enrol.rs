@@ -4,8 +4,8 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse};
 
 use crate::http::errors::{ApiError, PageError};
 use crate::http::extract::{
-    ceremony_session, client_ip, csrf_header, page_csrf, session_cookie, user_agent, MaybeSession,
-    SignedIn,
+    ceremony_session, client_ip, csrf_header, page_csrf, session_cookie, signed_in_cookie,
+    MaybeSession, SignedIn,
 };
 use crate::http::views::{self, EnrolPage, Nav};
 use crate::service::{enrolment, invitations, limits, session, Actor};
@@ -113,20 +113,17 @@ pub async fn finish(
     let enrolled = enrolment::finish(&state, &session, ip, &body).await?;
     let mut res = HttpResponse::Ok().json(&enrolled);
     if enrolled.new_member {
-        let signed_in = session::sign_in(
+        let cookie = signed_in_cookie(
             &state,
-            Some(&session),
+            &req,
+            &session,
             &enrolled.user_id,
             &enrolled.role,
-            session::SignInContext {
-                key_id: Some(enrolled.key_id.clone()),
-                user_verified: enrolled.user_verified,
-                ip: client_ip(&req),
-                user_agent: user_agent(&req),
-            },
+            &enrolled.key_id,
+            enrolled.user_verified,
         )
         .await?;
-        res.add_cookie(&session_cookie(&state, &signed_in))
+        res.add_cookie(&cookie)
             .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
     }
     Ok(res)

@@ -5,10 +5,11 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use crate::error::Error;
 use crate::http::errors::{ApiError, PageError};
 use crate::http::extract::{
-    ceremony_session, client_ip, csrf_header, page_csrf, session_cookie, user_agent, MaybeSession,
+    ceremony_session, client_ip, csrf_header, page_csrf, session_cookie, signed_in_cookie,
+    MaybeSession,
 };
 use crate::http::views::{self, IndexPage, Nav};
-use crate::service::{limits, session, signin};
+use crate::service::{limits, signin};
 use crate::state::AppState;
 
 #[derive(serde::Deserialize)]
@@ -74,21 +75,18 @@ pub async fn finish(
     let ip = client_ip(&req);
     limits::check(&state, "signin", ip.as_deref().unwrap_or_default()).await?;
     let signed_in = signin::finish(&state, &session, ip, &body).await?;
-    let rotated = session::sign_in(
+    let cookie = signed_in_cookie(
         &state,
-        Some(&session),
+        &req,
+        &session,
         &signed_in.user_id,
         &signed_in.role,
-        session::SignInContext {
-            key_id: Some(signed_in.key_id.clone()),
-            user_verified: signed_in.user_verified,
-            ip: client_ip(&req),
-            user_agent: user_agent(&req),
-        },
+        &signed_in.key_id,
+        signed_in.user_verified,
     )
     .await?;
     let mut res = HttpResponse::Ok().json(&signed_in);
-    res.add_cookie(&session_cookie(&state, &rotated))
+    res.add_cookie(&cookie)
         .map_err(|e| Error::Internal(e.to_string()))?;
     Ok(res)
 }
