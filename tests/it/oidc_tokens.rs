@@ -415,3 +415,127 @@ fn pkce_rfc7636_appendix_b() {
     )
     .is_err());
 }
+
+#[test]
+fn a_whole_code_flow_from_query_to_verified_id_token() {
+    use keygate::oidc::authorize::{
+        Authentication, ClientKind, ClientView, Step, UntrustedAuthorizationRequest,
+    };
+    use keygate::oidc::token_request::{TokenGrant, UntrustedTokenRequest};
+
+    let keys = shared_keys();
+    let s = settings();
+    let secret = "a-long-random-client-secret";
+    let client = ClientView {
+        client_id: CLIENT.into(),
+        redirect_uris: vec!["https://rp.example/cb".into()],
+        kind: ClientKind::Confidential,
+        allowed_scopes: vec!["email".into(), "offline_access".into()],
+        id_token_alg: Algorithm::Rs256,
+        workspace_id: Some("ws_42".into()),
+        default_acr_values: vec![],
+        required_acr_values: vec!["phrh".into()],
+    };
+    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    let t = now();
+
+    // The browser arrives; no session yet, then a touch with an attested key and PIN.
+    let query = format!(
+        "response_type=code&client_id={CLIENT}&redirect_uri=https%3A%2F%2Frp.example%2Fcb\
+         &scope=openid%20email%20offline_access&state=xyz&nonce=n-1\
+         &code_challenge={}&code_challenge_method=S256",
+        pkce::s256_challenge(verifier)
+    );
+    let request = UntrustedAuthorizationRequest::from_query(&query)
+        .validate(Some(&client), t)
+        .unwrap();
+    assert!(matches!(request.next_step(None, t), Step::SignIn(_)));
+    let session = Authentication {
+        auth_time: t,
+        facts: SignInFacts {
+            attested: true,
+            verification: Verification::Pin,
+        },
+    };
+    let Step::Issue(assurance) = request.next_step(Some(&session), t) else {
+        panic!("expected a code");
+    };
+    let code = tokens::OpaqueToken::authorization_code().unwrap();
+    let record = CodeRecord::new(
+        &request,
+        Grant {
+            client_id: request.client_id.clone(),
+            subject: "u_7f3a".into(),
+            scopes: request.scopes.clone(),
+            nonce: request.nonce.clone(),
+            auth_time: session.auth_time.unix_timestamp(),
+            assurance,
+            sid: None,
+            workspace_id: client.workspace_id.clone(),
+            id_token_alg: client.id_token_alg,
+            user: UserClaims {
+                name: None,
+                email: Some("ada@example.com".into()),
+                email_verified: true,
+            },
+            key: None,
+        },
+        &s,
+        t,
+    );
+    let location = request.code_location(&code.value, ISSUER);
+    assert!(location.as_str().contains("state=xyz"));
+
+    // The client exchanges the code.
+    let body = format!(
+        "grant_type=authorization_code&code={}&redirect_uri=https%3A%2F%2Frp.example%2Fcb\
+         &code_verifier={verifier}",
+        code.value
+    );
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT}:{secret}"))
+    );
+    let tr = UntrustedTokenRequest::from_form(&body, Some(&basic))
+        .parse()
+        .unwrap();
+    let stored_secret = tokens::digest(secret);
+    tr.client
+        .verify(Some((client.kind, Some(stored_secret.as_str()))))
+        .unwrap();
+    let TokenGrant::AuthorizationCode {
+        code: presented,
+        redirect_uri,
+        code_verifier,
+    } = tr.grant
+    else {
+        panic!("expected a code grant");
+    };
+    assert_eq!(tokens::digest(&presented), code.digest);
+    let grant = record
+        .redeem(
+            tr.client.client_id(),
+            redirect_uri.as_deref(),
+            code_verifier.as_deref(),
+            t,
+        )
+        .unwrap();
+    let issued = tokens::issue(&s, keys, &grant, Exchange::AuthorizationCode, t).unwrap();
+    let response = serde_json::to_value(issued.response()).unwrap();
+    assert!(response["refresh_token"].is_string());
+
+    // The relying party checks the RS256 ID token with the published JWKS.
+    let id: RpIdToken = response["id_token"].as_str().unwrap().parse().unwrap();
+    let claims = id
+        .claims(&rp_verifier(keys), &Nonce::new("n-1".into()))
+        .unwrap();
+    assert_eq!(claims.auth_context_ref().unwrap().as_str(), "phrh");
+    assert_eq!(
+        claims.additional_claims().workspace_id.as_deref(),
+        Some("ws_42")
+    );
+    assert_eq!(
+        id.signing_alg().unwrap(),
+        &CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256
+    );
+}
