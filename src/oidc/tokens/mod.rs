@@ -5,7 +5,9 @@
 //! [`CodeRecord`] (grant + redirect URI + PKCE challenge) under the SHA-256 of a fresh
 //! [`OpaqueToken`]; at the token endpoint [`CodeRecord::redeem`] checks the client,
 //! redirect URI and PKCE verifier, and [`issue`] signs the ID token and the RFC 9068 JWT
-//! access token and makes a refresh token when `offline_access` was granted.
+//! access token and makes a refresh token when `offline_access` was granted. A
+//! [`RefreshRecord`] keeps a refresh token's grant and family for rotation and reuse
+//! detection.
 //!
 //! Authorization codes and refresh tokens are opaque random secrets (256 bits); the store
 //! keeps only their digest ([`digest`]).
@@ -223,6 +225,67 @@ impl CodeRecord {
     }
 }
 
+/// What the store keeps under a refresh token's digest.
+///
+/// Every refresh rotates the token: the flow deletes the presented record, stores a new
+/// one in the same `family` and keeps the used digest as spent. A spent token presented
+/// again means it was copied, and the flow revokes the whole family (OAuth 2.0 Security
+/// BCP §4.14).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshRecord {
+    pub grant: Grant,
+    /// Identifies every token descended from one authorization code.
+    pub family: String,
+    /// Unix seconds; the end of the whole family (rotation does not extend it).
+    pub expires_at: i64,
+}
+
+impl RefreshRecord {
+    /// The record of the first refresh token of a grant, issued at `now`.
+    pub fn first(
+        grant: Grant,
+        settings: &TokenSettings,
+        now: OffsetDateTime,
+    ) -> Result<RefreshRecord, OidcError> {
+        Ok(RefreshRecord {
+            grant,
+            family: random_b64(16)?,
+            expires_at: (now + settings.refresh_token_ttl).unix_timestamp(),
+        })
+    }
+
+    /// Checks a refresh request against the record: same client, not expired, and a
+    /// `scope` that only narrows the grant (RFC 6749 §6). Returns the grant to issue for
+    /// and the record to store under the rotated token.
+    pub fn redeem(
+        self,
+        client_id: &str,
+        scope: Option<&Scopes>,
+        now: OffsetDateTime,
+    ) -> Result<(Grant, RefreshRecord), OidcError> {
+        if now.unix_timestamp() > self.expires_at {
+            return Err(OidcError::InvalidGrant(
+                "the refresh token has expired".into(),
+            ));
+        }
+        if !pkce::constant_time_eq(client_id.as_bytes(), self.grant.client_id.as_bytes()) {
+            return Err(OidcError::InvalidGrant(
+                "the refresh token was issued to another client".into(),
+            ));
+        }
+        let mut grant = self.grant.clone();
+        if let Some(scope) = scope {
+            if !scope.is_subset_of(&self.grant.scopes) {
+                return Err(OidcError::InvalidScope(
+                    "a refresh cannot add scopes to the grant".into(),
+                ));
+            }
+            grant.scopes = scope.clone();
+        }
+        Ok((grant, self))
+    }
+}
+
 /// An opaque secret (authorization code or refresh token) and its digest.
 #[derive(Clone, PartialEq, Eq)]
 pub struct OpaqueToken {
@@ -315,5 +378,53 @@ mod tests {
         assert_ne!(a.value, b.value);
         assert_eq!(a.digest, digest(&a.value));
         assert!(!format!("{a:?}").contains(&a.value));
+    }
+
+    fn grant() -> Grant {
+        Grant {
+            client_id: "c".into(),
+            subject: "u".into(),
+            scopes: Scopes::parse("openid email offline_access").unwrap(),
+            nonce: None,
+            auth_time: 0,
+            assurance: Assurance {
+                acr: "phrh".into(),
+                amr: vec!["hwk".into()],
+            },
+            sid: None,
+            workspace_id: None,
+            id_token_alg: Algorithm::Es256,
+            user: UserClaims::default(),
+            key: None,
+        }
+    }
+
+    #[test]
+    fn refresh_records_keep_client_expiry_and_only_narrow_scopes() {
+        let s = TokenSettings::new("https://id.example");
+        let t = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let r = RefreshRecord::first(grant(), &s, t).unwrap();
+        assert_eq!(r.expires_at, t.unix_timestamp() + 12 * 3600);
+        let narrow = Scopes::parse("openid offline_access").unwrap();
+        let (g, next) = r.clone().redeem("c", Some(&narrow), t).unwrap();
+        assert_eq!(g.scopes, narrow);
+        assert_eq!(
+            (next.family.as_str(), next.grant.scopes.to_string().as_str()),
+            (r.family.as_str(), "openid email offline_access")
+        );
+        let wide = Scopes::parse("openid profile").unwrap();
+        assert_eq!(
+            r.clone().redeem("c", Some(&wide), t).unwrap_err().code(),
+            "invalid_scope"
+        );
+        assert_eq!(
+            r.clone().redeem("d", None, t).unwrap_err().code(),
+            "invalid_grant"
+        );
+        let late = t + Duration::hours(13);
+        assert_eq!(
+            r.redeem("c", None, late).unwrap_err().code(),
+            "invalid_grant"
+        );
     }
 }
