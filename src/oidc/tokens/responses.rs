@@ -70,7 +70,7 @@ pub fn userinfo(
     m
 }
 
-/// An RFC 7662 introspection response for a token [`verify_access_token`] accepted
+/// An RFC 7662 introspection response for a token [`verify_access_token`](super::verify_access_token) accepted
 /// (and that the caller found not revoked).
 pub fn introspection(token: &VerifiedJwt) -> Value {
     let mut m = Map::new();
