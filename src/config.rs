@@ -45,6 +45,7 @@ pub struct Config {
     pub attestation: AttestationConfig,
     pub policy: Policy,
     pub rate_limit: RateLimitConfig,
+    pub alerts: AlertsConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -148,8 +149,183 @@ pub struct RateLimitConfig {
     pub ceremonies_per_minute: u64,
 }
 
+/// Alerts on every new session: a signed JSON webhook and, where SMTP is configured, an
+/// e-mail to the member. Nothing is sent while neither is set.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// `https://…` (plain http only to localhost) that receives a signed JSON POST per new
+    /// session. Redacted like the database URL: chat webhooks carry a token in the path.
+    #[serde(
+        serialize_with = "redact_some",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub webhook_url: Option<SecretString>,
+    /// The HMAC-SHA-256 key that signs webhook bodies, from the environment
+    /// (`KEYGATE__ALERTS__WEBHOOK_SECRET`); or see `webhook_secret_file`.
+    #[serde(
+        serialize_with = "redact_some",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub webhook_secret: Option<SecretString>,
+    /// A file holding the HMAC key (surrounding whitespace is ignored).
+    pub webhook_secret_file: Option<PathBuf>,
+    /// `smtps://user:pass@host[:465]`, `smtp://user:pass@host[:587]?tls=required`
+    /// (STARTTLS), or plain `smtp://` to a relay on localhost: e-mails the member on every
+    /// new session.
+    #[serde(
+        serialize_with = "redact_some",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub smtp_url: Option<SecretString>,
+    /// Sender of alert e-mails, e.g. `keygate <keygate@example.com>`; required with SMTP.
+    pub email_from: Option<String>,
+    /// Tries per alert and channel (a webhook answer other than 2xx, a timeout or a refused
+    /// connection is retried; a permanent SMTP refusal is not).
+    pub attempts: u32,
+    /// Wait before the second attempt; each later wait is four times the one before.
+    pub backoff_ms: u64,
+    /// Limit of one attempt, connection to answer.
+    pub timeout_ms: u64,
+    /// Alerts being delivered at once; past it an alert is dropped (and audited) rather
+    /// than queued, so a dead receiver cannot pile up work.
+    pub max_in_flight: usize,
+}
+
+impl AlertsConfig {
+    pub fn enabled(&self) -> bool {
+        self.webhook_url.is_some() || self.smtp_url.is_some()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if let Some(raw) = &self.webhook_url {
+            let Ok(url) = Url::parse(raw.expose_secret()) else {
+                return invalid("alerts.webhook_url is not a URL".into());
+            };
+            let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+            if host.is_empty() || !matches!(url.scheme(), "http" | "https") {
+                return invalid("alerts.webhook_url must be an http(s) URL with a host".into());
+            }
+            if url.scheme() != "https" && !is_loopback_host(&host) {
+                return invalid(
+                    "alerts.webhook_url must use https (plain http is only for localhost)".into(),
+                );
+            }
+            match (&self.webhook_secret, &self.webhook_secret_file) {
+                (None, None) => {
+                    return invalid(
+                        "alerts.webhook_url needs a signing key: alerts.webhook_secret_file or KEYGATE__ALERTS__WEBHOOK_SECRET"
+                            .into(),
+                    )
+                }
+                (Some(_), Some(_)) => {
+                    return invalid(
+                        "set one of alerts.webhook_secret and alerts.webhook_secret_file, not both"
+                            .into(),
+                    )
+                }
+                (Some(secret), None) => check_webhook_secret(secret.expose_secret())?,
+                (None, Some(_)) => {}
+            }
+        } else if self.webhook_secret.is_some() || self.webhook_secret_file.is_some() {
+            return invalid("a webhook secret is set but alerts.webhook_url is not".into());
+        }
+        if let Some(raw) = &self.smtp_url {
+            let Ok(url) = Url::parse(raw.expose_secret()) else {
+                return invalid("alerts.smtp_url is not a URL".into());
+            };
+            let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+            let starttls = url
+                .query_pairs()
+                .any(|(k, v)| k == "tls" && v == "required");
+            if host.is_empty() || !matches!(url.scheme(), "smtp" | "smtps") {
+                return invalid(
+                    "alerts.smtp_url must be an smtp:// or smtps:// URL with a host".into(),
+                );
+            }
+            if url.scheme() == "smtp" && !starttls && !is_loopback_host(&host) {
+                return invalid(
+                    "alerts.smtp_url must use smtps:// or smtp://…?tls=required (plain smtp is only for localhost)"
+                        .into(),
+                );
+            }
+            match &self.email_from {
+                Some(from) if from.contains('@') => {}
+                _ => {
+                    return invalid(
+                        "alerts.email_from (e.g. \"keygate <keygate@example.com>\") is required with alerts.smtp_url"
+                            .into(),
+                    )
+                }
+            }
+        }
+        for (name, value, min, max) in [
+            ("alerts.attempts", u64::from(self.attempts), 1, 10),
+            ("alerts.backoff_ms", self.backoff_ms, 0, 60_000),
+            ("alerts.timeout_ms", self.timeout_ms, 100, 60_000),
+            ("alerts.max_in_flight", self.max_in_flight as u64, 1, 10_000),
+        ] {
+            if value < min || value > max {
+                return invalid(format!("{name} = {value} is outside {min}..={max}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The webhook signing key, from the environment or its file.
+    pub fn webhook_secret(&self) -> Result<Option<SecretString>, ConfigError> {
+        if let Some(secret) = &self.webhook_secret {
+            return Ok(Some(secret.clone()));
+        }
+        let Some(path) = &self.webhook_secret_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "alerts.webhook_secret_file {}: {e}",
+                path.display()
+            ))
+        })?;
+        check_webhook_secret(text.trim())?;
+        Ok(Some(SecretString::from(text.trim().to_string())))
+    }
+}
+
+fn check_webhook_secret(secret: &str) -> Result<(), ConfigError> {
+    if secret.len() < 16 {
+        return Err(ConfigError::Invalid(
+            "the webhook secret must be at least 16 characters".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn redact<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str("<redacted>")
+}
+
+fn redact_some<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_str("<redacted>"),
+        None => s.serialize_none(),
+    }
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            webhook_secret: None,
+            webhook_secret_file: None,
+            smtp_url: None,
+            email_from: None,
+            attempts: 3,
+            backoff_ms: 200,
+            timeout_ms: 5000,
+            max_in_flight: 64,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -372,6 +548,7 @@ impl Config {
                 ));
             }
         }
+        self.alerts.validate()?;
         Ok(())
     }
 
@@ -573,6 +750,117 @@ mod tests {
         let err =
             Config::load(None, env(&[("KEYGATE__DATABASE__URL", "postgress://x/y")])).unwrap_err();
         assert!(err.to_string().contains("database.url"), "{err}");
+    }
+
+    #[test]
+    fn alerts_are_off_by_default_and_checked_when_on() {
+        assert!(!Config::default().alerts.enabled());
+        let refused = |pairs: &[(&str, &str)], needle: &str| {
+            let err = Config::load(None, env(pairs)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err}");
+            assert!(!err.contains("s3cret-s3cret-s3cret"), "{err}");
+        };
+        let url = (
+            "KEYGATE__ALERTS__WEBHOOK_URL",
+            "https://hooks.example.com/kg",
+        );
+        let secret = ("KEYGATE__ALERTS__WEBHOOK_SECRET", "s3cret-s3cret-s3cret");
+        refused(&[url], "signing key");
+        refused(
+            &[
+                (
+                    "KEYGATE__ALERTS__WEBHOOK_URL",
+                    "http://hooks.example.com/kg",
+                ),
+                secret,
+            ],
+            "https",
+        );
+        refused(
+            &[
+                ("KEYGATE__ALERTS__WEBHOOK_URL", "ftp://hooks.example.com/kg"),
+                secret,
+            ],
+            "http(s)",
+        );
+        refused(&[secret], "webhook_url is not");
+        refused(
+            &[url, ("KEYGATE__ALERTS__WEBHOOK_SECRET", "short")],
+            "at least 16",
+        );
+        refused(
+            &[url, secret, ("KEYGATE__ALERTS__ATTEMPTS", "0")],
+            "alerts.attempts",
+        );
+        refused(
+            &[url, secret, ("KEYGATE__ALERTS__TIMEOUT_MS", "10")],
+            "alerts.timeout_ms",
+        );
+        refused(
+            &[("KEYGATE__ALERTS__SMTP_URL", "smtp://mail.example.com")],
+            "tls=required",
+        );
+        refused(
+            &[("KEYGATE__ALERTS__SMTP_URL", "smtps://mail.example.com")],
+            "email_from",
+        );
+        let ok = Config::load(
+            None,
+            env(&[
+                url,
+                secret,
+                (
+                    "KEYGATE__ALERTS__SMTP_URL",
+                    "smtps://kg:hunter2@mail.example.com",
+                ),
+                ("KEYGATE__ALERTS__EMAIL_FROM", "keygate <kg@example.com>"),
+            ]),
+        )
+        .unwrap();
+        assert!(ok.alerts.enabled());
+        let shown = format!("{}{:?}", ok.to_redacted_toml(), ok);
+        for hidden in ["s3cret", "hunter2", "hooks.example.com"] {
+            assert!(!shown.contains(hidden), "{hidden} shown: {shown}");
+        }
+        // Plain http and smtp are for receivers on this machine.
+        Config::load(
+            None,
+            env(&[
+                ("KEYGATE__ALERTS__WEBHOOK_URL", "http://127.0.0.1:9/hook"),
+                secret,
+                ("KEYGATE__ALERTS__SMTP_URL", "smtp://localhost:2525"),
+                ("KEYGATE__ALERTS__EMAIL_FROM", "kg@localhost"),
+            ]),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn webhook_secret_from_a_file() {
+        let dir = std::env::temp_dir().join(format!("kg-alerts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("secret");
+        std::fs::write(&path, "file-secret-0123456789\n").unwrap();
+        let c = Config::load(
+            None,
+            env(&[
+                (
+                    "KEYGATE__ALERTS__WEBHOOK_URL",
+                    "https://hooks.example.com/kg",
+                ),
+                (
+                    "KEYGATE__ALERTS__WEBHOOK_SECRET_FILE",
+                    path.to_str().unwrap(),
+                ),
+            ]),
+        )
+        .unwrap();
+        let secret = c.alerts.webhook_secret().unwrap().unwrap();
+        assert_eq!(secret.expose_secret(), "file-secret-0123456789");
+        std::fs::write(&path, "short\n").unwrap();
+        let err = c.alerts.webhook_secret().unwrap_err().to_string();
+        assert!(err.contains("at least 16"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 

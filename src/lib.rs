@@ -101,6 +101,7 @@ pub async fn build(
     let origin = config.origin()?;
     let rp_id = config.rp_id()?;
     let verifier = verifier(&config)?;
+    let alerts = service::alerts::Alerts::new(&config)?;
     let db_url = config.database.url.expose_secret().to_string();
     let pool = config.database.pool_size;
     let storage = tokio::task::spawn_blocking(move || storage::Storage::connect(&db_url, pool))
@@ -142,6 +143,7 @@ pub async fn build(
         rp_id: rp_id.into(),
         proxies: proxies.into(),
         lookup_key: lookup_key.into_bytes().into(),
+        alerts: Arc::new(alerts),
     };
     let bootstrap = if opts.bootstrap {
         service::invitations::ensure_bootstrap(&state).await?

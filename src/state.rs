@@ -38,6 +38,8 @@ pub struct AppState {
     pub proxies: Arc<[(std::net::IpAddr, u8)]>,
     /// Deployment-wide secret for keyed digests (stored in the database).
     pub lookup_key: Arc<[u8]>,
+    /// Webhook and e-mail alerts on new sessions (`[alerts]`).
+    pub alerts: Arc<crate::service::alerts::Alerts>,
 }
 
 impl AppState {

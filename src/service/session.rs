@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{NewAuditEvent, Outcome};
 use crate::error::{Error, Result};
-use crate::service::{tokens, Actor};
+use crate::service::{alerts, tokens, Actor};
 use crate::state::AppState;
 use crate::storage::{SessionRecord, SessionScope};
 
@@ -174,11 +174,18 @@ pub async fn sign_in(
         ended_at: None,
         ended_by: None,
     };
+    let alert = state
+        .alerts
+        .enabled()
+        .then(|| alerts::NewSession::of(&record));
     state
         .storage
         .run(move |s| s.insert_session(&record))
         .await?;
     save(state, &token, &data).await?;
+    if let Some(alert) = alert {
+        state.alerts.session_created(state, alert);
+    }
     Ok(Session { token, data })
 }
 
