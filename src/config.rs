@@ -46,6 +46,8 @@ pub struct Config {
     pub policy: Policy,
     pub rate_limit: RateLimitConfig,
     pub alerts: AlertsConfig,
+    /// Workspaces declared here are kept in step at start-up (GitOps).
+    pub workspaces: Vec<crate::service::workspaces::WorkspaceConfig>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -527,6 +529,18 @@ impl Config {
         ] {
             if value < min || value > max {
                 return invalid(format!("{name} = {value} is outside {min}..={max}"));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for w in &self.workspaces {
+            if !crate::service::workspaces::valid_id(&w.id) || !seen.insert(w.id.as_str()) {
+                return invalid(format!(
+                    "workspaces: `{}` must be a unique id of letters, digits, - or _",
+                    w.id
+                ));
+            }
+            if w.external_id.trim().is_empty() {
+                return invalid(format!("workspaces: `{}` needs an external_id", w.id));
             }
         }
         if self.policy.min_keys == 0 {

@@ -145,6 +145,7 @@ pub async fn build(
         lookup_key: lookup_key.into_bytes().into(),
         alerts: Arc::new(alerts),
     };
+    service::workspaces::sync_from_config(&state).await?;
     let bootstrap = if opts.bootstrap {
         service::invitations::ensure_bootstrap(&state).await?
     } else {

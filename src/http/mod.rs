@@ -15,7 +15,7 @@ use actix_web::{web, HttpRequest};
 use crate::error::Error;
 use crate::state::AppState;
 use errors::{ApiError, PageError};
-use handlers::{admin, assets, enrol, health, me, signin};
+use handlers::{admin, assets, enrol, health, me, signin, workspaces};
 
 /// Content-Security-Policy: scripts and styles only from here, no inline script, no framing.
 pub const CSP: &str =
@@ -100,6 +100,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(admin::api_revoke_invitation)
     .service(admin::end_sessions_form)
     .service(admin::api_end_sessions)
+    .service(workspaces::list_page)
+    .service(workspaces::create_form)
+    .service(workspaces::detail_page)
+    .service(workspaces::add_member_form)
+    .service(workspaces::remove_member_form)
+    .service(workspaces::api_list)
+    .service(workspaces::api_create)
+    .service(workspaces::api_add_member)
+    .service(workspaces::api_remove_member)
     .default_service(web::to(|req: HttpRequest| async move {
         let err = Error::NotFound;
         if req.path().starts_with("/api/") {

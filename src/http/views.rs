@@ -136,3 +136,20 @@ pub struct AdminInvitationsPage {
     pub issued: Option<IssuedInvitation>,
     pub error: Option<String>,
 }
+
+#[derive(Template)]
+#[template(path = "admin_workspaces.html")]
+pub struct AdminWorkspacesPage {
+    pub nav: Nav,
+    pub csrf: String,
+    pub workspaces: Vec<crate::service::workspaces::WorkspaceView>,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "admin_workspace.html")]
+pub struct AdminWorkspacePage {
+    pub nav: Nav,
+    pub csrf: String,
+    pub view: crate::service::workspaces::WorkspaceView,
+}

@@ -11,7 +11,7 @@ use crate::attestation::{policy, AttestationKind, ExistingKey, KeyFacts, TrustRe
 use crate::audit::{NewAuditEvent, Outcome};
 use crate::error::{Error, Result};
 use crate::service::session::{self, Session};
-use crate::service::{ceremony, invitations, tokens, Actor};
+use crate::service::{ceremony, invitations, tokens, workspaces, Actor};
 use crate::state::AppState;
 use crate::storage::{InvitationKind, NewCredential, NewUser, Role, StorageError, UserStatus};
 use crate::webauthn::{verify_registration, RegistrationInput};
@@ -241,7 +241,12 @@ pub async fn finish(
         }
     };
     match verify_and_store(state, &actor, &pending, req).await {
-        Ok(enrolled) => Ok(enrolled),
+        Ok(enrolled) => {
+            if enrolled.new_member {
+                workspaces::join_declared(state, &enrolled.user_id, &pending.email).await?;
+            }
+            Ok(enrolled)
+        }
         Err((err, details)) => {
             refuse(state, &actor, &subject, &err, details).await?;
             Err(err)

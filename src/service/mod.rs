@@ -11,6 +11,7 @@ pub mod members;
 pub mod session;
 pub mod signin;
 pub mod tokens;
+pub mod workspaces;
 
 /// Who or what performed an action, as recorded in the audit chain.
 #[derive(Clone, Debug)]

@@ -89,6 +89,12 @@ fn conflict_code(info: &(dyn DatabaseErrorInformation + Send + Sync)) -> String 
 }
 
 const KNOWN_CONSTRAINTS: &[(&str, &str)] = &[
+    ("workspaces_pkey", "workspaces.id"),
+    ("workspaces_external_id_key", "workspaces.external_id"),
+    (
+        "workspace_members_pkey",
+        "workspace_members.workspace_id, workspace_members.user_id",
+    ),
     ("users_pkey", "users.id"),
     ("users_email_key", "users.email"),
     ("credentials_pkey", "credentials.id"),

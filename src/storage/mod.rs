@@ -22,6 +22,7 @@ mod schema;
 mod sessions;
 mod settings;
 mod users;
+mod workspaces;
 
 use std::time::Duration;
 
@@ -38,6 +39,7 @@ pub use models::{
     NewCredential, NewInvitation, NewUser, Role, UnknownValue, User, UserStatus, UserWithKeys,
 };
 pub use sessions::{SessionRecord, SessionScope};
+pub use workspaces::Workspace;
 
 use error::db_err;
 

@@ -112,3 +112,25 @@ diesel::table! {
         ended_by -> Nullable<Text>,
     }
 }
+
+diesel::table! {
+    workspaces (id) {
+        id -> Text,
+        name -> Text,
+        external_id -> Text,
+        source -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    workspace_members (workspace_id, user_id) {
+        workspace_id -> Text,
+        user_id -> Text,
+        added_at -> BigInt,
+        added_by -> Text,
+    }
+}
+
+diesel::joinable!(workspace_members -> workspaces (workspace_id));
+diesel::allow_tables_to_appear_in_same_query!(workspaces, workspace_members);

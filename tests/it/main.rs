@@ -22,3 +22,4 @@ mod webauthn_common;
 mod webauthn_fixtures;
 mod webauthn_fuzz;
 mod webauthn_software;
+mod workspaces_http;

@@ -6,3 +6,4 @@ pub mod enrol;
 pub mod health;
 pub mod me;
 pub mod signin;
+pub mod workspaces;

@@ -1,0 +1,166 @@
+//! Admin pages and API for workspaces and their members.
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use crate::http::errors::{ApiError, PageError};
+use crate::http::extract::{client_ip, csrf_header, AdminSession};
+use crate::http::views::{self, AdminWorkspacePage, AdminWorkspacesPage, Nav};
+use crate::service::{workspaces, Actor};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewWorkspace {
+    #[serde(default)]
+    pub csrf: String,
+    pub name: String,
+    pub external_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberForm {
+    #[serde(default)]
+    pub csrf: String,
+    pub email: String,
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    pub csrf: String,
+}
+
+fn actor(req: &HttpRequest, admin: &AdminSession) -> Actor {
+    Actor::user(admin.user_id(), client_ip(req))
+}
+
+fn back_to(path: String) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header(("Location", path))
+        .finish()
+}
+
+#[get("/admin/workspaces")]
+pub async fn list_page(
+    state: web::Data<AppState>,
+    admin: AdminSession,
+) -> Result<HttpResponse, PageError> {
+    Ok(views::ok(&AdminWorkspacesPage {
+        nav: Nav::of(Some(&admin.0)),
+        csrf: admin.0.data.csrf.clone(),
+        workspaces: workspaces::list(&state).await?,
+        error: None,
+    }))
+}
+
+#[post("/admin/workspaces")]
+pub async fn create_form(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    form: web::Form<NewWorkspace>,
+) -> Result<HttpResponse, PageError> {
+    admin.0.check_csrf(Some(&form.csrf))?;
+    match workspaces::create(&state, &actor(&req, &admin), &form.name, &form.external_id).await {
+        Ok(w) => Ok(back_to(format!("/admin/workspaces/{}", w.id))),
+        Err(
+            e @ (crate::error::Error::BadRequest { .. } | crate::error::Error::Conflict { .. }),
+        ) => Ok(views::render(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            &AdminWorkspacesPage {
+                nav: Nav::of(Some(&admin.0)),
+                csrf: admin.0.data.csrf.clone(),
+                workspaces: workspaces::list(&state).await?,
+                error: Some(e.to_string()),
+            },
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[get("/admin/workspaces/{id}")]
+pub async fn detail_page(
+    state: web::Data<AppState>,
+    admin: AdminSession,
+    id: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    Ok(views::ok(&AdminWorkspacePage {
+        nav: Nav::of(Some(&admin.0)),
+        csrf: admin.0.data.csrf.clone(),
+        view: workspaces::detail(&state, &id).await?,
+    }))
+}
+
+#[post("/admin/workspaces/{id}/members")]
+pub async fn add_member_form(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    id: web::Path<String>,
+    form: web::Form<MemberForm>,
+) -> Result<HttpResponse, PageError> {
+    admin.0.check_csrf(Some(&form.csrf))?;
+    workspaces::add_member(&state, &actor(&req, &admin), &id, &form.email).await?;
+    Ok(back_to(format!("/admin/workspaces/{id}")))
+}
+
+#[post("/admin/workspaces/{id}/members/{user}/remove")]
+pub async fn remove_member_form(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    path: web::Path<(String, String)>,
+    form: web::Form<CsrfOnly>,
+) -> Result<HttpResponse, PageError> {
+    admin.0.check_csrf(Some(&form.csrf))?;
+    let (id, user) = path.into_inner();
+    workspaces::remove_member(&state, &actor(&req, &admin), &id, &user).await?;
+    Ok(back_to(format!("/admin/workspaces/{id}")))
+}
+
+#[get("/api/admin/workspaces")]
+pub async fn api_list(
+    state: web::Data<AppState>,
+    _admin: AdminSession,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(workspaces::list(&state).await?))
+}
+
+#[post("/api/admin/workspaces")]
+pub async fn api_create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    body: web::Json<NewWorkspace>,
+) -> Result<HttpResponse, ApiError> {
+    admin.0.check_csrf(csrf_header(&req))?;
+    let w = workspaces::create(&state, &actor(&req, &admin), &body.name, &body.external_id).await?;
+    Ok(HttpResponse::Created().json(w))
+}
+
+#[post("/api/admin/workspaces/{id}/members")]
+pub async fn api_add_member(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    id: web::Path<String>,
+    body: web::Json<MemberForm>,
+) -> Result<HttpResponse, ApiError> {
+    admin.0.check_csrf(csrf_header(&req))?;
+    workspaces::add_member(&state, &actor(&req, &admin), &id, &body.email).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[post("/api/admin/workspaces/{id}/members/{user}/remove")]
+pub async fn api_remove_member(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    admin.0.check_csrf(csrf_header(&req))?;
+    let (id, user) = path.into_inner();
+    workspaces::remove_member(&state, &actor(&req, &admin), &id, &user).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
