@@ -1,0 +1,414 @@
+//! Load generator: whole key sign-ins over HTTP (start page → begin → key touch → finish
+//! with a new session), 64 concurrent clients, against keygate in this process.
+//!
+//! `cargo bench --bench signin_load` runs the measurement on the embedded default
+//! (SQLite + in-process store); with `KEYGATE_BENCH_DATABASE_URL=postgres://…` and
+//! `KEYGATE_BENCH_REDIS_URL=redis://…` on PostgreSQL + Redis. It prints sign-ins/s, p50/p99
+//! latency, the CPU the server threads and the client threads used (they share the two
+//! cores), and the raw ECDSA P-256 verify bound measured in the same run.
+//! Without `--bench` (as `cargo test --all-targets` runs it) it does a short smoke run.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use keygate::state::SystemClock;
+use keygate::storage::{NewCredential, NewUser, Role};
+use keygate::{build, BuildOptions, Config};
+
+#[path = "../tests/it/support/authenticator.rs"]
+mod authenticator;
+
+use authenticator::{
+    b64url, AssertOptions, RegisterOptions, SoftAuthenticator, SoftCredential, TestCa,
+};
+
+struct Settings {
+    clients: usize,
+    duration: Duration,
+}
+
+fn settings() -> Settings {
+    let full = std::env::args().any(|a| a == "--bench");
+    if full {
+        Settings {
+            clients: env_usize("KEYGATE_BENCH_CLIENTS", 64),
+            duration: Duration::from_secs(env_usize("KEYGATE_BENCH_SECONDS", 10) as u64),
+        }
+    } else {
+        Settings {
+            clients: 4,
+            duration: Duration::from_millis(500),
+        }
+    }
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// CPU seconds (user + system) from a `/proc/.../stat` file: the whole process for
+/// `/proc/self/stat` (exited threads included), one thread for `/proc/thread-self/stat`.
+fn cpu_seconds(stat_path: &str) -> f64 {
+    let tick = 100.0; // USER_HZ on Linux
+    let Ok(stat) = std::fs::read_to_string(stat_path) else {
+        return 0.0;
+    };
+    let Some(close) = stat.rfind(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+    fields
+        .get(11)
+        .zip(fields.get(12))
+        .and_then(|(u, s)| Some(u.parse::<f64>().ok()? + s.parse::<f64>().ok()?))
+        .unwrap_or(0.0)
+        / tick
+}
+
+/// Raw ECDSA P-256 verifications per second on one core (the crypto bound).
+fn raw_ecdsa_bound() -> f64 {
+    use ring::signature::{
+        EcdsaKeyPair, KeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_ASN1,
+        ECDSA_P256_SHA256_ASN1_SIGNING,
+    };
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).expect("key");
+    let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+        .expect("key");
+    let msg = [7u8; 64];
+    let sig = key.sign(&rng, &msg).expect("sign");
+    let public =
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, key.public_key().as_ref().to_vec());
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_millis(700) {
+        public.verify(&msg, sig.as_ref()).expect("verify");
+        n += 1;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+struct Member {
+    user_id: String,
+    credential: SoftCredential,
+}
+
+fn config(port: u16, dir: &std::path::Path) -> Config {
+    let mut env = vec![
+        (
+            "KEYGATE__SERVER__BIND".to_string(),
+            format!("127.0.0.1:{port}"),
+        ),
+        (
+            "KEYGATE__SERVER__PUBLIC_URL".into(),
+            format!("http://localhost:{port}"),
+        ),
+        ("KEYGATE__SERVER__WORKERS".into(), "2".into()),
+        (
+            "KEYGATE__RATE_LIMIT__CEREMONIES_PER_MINUTE".into(),
+            "1000000".into(),
+        ),
+        (
+            "KEYGATE__DATABASE__URL".into(),
+            format!("sqlite://{}/bench.db", dir.display()),
+        ),
+        ("KEYGATE__DATABASE__POOL_SIZE".into(), "8".into()),
+    ];
+    if let Ok(url) = std::env::var("KEYGATE_BENCH_DATABASE_URL") {
+        env.push(("KEYGATE__DATABASE__URL".into(), url));
+    }
+    if let Ok(url) = std::env::var("KEYGATE_BENCH_REDIS_URL") {
+        env.push(("KEYGATE__EPHEMERAL__URL".into(), url));
+        env.push((
+            "KEYGATE__EPHEMERAL__PREFIX".into(),
+            format!("kgbench:{}:", keygate::service::tokens::new_id()),
+        ));
+    }
+    Config::load(None, env).expect("bench config")
+}
+
+/// Members with one software key each, written straight to storage (setup, not measured).
+async fn seed(state: &keygate::state::AppState, n: usize, origin: &str) -> Vec<Member> {
+    let ca = TestCa::new("Bench");
+    let auth = SoftAuthenticator::new(&ca);
+    let mut members = Vec::with_capacity(n);
+    let run = keygate::service::tokens::new_id();
+    for i in 0..n {
+        let reg = auth.register(&RegisterOptions {
+            rp_id: "localhost".into(),
+            origin: origin.into(),
+            ..RegisterOptions::default()
+        });
+        let user_id = keygate::service::tokens::new_id();
+        let user = NewUser {
+            id: user_id.clone(),
+            email: format!("bench{i}-{run}@example.com"),
+            display_name: format!("Bench {i}"),
+            role: Role::Member,
+            created_at: 0,
+        };
+        let cred = NewCredential {
+            id: keygate::service::tokens::new_id(),
+            user_id: user_id.clone(),
+            credential_id: reg.credential.id.clone(),
+            public_key_cose: reg.credential.public_key_cose.clone(),
+            alg: reg.credential.alg,
+            sign_count: 0,
+            aaguid: "fa2b99dc-9e39-4257-8f92-4a30d23c4118".into(),
+            model: Some("YubiKey 5 NFC".into()),
+            fips: false,
+            firmware: None,
+            fmt: "packed".into(),
+            attestation_kind: "basic".into(),
+            trust_anchor: Some("Bench".into()),
+            trust_anchor_sha256: None,
+            leaf_sha256: None,
+            chain_json: "[]".into(),
+            attestation_object: reg.attestation_object.clone(),
+            client_data_json: reg.client_data_json.clone(),
+            user_verified: true,
+            backup_eligible: false,
+            phishing_resistant: true,
+            policy_version: 1,
+            decision_json: "{}".into(),
+            nickname: "Bench key".into(),
+            enrolled_at: 0,
+            enrolled_by: "bench".into(),
+        };
+        state
+            .storage
+            .run(move |s| {
+                s.transaction(|tx| {
+                    tx.insert_user(&user)?;
+                    tx.insert_credential(&cred)?;
+                    Ok(())
+                })
+            })
+            .await
+            .expect("seed member");
+        members.push(Member {
+            user_id,
+            credential: reg.credential,
+        });
+    }
+    members
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let i = text.find(start)? + start.len();
+    let j = text[i..].find(end)? + i;
+    Some(&text[i..j])
+}
+
+fn keep_cookies(jar: &mut BTreeMap<String, String>, headers: &awc::http::header::HeaderMap) {
+    for v in headers.get_all("set-cookie") {
+        if let Some((pair, _)) = v.to_str().ok().and_then(|s| s.split_once(';')) {
+            if let Some((k, v)) = pair.split_once('=') {
+                jar.insert(k.to_string(), v.to_string());
+            }
+        }
+    }
+}
+
+fn cookie_header(jar: &BTreeMap<String, String>) -> String {
+    jar.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// One whole sign-in; `Err` names the step that failed.
+async fn sign_in(client: &awc::Client, base: &str, member: &mut Member) -> Result<(), String> {
+    let mut jar = BTreeMap::new();
+    let mut res = client
+        .get(format!("{base}/"))
+        .send()
+        .await
+        .map_err(|e| format!("GET /: {e}"))?;
+    keep_cookies(&mut jar, res.headers());
+    let page = res.body().await.map_err(|e| e.to_string())?;
+    let page = String::from_utf8_lossy(&page);
+    let csrf = between(&page, "name=\"csrf-token\" content=\"", "\"")
+        .ok_or("no CSRF token")?
+        .to_string();
+    let mut res = client
+        .post(format!("{base}/api/signin/begin"))
+        .insert_header(("Cookie", cookie_header(&jar)))
+        .insert_header(("X-CSRF-Token", csrf.clone()))
+        .send_json(&serde_json::json!({}))
+        .await
+        .map_err(|e| format!("begin: {e}"))?;
+    keep_cookies(&mut jar, res.headers());
+    let options: serde_json::Value = res.json().await.map_err(|e| format!("begin body: {e}"))?;
+    let challenge = options["challenge"].as_str().ok_or("no challenge")?;
+    let challenge = keygate::service::tokens::from_b64url(challenge).ok_or("bad challenge")?;
+    let a = member.credential.get(&AssertOptions {
+        rp_id: "localhost".into(),
+        origin: base.into(),
+        challenge,
+        ..AssertOptions::default()
+    });
+    let id = b64url(&member.credential.id);
+    let body = serde_json::json!({ "credential": {
+    "id": id, "rawId": id, "type": "public-key",
+    "response": {
+        "clientDataJSON": b64url(&a.client_data_json),
+        "authenticatorData": b64url(&a.authenticator_data),
+        "signature": b64url(&a.signature),
+        "userHandle": b64url(&hex::decode(&member.user_id).unwrap_or_default()),
+    }}});
+    let res = client
+        .post(format!("{base}/api/signin/finish"))
+        .insert_header(("Cookie", cookie_header(&jar)))
+        .insert_header(("X-CSRF-Token", csrf))
+        .send_json(&body)
+        .await
+        .map_err(|e| format!("finish: {e}"))?;
+    if res.status().as_u16() != 200 {
+        return Err(format!("finish answered {}", res.status()));
+    }
+    Ok(())
+}
+
+fn main() {
+    let s = settings();
+    let backend = if std::env::var("KEYGATE_BENCH_DATABASE_URL").is_ok() {
+        "PostgreSQL + Redis"
+    } else {
+        "embedded default (SQLite + in-process store)"
+    };
+    let bound = raw_ecdsa_bound();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let base = format!("http://localhost:{port}");
+    let runtime = actix_web::rt::System::new();
+    let (state, server) = runtime.block_on(async {
+        let app = build(
+            config(port, dir.path()),
+            Arc::new(SystemClock),
+            BuildOptions {
+                migrate: true,
+                bootstrap: false,
+            },
+        )
+        .await
+        .expect("build keygate");
+        let server = keygate::start(&app.state, listener).expect("start");
+        (app.state, server)
+    });
+    let handle = server.handle();
+    let members = runtime.block_on(seed(&state, s.clients, &base));
+    let server_thread = std::thread::spawn(move || {
+        actix_web::rt::System::new()
+            .block_on(server)
+            .expect("server");
+    });
+
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
+    let first_error = Arc::new(Mutex::new(None::<String>));
+    let cpu_total0 = cpu_seconds("/proc/self/stat");
+    let client_cpu = Arc::new(Mutex::new(0.0f64));
+    let started = Instant::now();
+    let load = {
+        let (done, failed, stop, latencies, first_error, base) = (
+            done.clone(),
+            failed.clone(),
+            stop.clone(),
+            latencies.clone(),
+            first_error.clone(),
+            base.clone(),
+        );
+        let client_cpu = client_cpu.clone();
+        std::thread::Builder::new()
+            .name("loadgen".into())
+            .spawn(move || {
+                actix_web::rt::System::new().block_on(async move {
+                    let mut tasks = Vec::new();
+                    for mut member in members {
+                        let (done, failed, stop, latencies, first_error, base) = (
+                            done.clone(),
+                            failed.clone(),
+                            stop.clone(),
+                            latencies.clone(),
+                            first_error.clone(),
+                            base.clone(),
+                        );
+                        tasks.push(actix_web::rt::spawn(async move {
+                            let client = awc::Client::builder()
+                                .timeout(Duration::from_secs(10))
+                                .finish();
+                            let mut mine = Vec::new();
+                            while !stop.load(Ordering::Relaxed) {
+                                let t = Instant::now();
+                                match sign_in(&client, &base, &mut member).await {
+                                    Ok(()) => {
+                                        mine.push(t.elapsed().as_secs_f64() * 1000.0);
+                                        done.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                    Err(e) => {
+                                        failed.fetch_add(1, Ordering::Relaxed);
+                                        first_error.lock().expect("lock").get_or_insert(e);
+                                    }
+                                }
+                            }
+                            latencies.lock().expect("lock").extend(mine);
+                        }));
+                    }
+                    for t in tasks {
+                        let _ = t.await;
+                    }
+                });
+                // This thread is the whole client: its CPU, read before it exits.
+                *client_cpu.lock().expect("lock") = cpu_seconds("/proc/thread-self/stat");
+            })
+            .expect("loadgen thread")
+    };
+    std::thread::sleep(s.duration);
+    stop.store(true, Ordering::Relaxed);
+    let _ = load.join();
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu_total = cpu_seconds("/proc/self/stat") - cpu_total0;
+    let cpu_client = *client_cpu.lock().expect("lock");
+    runtime.block_on(handle.stop(true));
+    let _ = server_thread.join();
+
+    let ok = done.load(Ordering::Relaxed);
+    let bad = failed.load(Ordering::Relaxed);
+    let mut lat = latencies.lock().expect("lock").clone();
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    println!(
+        "signin_load: {backend}, {} concurrent clients, {elapsed:.1} s",
+        s.clients
+    );
+    println!(
+        "  sign-ins/s {:.0}  (ok {ok}, failed {bad})  p50 {:.1} ms  p99 {:.1} ms",
+        ok as f64 / elapsed,
+        pct(0.50),
+        pct(0.99)
+    );
+    println!(
+        "  CPU: server {:.2} cores, client {:.2} cores",
+        (cpu_total - cpu_client).max(0.0) / elapsed,
+        cpu_client / elapsed
+    );
+    println!("  raw ECDSA P-256 verify bound (same run, one core): {bound:.0}/s");
+    if let Some(e) = first_error.lock().expect("lock").take() {
+        println!("  first error: {e}");
+    }
+    assert!(ok > 0, "no sign-in succeeded");
+    assert_eq!(bad, 0, "every sign-in succeeds");
+}
