@@ -6,8 +6,10 @@ use serde::Deserialize;
 use crate::http::errors::{ApiError, PageError};
 use crate::http::extract::{client_ip, csrf_header, AdminSession};
 use crate::http::handlers::me::CsrfForm;
-use crate::http::views::{self, AdminInvitationsPage, AdminMemberPage, AdminMembersPage, Nav};
-use crate::service::{invitations, members, session, Actor};
+use crate::http::views::{
+    self, AdminDashboardPage, AdminInvitationsPage, AdminMemberPage, AdminMembersPage, Nav,
+};
+use crate::service::{dashboard, invitations, members, session, Actor};
 use crate::state::AppState;
 use crate::storage::SessionScope;
 
@@ -38,11 +40,24 @@ fn actor(req: &HttpRequest, admin: &AdminSession) -> Actor {
     Actor::user(admin.user_id(), client_ip(req))
 }
 
+/// The compliance dashboard.
 #[get("/admin")]
-pub async fn home(_admin: AdminSession) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header(("Location", "/admin/members"))
-        .finish()
+pub async fn home(
+    state: web::Data<AppState>,
+    admin: AdminSession,
+) -> Result<HttpResponse, PageError> {
+    Ok(views::ok(&AdminDashboardPage {
+        nav: Nav::of(Some(&admin.0)),
+        d: dashboard::build(&state).await?,
+    }))
+}
+
+#[get("/api/admin/dashboard")]
+pub async fn api_dashboard(
+    state: web::Data<AppState>,
+    _admin: AdminSession,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(dashboard::build(&state).await?))
 }
 
 #[get("/admin/members")]
