@@ -50,9 +50,26 @@ fn ephemeral_url() -> (String, String) {
 pub struct TestAppBuilder {
     env: Vec<(String, String)>,
     config_file: Option<String>,
+    /// Issue a bootstrap link (not for replicas of an app that already did).
+    bootstrap: bool,
 }
 
 impl TestAppBuilder {
+    /// Another replica of `primary`: the same database, the same shared store and key
+    /// prefix, the same public URL (as behind one load balancer), its own port.
+    pub fn replica_of(mut self, primary: &TestApp) -> Self {
+        for (k, v) in [
+            ("KEYGATE__DATABASE__URL", primary.database_url.clone()),
+            ("KEYGATE__EPHEMERAL__URL", primary.ephemeral.0.clone()),
+            ("KEYGATE__EPHEMERAL__PREFIX", primary.ephemeral.1.clone()),
+            ("KEYGATE__SERVER__PUBLIC_URL", primary.base.clone()),
+        ] {
+            self.env.push((k.to_string(), v));
+        }
+        self.bootstrap = false;
+        self
+    }
+
     /// Sets a config value as a `KEYGATE__…` variable would (`"policy.fips_only", "true"`).
     pub fn with(mut self, key: &str, value: &str) -> Self {
         let name = format!("KEYGATE__{}", key.replace('.', "__").to_ascii_uppercase());
@@ -92,6 +109,19 @@ impl TestAppBuilder {
             ("KEYGATE__ORGANISATION__NAME".into(), "Test Org".into()),
         ];
         env.extend(self.env);
+        let lookup = |key: &str| {
+            env.iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let database_url = lookup("KEYGATE__DATABASE__URL");
+        let ephemeral = (
+            lookup("KEYGATE__EPHEMERAL__URL"),
+            lookup("KEYGATE__EPHEMERAL__PREFIX"),
+        );
+        let public = lookup("KEYGATE__SERVER__PUBLIC_URL");
         let file = self.config_file.map(|text| {
             let path = dir.path().join("keygate.toml");
             std::fs::write(&path, text).expect("write config");
@@ -104,7 +134,7 @@ impl TestAppBuilder {
             clock.clone(),
             BuildOptions {
                 migrate: true,
-                bootstrap: true,
+                bootstrap: self.bootstrap,
             },
         )
         .await
@@ -115,7 +145,10 @@ impl TestAppBuilder {
         TestApp {
             state,
             clock,
-            base: format!("http://localhost:{port}"),
+            base: public,
+            address: format!("http://127.0.0.1:{port}"),
+            database_url,
+            ephemeral,
             bootstrap_link: bootstrap.map(|b| b.link),
             handle,
             _db: db,
@@ -130,6 +163,10 @@ pub struct TestApp {
     /// `http://localhost:PORT`, the configured public URL and WebAuthn origin.
     pub base: String,
     pub bootstrap_link: Option<String>,
+    /// Where this process listens (differs from `base` for a replica).
+    pub address: String,
+    database_url: String,
+    ephemeral: (String, String),
     handle: actix_web::dev::ServerHandle,
     _db: crate::support::db::TestDb,
     _dir: tempfile::TempDir,
@@ -140,6 +177,7 @@ impl TestApp {
         TestAppBuilder {
             env: Vec::new(),
             config_file: None,
+            bootstrap: true,
         }
     }
 
@@ -154,7 +192,7 @@ impl TestApp {
     /// A new browser-like client with its own cookies.
     pub fn client(&self) -> Client {
         Client {
-            base: self.base.clone(),
+            base: self.address.clone(),
             cookies: BTreeMap::new(),
             http: awc::Client::builder()
                 .disable_redirects()
@@ -200,6 +238,12 @@ pub struct Client {
 }
 
 impl Client {
+    /// Sends the next requests to another replica, keeping the cookies (as a load
+    /// balancer would).
+    pub fn switch_to(&mut self, app: &TestApp) {
+        self.base = app.address.clone();
+    }
+
     fn cookie_header(&self) -> String {
         self.cookies
             .iter()
@@ -281,6 +325,23 @@ impl Client {
             .map(|c| vec![("X-CSRF-Token", c.to_string())])
             .unwrap_or_default();
         self.send("POST", path, &headers, Some(("application/json", body)))
+            .await
+    }
+
+    /// GETs with extra headers (e.g. `Authorization: Bearer …`).
+    pub async fn get_with(&mut self, path: &str, headers: &[(&str, String)]) -> Reply {
+        self.send("GET", path, headers, None).await
+    }
+
+    /// POSTs a raw body with a content type and extra headers.
+    pub async fn post_with(
+        &mut self,
+        path: &str,
+        headers: &[(&str, String)],
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Reply {
+        self.send("POST", path, headers, Some((content_type, body)))
             .await
     }
 

@@ -1,0 +1,114 @@
+//! Scale-out: three keygate processes on different loopback ports share PostgreSQL and
+//! Redis, and one flow's steps alternate between them (SPEC §5). Needs the shared backends:
+//! on the embedded default (in-process store) there is nothing to share, so it runs in the
+//! PostgreSQL + Redis pass of the suite (mandatory in CI).
+
+use serde_json::json;
+
+use crate::enrolment_http::{b64d, finish_body, options_for, token_of, trusted_ca};
+use crate::signin_http::assertion_body;
+use crate::support::app::{csrf_of, TestApp};
+use crate::support::authenticator::SoftAuthenticator;
+
+#[actix_web::test]
+async fn any_replica_serves_any_step() {
+    if std::env::var("KEYGATE_TEST_REDIS_URL").is_err() {
+        eprintln!(
+            "note: replicas need a shared store; this test runs in the PostgreSQL + Redis pass"
+        );
+        return;
+    }
+    let ca = trusted_ca();
+    let a = TestApp::builder().with_toml(&ca.toml).start().await;
+    let b = TestApp::builder()
+        .with_toml(&ca.toml)
+        .replica_of(&a)
+        .start()
+        .await;
+    let c = TestApp::builder()
+        .with_toml(&ca.toml)
+        .replica_of(&a)
+        .start()
+        .await;
+    assert!(b.bootstrap_link.is_none() && c.bootstrap_link.is_none());
+    assert_ne!(a.address, b.address);
+    assert_ne!(b.address, c.address);
+
+    // Enrolment: the page from A, begin on B, finish on C.
+    let path = a.bootstrap_path();
+    let mut browser = a.client();
+    let page = browser.get(&path).await;
+    assert_eq!(page.status, 200);
+    let csrf = csrf_of(&page.body);
+    browser.switch_to(&b);
+    let options = browser
+        .post_json(
+            "/api/enrol/begin",
+            Some(&csrf),
+            &json!({ "token": token_of(&path), "email": "admin@example.com" }),
+        )
+        .await;
+    let auth = SoftAuthenticator::new(&ca.ca);
+    let reg = auth.register(&options_for(&a, &options));
+    browser.switch_to(&c);
+    let done = browser
+        .post_json(
+            "/api/enrol/finish",
+            Some(&csrf),
+            &finish_body(&reg, "Primary"),
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let user_id = done.json()["user_id"].as_str().unwrap().to_string();
+    // The signed-in session works on every replica.
+    for app in [&a, &b, &c] {
+        browser.switch_to(app);
+        assert_eq!(browser.get("/api/me").await.status, 200);
+    }
+
+    // Sign-in: start page on C, begin on A, finish on B; the session then used on C.
+    let mut cred = reg.credential;
+    let mut other = c.client();
+    let page = other.get("/").await;
+    let csrf = csrf_of(&page.body);
+    other.switch_to(&a);
+    let options = other
+        .post_json("/api/signin/begin", Some(&csrf), &json!({}))
+        .await
+        .json();
+    assert!(b64d(options["challenge"].as_str().unwrap()).len() >= 16);
+    let body = assertion_body(&mut cred, &a, &options, &user_id, |_| {});
+    other.switch_to(&b);
+    let signed = other
+        .post_json("/api/signin/finish", Some(&csrf), &body)
+        .await;
+    assert_eq!(signed.status, 200, "{}", signed.body);
+    other.switch_to(&c);
+    assert_eq!(other.get("/api/me").await.status, 200);
+
+    // A challenge is single-use across replicas: replaying the finish on A fails.
+    other.switch_to(&a);
+    let replay = other
+        .post_json("/api/signin/finish", Some(&csrf), &body)
+        .await;
+    assert_ne!(replay.status, 200, "{}", replay.body);
+
+    // Ending the session on one replica ends it everywhere.
+    let page = other.get("/me").await;
+    let csrf = csrf_of(&page.body);
+    other.switch_to(&b);
+    assert_eq!(
+        other
+            .post_form("/me/sessions/all/end", &[("csrf", &csrf)])
+            .await
+            .status,
+        303
+    );
+    for app in [&a, &b, &c] {
+        other.switch_to(app);
+        assert_eq!(other.get("/api/me").await.status, 401);
+    }
+    c.stop().await;
+    b.stop().await;
+    a.stop().await;
+}
