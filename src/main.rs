@@ -72,11 +72,86 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the hash chain; report the first broken link.
+    /// Check the hash chain (or, with --file, an export on its own); report the first
+    /// broken link.
     Verify {
         #[arg(long, env = "KEYGATE_CONFIG")]
         config: Option<PathBuf>,
+        /// A JSON-lines export to verify without the database.
+        #[arg(long)]
+        file: Option<PathBuf>,
     },
+    /// Export a range of the chain as JSON lines, anchored so it verifies on its own.
+    Export {
+        /// First seq to export (default 1).
+        #[arg(long)]
+        from_seq: Option<i64>,
+        /// Last seq to export (default: the last event now).
+        #[arg(long)]
+        to_seq: Option<i64>,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, env = "KEYGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+async fn audit(command: AuditCommand) -> Result<(), String> {
+    match command {
+        AuditCommand::Verify {
+            file: Some(file), ..
+        } => {
+            let report = audit_log::verify_export_file(&file).map_err(|e| e.to_string())?;
+            println!("{report}");
+            Ok(())
+        }
+        AuditCommand::Verify { config, file: None } => {
+            let app = existing(config.as_ref()).await?;
+            let report = audit_log::verify(&app.state)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{report}");
+            Ok(())
+        }
+        AuditCommand::Export {
+            from_seq,
+            to_seq,
+            out,
+            config,
+        } => {
+            let app = existing(config.as_ref()).await?;
+            let (from, to) = (
+                from_seq.map(|n| n.to_string()),
+                to_seq.map(|n| n.to_string()),
+            );
+            let export =
+                audit_log::start_export(&app.state, &Actor::cli(), from.as_deref(), to.as_deref())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            let written = match &out {
+                Some(path) => {
+                    let file = std::fs::File::create(path)
+                        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+                    let mut w = std::io::BufWriter::new(file);
+                    export.write_to(&app.state, &mut w).await
+                }
+                None => {
+                    let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+                    export.write_to(&app.state, &mut w).await
+                }
+            }
+            .map_err(|e| e.to_string())?;
+            eprintln!(
+                "exported {written} audit events (seq {}..{}){}",
+                export.header.from_seq,
+                export.header.to_seq,
+                out.map(|p| format!(" to {}", p.display()))
+                    .unwrap_or_default()
+            );
+            Ok(())
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -187,16 +262,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("{}", issued.link);
             Ok(())
         }
-        Command::Audit {
-            command: AuditCommand::Verify { config },
-        } => {
-            let app = existing(config.as_ref()).await?;
-            let report = audit_log::verify(&app.state)
-                .await
-                .map_err(|e| e.to_string())?;
-            println!("{report}");
-            Ok(())
-        }
+        Command::Audit { command } => audit(command).await,
         Command::Config {
             command: ConfigCommand::Check { config },
         } => {

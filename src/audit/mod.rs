@@ -7,9 +7,14 @@
 
 mod chain;
 mod event;
+mod export;
 
 pub use chain::{
     link_hash, verify, verify_range, verify_with_head, BreakKind, ChainAnchor, ChainBreak,
     ChainHead, ChainVerifier, LinkInput, VerifiedChain, GENESIS,
 };
 pub use event::{AuditRecord, NewAuditEvent, Outcome, ParseOutcomeError};
+pub use export::{
+    event_line, verify_export, ExportBreak, ExportHeader, VerifiedExport, ANCHOR_TYPE,
+    EXPORT_FORMAT,
+};

@@ -15,7 +15,7 @@ use actix_web::{web, HttpRequest};
 use crate::error::Error;
 use crate::state::AppState;
 use errors::{ApiError, PageError};
-use handlers::{admin, assets, enrol, health, me, signin, workspaces};
+use handlers::{admin, assets, audit, enrol, health, me, signin, workspaces};
 
 /// Content-Security-Policy: scripts and styles only from here, no inline script, no framing.
 pub const CSP: &str =
@@ -100,6 +100,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(admin::api_revoke_invitation)
     .service(admin::end_sessions_form)
     .service(admin::api_end_sessions)
+    .service(audit::page)
+    .service(audit::api_list)
+    .service(audit::api_export)
     .service(workspaces::list_page)
     .service(workspaces::create_form)
     .service(workspaces::detail_page)

@@ -153,3 +153,24 @@ pub struct AdminWorkspacePage {
     pub csrf: String,
     pub view: crate::service::workspaces::WorkspaceView,
 }
+
+#[derive(Template)]
+#[template(path = "admin_audit.html")]
+pub struct AdminAuditPage {
+    pub nav: Nav,
+    pub filters: crate::service::audit_log::AuditFilters,
+    pub events: Vec<crate::service::audit_log::AuditEventView>,
+    /// The link to the next, older page.
+    pub older: Option<String>,
+    /// The link back to the newest page (when paging).
+    pub newest: Option<String>,
+    /// What is wrong with the filters: code and message.
+    pub error: Option<(&'static str, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "admin_dashboard.html")]
+pub struct AdminDashboardPage {
+    pub nav: Nav,
+    pub d: crate::service::dashboard::Dashboard,
+}

@@ -5,6 +5,8 @@ mod alerts_http;
 mod attestation_chain;
 mod attestation_policy;
 mod audit;
+mod audit_export;
+mod audit_viewer;
 mod browser_enrolment;
 mod browser_smoke;
 mod cli;

@@ -1,0 +1,325 @@
+//! JSON-lines exports of the audit chain: over the admin API (streamed, audited) and with
+//! `keygate audit export`; `keygate audit verify --file` checks a file on its own and names
+//! the first line that was edited, removed, reordered or duplicated, or where the file
+//! was cut short.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use keygate::audit::{verify_export, ExportHeader, NewAuditEvent, Outcome, GENESIS};
+use secrecy::ExposeSecret;
+use serde_json::json;
+
+use crate::enrolment_http::{audit_events, bootstrap_admin, trusted_ca};
+use crate::support::app::TestApp;
+use crate::support::authenticator::SoftAuthenticator;
+use crate::support::db::test_storage;
+
+fn keygate() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keygate"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KEYGATE") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// Runs keygate: (success, stdout, stderr).
+fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().expect("run keygate");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn verify_file(path: &Path) -> (bool, String, String) {
+    run(keygate().args(["audit", "verify", "--file"]).arg(path))
+}
+
+fn config_for(dir: &Path, db_url: &str) -> std::path::PathBuf {
+    let path = dir.join("keygate.toml");
+    std::fs::write(
+        &path,
+        format!("[database]\nurl = \"{db_url}\"\n\n[organisation]\nname = \"Export Org\"\n"),
+    )
+    .expect("write config");
+    path
+}
+
+fn seed(storage: &keygate::storage::Storage, n: i64, at: i64) {
+    for i in 0..n {
+        let e = NewAuditEvent::new(
+            "cli",
+            "invitation.created",
+            format!("invitation:{i}"),
+            Outcome::Success,
+        )
+        .with_details(json!({ "i": i, "role": "member", "note": "line\nbreak \"quoted\"" }));
+        storage.append_audit(&e, at + i).expect("append");
+    }
+}
+
+fn header_of(text: &str) -> ExportHeader {
+    serde_json::from_str(text.lines().next().expect("a header line")).expect("header")
+}
+
+#[actix_web::test]
+async fn audit_export_over_the_api_streams_verifies_and_is_audited() {
+    let ca = trusted_ca();
+    let app = TestApp::builder().with_toml(&ca.toml).start().await;
+    let mut admin = app.client();
+    let done = bootstrap_admin(&app, &mut admin, &SoftAuthenticator::new(&ca.ca)).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    // More than two storage pages of events.
+    let now = app.state.now();
+    app.state
+        .storage
+        .run(move |s| {
+            seed(s, 1_100, now);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let head = app.state.storage.run(|s| s.audit_head()).await.unwrap();
+
+    let reply = admin.get("/api/admin/audit/export").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.header("content-type").as_deref(),
+        Some("application/x-ndjson")
+    );
+    assert!(reply
+        .header("content-disposition")
+        .unwrap()
+        .contains(&format!("keygate-audit-1-{}.jsonl", head.seq)));
+    let verified = verify_export(reply.body.as_bytes()).expect("the export verifies");
+    assert_eq!(verified.count, head.seq as u64);
+    let header = header_of(&reply.body);
+    assert_eq!(header.kind, "anchor");
+    assert_eq!((header.from_seq, header.to_seq), (1, head.seq));
+    assert_eq!(header.prev_hash, GENESIS);
+    assert_eq!(header.last_hash, head.hash);
+    assert_eq!(
+        header.head.seq,
+        head.seq + 1,
+        "the export's own event is the head"
+    );
+    assert_eq!(reply.body.lines().count() as i64, head.seq + 1);
+
+    // The export is itself in the chain, with the range and where it ends.
+    let exported = audit_events(&app).await.pop().unwrap();
+    assert_eq!(exported.action, "audit.exported");
+    assert_eq!(exported.seq, header.head.seq);
+    assert_eq!(exported.hash, header.head.hash);
+    let details = exported.details_value();
+    assert_eq!(details["from_seq"], 1);
+    assert_eq!(details["to_seq"], head.seq);
+    assert_eq!(details["last_hash"], head.hash.as_str());
+    assert!(exported.actor.starts_with("user:"));
+
+    // The same file verifies with the binary, on its own.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("export.jsonl");
+    std::fs::write(&file, &reply.body).unwrap();
+    let (ok, out, err) = verify_file(&file);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!("audit export OK: {} events", head.seq)),
+        "{out}"
+    );
+
+    // A range in the middle hangs on the hash of the event before it.
+    let events = audit_events(&app).await;
+    let range = admin
+        .get("/api/admin/audit/export?from_seq=5&to_seq=20")
+        .await;
+    assert_eq!(range.status, 200, "{}", range.body);
+    let verified = verify_export(range.body.as_bytes()).expect("the range verifies");
+    assert_eq!(verified.count, 16);
+    assert_eq!(verified.header.prev_hash, events[3].hash);
+    assert_eq!(verified.header.last_hash, events[19].hash);
+    // An empty range (from the next seq on) verifies too.
+    let next = events.len() + 2;
+    let empty = admin
+        .get(&format!("/api/admin/audit/export?from_seq={next}"))
+        .await;
+    assert_eq!(empty.status, 200, "{}", empty.body);
+    assert_eq!(verify_export(empty.body.as_bytes()).unwrap().count, 0);
+
+    // Bad ranges and parameters are refused with a code, and not audited.
+    let before = audit_events(&app).await.len();
+    for (query, code) in [
+        ("to_seq=999999", "invalid_range"),
+        ("from_seq=0", "invalid_range"),
+        ("from_seq=-3", "invalid_range"),
+        ("from_seq=abc", "invalid_range"),
+        ("from_seq=10&to_seq=5", "invalid_range"),
+        ("from=2025-01-01", "unknown_filter"),
+        ("from_seq=1&from_seq=2", "unknown_filter"),
+    ] {
+        let reply = admin.get(&format!("/api/admin/audit/export?{query}")).await;
+        assert_eq!(reply.status, 400, "{query}: {}", reply.body);
+        assert_eq!(reply.json()["error"], code, "{query}");
+    }
+    assert_eq!(audit_events(&app).await.len(), before);
+
+    // `keygate audit export` on the same database: a range to a file, and to stdout.
+    let db_url = app.state.config.database.url.expose_secret().to_string();
+    let config = config_for(dir.path(), &db_url);
+    let out_file = dir.path().join("range.jsonl");
+    let (ok, _, err) = run(keygate()
+        .args([
+            "audit",
+            "export",
+            "--from-seq",
+            "3",
+            "--to-seq",
+            "700",
+            "--out",
+        ])
+        .arg(&out_file)
+        .arg("--config")
+        .arg(&config));
+    assert!(ok, "{err}");
+    assert!(err.contains("exported 698 audit events"), "{err}");
+    let (ok, out, err) = verify_file(&out_file);
+    assert!(ok, "{err}");
+    assert!(out.contains("698 events, seq 3..700"), "{out}");
+    let (ok, stdout, err) = run(keygate()
+        .args(["audit", "export", "--from-seq", "1100", "--config"])
+        .arg(&config));
+    assert!(ok, "{err}");
+    let verified = verify_export(stdout.as_bytes()).expect("stdout export verifies");
+    assert_eq!(verified.header.from_seq, 1100);
+    let last = audit_events(&app).await.pop().unwrap();
+    assert_eq!(last.action, "audit.exported");
+    assert_eq!(last.actor, "cli");
+    let (ok, _, err) = run(keygate()
+        .args(["audit", "export", "--to-seq", "99999999", "--config"])
+        .arg(&config));
+    assert!(!ok);
+    assert!(err.contains("past the last event"), "{err}");
+    app.stop().await;
+}
+
+/// Writes `lines` (each without its newline) to a new file and runs the verifier on it.
+fn verify_lines(dir: &Path, name: &str, lines: &[String]) -> (bool, String) {
+    let path = dir.join(name);
+    let mut text = lines.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    std::fs::write(&path, text).unwrap();
+    let (ok, _, err) = verify_file(&path);
+    (ok, err)
+}
+
+fn assert_broken_at(result: (bool, String), line: usize, words: &str) {
+    let (ok, err) = result;
+    assert!(!ok, "verification must fail (line {line})");
+    assert!(
+        err.contains(&format!("line {line}:")),
+        "names line {line}: {err}"
+    );
+    assert!(err.contains(words), "says {words:?}: {err}");
+}
+
+#[test]
+fn audit_export_tampering_is_named_by_line() {
+    let db = test_storage();
+    seed(&db, 8, 1_764_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(dir.path(), &db.url);
+    let file = dir.path().join("full.jsonl");
+    let (ok, _, err) = run(keygate()
+        .args(["audit", "export", "--out"])
+        .arg(&file)
+        .arg("--config")
+        .arg(&config));
+    assert!(ok, "{err}");
+    let (ok, out, err) = verify_file(&file);
+    assert!(ok, "{err}");
+    assert!(out.contains("8 events, seq 1..8"), "{out}");
+
+    // Line 1 is the anchor; event seq n is on line n + 1.
+    let good: Vec<String> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(good.len(), 9);
+    let d = dir.path();
+
+    let mut edited = good.clone();
+    edited[3] = edited[3].replace("invitation:2", "invitation:7");
+    assert_broken_at(verify_lines(d, "edited", &edited), 4, "edited");
+
+    let mut details = good.clone();
+    details[5] = details[5].replace("member", "admin");
+    assert_broken_at(verify_lines(d, "details", &details), 6, "edited");
+
+    let mut removed = good.clone();
+    removed.remove(4);
+    assert_broken_at(verify_lines(d, "removed", &removed), 5, "missing");
+
+    let mut swapped = good.clone();
+    swapped.swap(4, 5);
+    assert_broken_at(verify_lines(d, "swapped", &swapped), 5, "out of order");
+
+    let mut duplicated = good.clone();
+    duplicated.insert(5, good[4].clone());
+    assert_broken_at(verify_lines(d, "duplicated", &duplicated), 6, "repeated");
+
+    let mut added = good.clone();
+    added.push(good[8].clone());
+    assert_broken_at(verify_lines(d, "added", &added), 10, "past the end");
+
+    let truncated = good[..8].to_vec();
+    assert_broken_at(verify_lines(d, "truncated", &truncated), 9, "truncated");
+
+    let mut cut = good.clone();
+    let half = cut[8].len() / 2;
+    cut[8].truncate(half);
+    assert_broken_at(verify_lines(d, "cut", &cut), 9, "not an audit event");
+
+    let mut header = good.clone();
+    header[0] = header[0].replace("\"to_seq\":8", "\"to_seq\":7");
+    assert_broken_at(verify_lines(d, "header", &header), 1, "count");
+
+    assert_broken_at(verify_lines(d, "empty", &[]), 1, "empty");
+    let (ok, _, err) = verify_file(&d.join("missing.jsonl"));
+    assert!(!ok);
+    assert!(err.contains("cannot read"), "{err}");
+
+    // A range from the middle verifies on its own; its anchor cannot be swapped.
+    let range = d.join("range.jsonl");
+    let (ok, _, err) = run(keygate()
+        .args([
+            "audit",
+            "export",
+            "--from-seq",
+            "3",
+            "--to-seq",
+            "6",
+            "--out",
+        ])
+        .arg(&range)
+        .arg("--config")
+        .arg(&config));
+    assert!(ok, "{err}");
+    let (ok, out, err) = verify_file(&range);
+    assert!(ok, "{err}");
+    assert!(out.contains("4 events, seq 3..6"), "{out}");
+    let mut lines: Vec<String> = std::fs::read_to_string(&range)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let h = header_of(&lines[0]);
+    lines[0] = lines[0].replace(&h.prev_hash, GENESIS);
+    assert_broken_at(verify_lines(d, "anchor", &lines), 2, "does not link");
+}
