@@ -48,6 +48,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// Workspaces declared here are kept in step at start-up (GitOps).
     pub workspaces: Vec<crate::service::workspaces::WorkspaceConfig>,
+    /// The OpenID Connect provider: token lifetimes, keys and declared clients.
+    pub oidc: crate::service::oidc::OidcConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -563,6 +565,7 @@ impl Config {
             }
         }
         self.alerts.validate()?;
+        self.oidc.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 

@@ -127,6 +127,10 @@ pub async fn build(
     let lookup_key = storage
         .run(move |s| s.setting_or_insert("lookup_key", &candidate, now))
         .await?;
+    let keys =
+        service::oidc::keys::KeyCache::load(&storage, clock.now(), config.oidc.key_reload_secs)
+            .await?;
+    let oidc = service::oidc::Provider::new(&config, keys)?;
     let proxies: Vec<(std::net::IpAddr, u8)> = config
         .server
         .trusted_proxies
@@ -144,8 +148,10 @@ pub async fn build(
         proxies: proxies.into(),
         lookup_key: lookup_key.into_bytes().into(),
         alerts: Arc::new(alerts),
+        oidc: Arc::new(oidc),
     };
     service::workspaces::sync_from_config(&state).await?;
+    service::oidc::clients::sync_from_config(&state).await?;
     let bootstrap = if opts.bootstrap {
         service::invitations::ensure_bootstrap(&state).await?
     } else {

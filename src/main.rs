@@ -68,6 +68,52 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// OpenID Connect signing-key commands.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Replace the signing keys; the old ones keep verifying for the overlap. Running
+    /// replicas pick the new keys up within `oidc.key_reload_secs`.
+    Rotate {
+        /// Seconds the old keys keep verifying (default and minimum: the longest token
+        /// lifetime plus a minute of leeway).
+        #[arg(long)]
+        overlap_secs: Option<u64>,
+        #[arg(long, env = "KEYGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+async fn keys(command: KeysCommand) -> Result<(), String> {
+    match command {
+        KeysCommand::Rotate {
+            overlap_secs,
+            config,
+        } => {
+            let app = existing(config.as_ref()).await?;
+            let overlap =
+                overlap_secs.map(|s| time::Duration::seconds(s.min(i64::MAX as u64) as i64));
+            let rotated = keygate::service::oidc::keys::rotate(&app.state, &Actor::cli(), overlap)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "new signing keys: {}; the old keys verify until {}{}",
+                rotated.new_kids.join(", "),
+                keygate::http::views::format_time(rotated.retired_until.unix_timestamp()),
+                if rotated.pruned > 0 {
+                    format!(" ({} expired keys dropped)", rotated.pruned)
+                } else {
+                    String::new()
+                }
+            );
+            Ok(())
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -263,6 +309,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Audit { command } => audit(command).await,
+        Command::Keys { command } => keys(command).await,
         Command::Config {
             command: ConfigCommand::Check { config },
         } => {

@@ -40,6 +40,8 @@ pub struct AppState {
     pub lookup_key: Arc<[u8]>,
     /// Webhook and e-mail alerts on new sessions (`[alerts]`).
     pub alerts: Arc<crate::service::alerts::Alerts>,
+    /// The OpenID Connect provider: token settings, discovery, signing keys.
+    pub oidc: Arc<crate::service::oidc::Provider>,
 }
 
 impl AppState {

@@ -129,7 +129,9 @@
       },
     });
     show("Signed in.", "ok");
-    window.location.assign("/me");
+    // Back to the application that asked for the sign-in, if one did.
+    const next = form.dataset.continue;
+    window.location.assign(next ? "/oauth2/authorize/continue?id=" + encodeURIComponent(next) : "/me");
   }
 
   const ceremonies = { enrol: enrol, signin: signin };

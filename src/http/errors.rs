@@ -135,3 +135,100 @@ impl ResponseError for PageError {
         )
     }
 }
+
+/// Which `WWW-Authenticate` challenge an OAuth error carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Challenge {
+    None,
+    /// The client authenticated with HTTP Basic (RFC 6749 §5.2).
+    Basic,
+    /// A bearer-token resource (RFC 6750 §3).
+    Bearer,
+}
+
+/// An OAuth / OpenID Connect endpoint's error, answered with the standard JSON body
+/// `{"error", "error_description"}`: `invalid_client` and `invalid_token` are 401,
+/// `insufficient_scope` 403, other protocol errors 400; a service failure is
+/// `temporarily_unavailable` (503, or 429 when rate-limited) or `server_error` (500).
+#[derive(Debug)]
+pub struct OAuthError {
+    pub failure: crate::service::oidc::Failure,
+    pub challenge: Challenge,
+}
+
+impl OAuthError {
+    pub fn new(failure: impl Into<crate::service::oidc::Failure>, challenge: Challenge) -> Self {
+        OAuthError {
+            failure: failure.into(),
+            challenge,
+        }
+    }
+}
+
+impl std::fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.failure {
+            crate::service::oidc::Failure::OAuth(e) => e.fmt(f),
+            crate::service::oidc::Failure::Service(e) => e.fmt(f),
+        }
+    }
+}
+
+impl ResponseError for OAuthError {
+    fn status_code(&self) -> StatusCode {
+        use crate::oidc::OidcError as O;
+        match &self.failure {
+            crate::service::oidc::Failure::OAuth(e) => match e {
+                O::InvalidClient(_) | O::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+                O::InsufficientScope(_) => StatusCode::FORBIDDEN,
+                O::ServerError(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::BAD_REQUEST,
+            },
+            crate::service::oidc::Failure::Service(e) => status_of(e),
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let (code, description) = match &self.failure {
+            crate::service::oidc::Failure::OAuth(e) => {
+                tracing::info!(
+                    error.code = e.code(),
+                    status = status.as_u16(),
+                    "oauth request refused"
+                );
+                (e.code(), e.description().to_string())
+            }
+            crate::service::oidc::Failure::Service(e) => {
+                log(e, status);
+                let code = match status {
+                    StatusCode::INTERNAL_SERVER_ERROR => "server_error",
+                    _ => "temporarily_unavailable",
+                };
+                (code, public_message(e))
+            }
+        };
+        let mut res = HttpResponse::build(status);
+        res.insert_header(("Cache-Control", "no-store"))
+            .insert_header(("Pragma", "no-cache"));
+        let quoted: String = description
+            .chars()
+            .filter(|c| matches!(c, ' '..='!' | '#'..='[' | ']'..='~'))
+            .collect();
+        match (self.challenge, status) {
+            (Challenge::Basic, StatusCode::UNAUTHORIZED) => {
+                res.insert_header(("WWW-Authenticate", "Basic realm=\"keygate\""));
+            }
+            (Challenge::Bearer, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                res.insert_header((
+                    "WWW-Authenticate",
+                    format!(
+                        "Bearer realm=\"keygate\", error=\"{code}\", error_description=\"{quoted}\""
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        res.json(serde_json::json!({ "error": code, "error_description": description }))
+    }
+}

@@ -15,7 +15,7 @@ use actix_web::{web, HttpRequest};
 use crate::error::Error;
 use crate::state::AppState;
 use errors::{ApiError, PageError};
-use handlers::{admin, assets, audit, enrol, health, me, signin, workspaces};
+use handlers::{admin, assets, audit, clients, enrol, health, me, oidc, signin, workspaces};
 
 /// Content-Security-Policy: scripts and styles only from here, no inline script, no framing.
 pub const CSP: &str =
@@ -112,6 +112,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(workspaces::api_create)
     .service(workspaces::api_add_member)
     .service(workspaces::api_remove_member)
+    .service(clients::list_page)
+    .service(clients::create_form)
+    .service(clients::disable_form)
+    .service(clients::api_list)
+    .service(clients::api_create)
+    .service(clients::api_disable)
+    .service(oidc::discovery)
+    .service(oidc::jwks)
+    .service(oidc::authorize_get)
+    .service(oidc::authorize_post)
+    .service(oidc::authorize_continue)
+    .service(oidc::token_endpoint)
+    .service(oidc::userinfo_get)
+    .service(oidc::userinfo_post)
+    .service(oidc::introspect)
+    .service(oidc::revoke)
+    .service(oidc::logout_get)
+    .service(oidc::logout_post)
     .default_service(web::to(|req: HttpRequest| async move {
         let err = Error::NotFound;
         if req.path().starts_with("/api/") {

@@ -81,6 +81,10 @@ pub struct IndexPage {
     pub nav: Nav,
     pub csrf: String,
     pub organisation: String,
+    /// A pending OpenID Connect request to return to after the key touch.
+    pub resume: Option<String>,
+    /// Why a touch is asked for (an application asked for a fresh one, …).
+    pub notice: Option<&'static str>,
 }
 
 #[derive(Template)]
@@ -173,4 +177,29 @@ pub struct AdminAuditPage {
 pub struct AdminDashboardPage {
     pub nav: Nav,
     pub d: crate::service::dashboard::Dashboard,
+}
+
+#[derive(Template)]
+#[template(path = "oidc_logout.html")]
+pub struct OidcLogoutPage {
+    pub nav: Nav,
+    pub csrf: String,
+    /// `true`: ask to confirm; `false`: say the member is signed out.
+    pub confirm: bool,
+    pub id_token_hint: String,
+    pub client_id: String,
+    pub post_logout_redirect_uri: String,
+    pub state: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_clients.html")]
+pub struct AdminClientsPage {
+    pub nav: Nav,
+    pub csrf: String,
+    pub clients: Vec<crate::storage::OidcClient>,
+    pub workspaces: Vec<crate::storage::Workspace>,
+    /// A client just created, with its secret shown this once.
+    pub created: Option<crate::service::oidc::clients::CreatedClient>,
+    pub error: Option<String>,
 }

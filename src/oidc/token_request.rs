@@ -185,6 +185,12 @@ impl UntrustedTokenRequest {
         }
     }
 
+    /// One parameter's value (e.g. `token` at the introspection and revocation
+    /// endpoints): empty counts as absent; repeated or overlong is `invalid_request`.
+    pub fn param(&self, name: &str) -> Result<Option<&str>, OidcError> {
+        self.get(name)
+    }
+
     fn required(&self, name: &str) -> Result<String, OidcError> {
         self.get(name)?
             .map(str::to_owned)

@@ -9,7 +9,17 @@ use crate::state::AppState;
 /// current minute; refuses past the limit. IPv6 clients count per /64, which is what one
 /// subscriber usually holds.
 pub async fn check(state: &AppState, action: &str, who: &str) -> Result<()> {
-    let limit = state.config.rate_limit.ceremonies_per_minute;
+    check_at(
+        state,
+        action,
+        who,
+        state.config.rate_limit.ceremonies_per_minute,
+    )
+    .await
+}
+
+/// [`check`] with its own limit per minute (e.g. the OIDC token endpoint's).
+pub async fn check_at(state: &AppState, action: &str, who: &str, limit: u64) -> Result<()> {
     let minute = state.now() / 60;
     let who = match who.parse::<std::net::Ipv6Addr>() {
         Ok(v6) if v6.to_ipv4_mapped().is_none() => {

@@ -9,6 +9,7 @@ pub mod enrolment;
 pub mod invitations;
 pub mod limits;
 pub mod members;
+pub mod oidc;
 pub mod session;
 pub mod signin;
 pub mod tokens;

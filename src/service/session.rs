@@ -26,6 +26,13 @@ pub struct SessionData {
     /// Absolute end of the session.
     pub expires_at: i64,
     pub last_seen: i64,
+    /// The key whose touch signed this session in (`None` for enrolment and anonymous
+    /// sessions); what OpenID Connect tokens say about the sign-in comes from it.
+    #[serde(default)]
+    pub key_id: Option<String>,
+    /// Whether that touch verified the user (PIN or fingerprint).
+    #[serde(default)]
+    pub user_verified: bool,
 }
 
 /// A loaded session and the cookie token it was found under.
@@ -122,6 +129,8 @@ pub async fn start_anonymous(state: &AppState, csrf: &str) -> Result<Session> {
         authenticated_at: None,
         expires_at: now + state.config.session.anonymous_ttl_secs as i64,
         last_seen: now,
+        key_id: None,
+        user_verified: false,
     };
     let token = tokens::secret_token();
     save(state, &token, &data).await?;
@@ -159,6 +168,8 @@ pub async fn sign_in(
         authenticated_at: Some(now),
         expires_at: now + state.config.session.absolute_ttl_secs as i64,
         last_seen: now,
+        key_id: context.key_id.clone(),
+        user_verified: context.user_verified,
     };
     let token = tokens::secret_token();
     let record = SessionRecord {

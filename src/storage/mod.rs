@@ -18,6 +18,7 @@ mod error;
 mod ids;
 mod invitations;
 mod models;
+mod oidc;
 mod schema;
 mod sessions;
 mod settings;
@@ -38,6 +39,7 @@ pub use models::{
     AuditQuery, Credential, Invitation, InvitationFilter, InvitationKind, InvitationState,
     NewCredential, NewInvitation, NewUser, Role, UnknownValue, User, UserStatus, UserWithKeys,
 };
+pub use oidc::{OidcClient, OidcGrant, RefreshTokenRecord};
 pub use sessions::{SessionRecord, SessionScope};
 pub use workspaces::Workspace;
 

@@ -134,3 +134,51 @@ diesel::table! {
 
 diesel::joinable!(workspace_members -> workspaces (workspace_id));
 diesel::allow_tables_to_appear_in_same_query!(workspaces, workspace_members);
+
+diesel::table! {
+    oidc_clients (client_id) {
+        client_id -> Text,
+        name -> Text,
+        secret_sha256 -> Nullable<Text>,
+        redirect_uris -> Text,
+        post_logout_redirect_uris -> Text,
+        allowed_scopes -> Text,
+        id_token_alg -> Text,
+        workspace_id -> Nullable<Text>,
+        required_acr -> Text,
+        source -> Text,
+        created_at -> BigInt,
+        disabled_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    oidc_grants (id) {
+        id -> Text,
+        user_id -> Text,
+        client_id -> Text,
+        session_id -> Nullable<Text>,
+        key_id -> Nullable<Text>,
+        auth_time -> BigInt,
+        acr -> Text,
+        amr -> Text,
+        created_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+        revoked_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    oidc_refresh_tokens (digest) {
+        digest -> Text,
+        grant_id -> Text,
+        client_id -> Text,
+        user_id -> Text,
+        scope -> Text,
+        record -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+    }
+}

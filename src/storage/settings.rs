@@ -64,6 +64,26 @@ impl Tx<'_> {
         self.get_setting(key)?.ok_or(StorageError::NotFound)
     }
 
+    /// Replaces the value only if it still is `expected` (compare-and-swap): `false` when
+    /// another writer changed it first.
+    pub fn replace_setting(
+        &mut self,
+        key: &str,
+        expected: &str,
+        value: &str,
+        at: i64,
+    ) -> Result<bool, StorageError> {
+        let n = diesel::update(
+            settings::table
+                .find(key)
+                .filter(settings::value.eq(expected)),
+        )
+        .set((settings::value.eq(value), settings::updated_at.eq(at)))
+        .execute(self.conn)
+        .map_err(db_err)?;
+        Ok(n == 1)
+    }
+
     /// Removes a value; `false` if there was none.
     pub fn delete_setting(&mut self, key: &str) -> Result<bool, StorageError> {
         let removed = diesel::delete(settings::table.find(key))

@@ -14,6 +14,8 @@ mod enrolment_http;
 mod ephemeral;
 mod oidc_authorize;
 mod oidc_core;
+mod oidc_http;
+mod oidc_http_errors;
 mod oidc_tokens;
 mod sessions_http;
 mod signin_http;

@@ -3,8 +3,10 @@
 pub mod admin;
 pub mod assets;
 pub mod audit;
+pub mod clients;
 pub mod enrol;
 pub mod health;
 pub mod me;
+pub mod oidc;
 pub mod signin;
 pub mod workspaces;

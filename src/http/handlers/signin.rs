@@ -16,6 +16,11 @@ use crate::state::AppState;
 pub struct IndexQuery {
     #[serde(default)]
     reauth: Option<String>,
+    /// A pending OpenID Connect request (`/?continue=<id>`) to return to after the touch.
+    #[serde(default, rename = "continue")]
+    resume: Option<String>,
+    #[serde(default)]
+    why: Option<String>,
 }
 
 /// The start page: signed-in members go to their keys; others get the sign-in form.
@@ -27,7 +32,23 @@ pub async fn index(
     current: MaybeSession,
 ) -> Result<HttpResponse, PageError> {
     // `?reauth=1`: a signed-in member confirms with a fresh touch before a sensitive action.
-    if current.0.as_ref().and_then(|s| s.user_id()).is_some() && query.reauth.is_none() {
+    let resume = query
+        .resume
+        .clone()
+        .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()));
+    let notice = resume.as_ref().map(|_| match query.why.as_deref() {
+        Some("prompt_login" | "max_age" | "select_account") => {
+            "The application asks for a fresh touch of your key."
+        }
+        Some("assurance") => {
+            "The application needs a stronger sign-in: use an attested key with its PIN or fingerprint."
+        }
+        _ => "Sign in to continue to the application.",
+    });
+    if current.0.as_ref().and_then(|s| s.user_id()).is_some()
+        && query.reauth.is_none()
+        && resume.is_none()
+    {
         return Ok(HttpResponse::SeeOther()
             .insert_header(("Location", "/me"))
             .finish());
@@ -37,6 +58,8 @@ pub async fn index(
         nav: Nav::of(current.0.as_ref()),
         csrf,
         organisation: state.config.organisation.name.clone(),
+        resume,
+        notice,
     });
     if let Some(cookie) = cookie {
         res.add_cookie(&cookie)

@@ -4,3 +4,4 @@ pub mod authenticator;
 pub mod browser;
 pub mod db;
 pub mod fixtures;
+pub mod oidc;

@@ -1,0 +1,185 @@
+//! Admin pages and API for OpenID Connect clients: list, create (the secret is shown
+//! once), disable.
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::http::errors::{ApiError, PageError};
+use crate::http::extract::{client_ip, csrf_header, AdminSession};
+use crate::http::views::{self, AdminClientsPage, Nav};
+use crate::oidc::keys::Algorithm;
+use crate::service::oidc::clients::{self, CreatedClient, NewClient};
+use crate::service::Actor;
+use crate::state::AppState;
+
+fn actor(req: &HttpRequest, admin: &AdminSession) -> Actor {
+    Actor::user(admin.user_id(), client_ip(req))
+}
+
+/// The page form: lists as whitespace-separated text.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientForm {
+    #[serde(default)]
+    csrf: String,
+    name: String,
+    redirect_uris: String,
+    #[serde(default)]
+    post_logout_redirect_uris: String,
+    #[serde(default)]
+    scopes: String,
+    #[serde(default)]
+    workspace_id: String,
+    #[serde(default)]
+    id_token_alg: String,
+    #[serde(default)]
+    required_acr: String,
+    #[serde(default)]
+    public: Option<String>,
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_string).collect()
+}
+
+impl ClientForm {
+    fn to_new(&self) -> Result<NewClient, Error> {
+        Ok(NewClient {
+            name: self.name.clone(),
+            redirect_uris: words(&self.redirect_uris),
+            post_logout_redirect_uris: words(&self.post_logout_redirect_uris),
+            scopes: words(&self.scopes),
+            public: self.public.is_some(),
+            id_token_alg: match self.id_token_alg.as_str() {
+                "" => Algorithm::Es256,
+                a => Algorithm::from_name(a).ok_or_else(|| {
+                    Error::bad_request("invalid_client_metadata", "unknown ID token algorithm")
+                })?,
+            },
+            workspace_id: Some(self.workspace_id.clone()).filter(|w| !w.is_empty()),
+            required_acr: words(&self.required_acr),
+        })
+    }
+}
+
+async fn page(
+    state: &AppState,
+    admin: &AdminSession,
+    status: actix_web::http::StatusCode,
+    created: Option<CreatedClient>,
+    error: Option<String>,
+) -> Result<HttpResponse, PageError> {
+    let workspaces = state.storage.run(|s| s.list_workspaces()).await?;
+    Ok(views::render(
+        status,
+        &AdminClientsPage {
+            nav: Nav::of(Some(&admin.0)),
+            csrf: admin.0.data.csrf.clone(),
+            clients: clients::list(state).await?,
+            workspaces,
+            created,
+            error,
+        },
+    ))
+}
+
+#[get("/admin/clients")]
+pub async fn list_page(
+    state: web::Data<AppState>,
+    admin: AdminSession,
+) -> Result<HttpResponse, PageError> {
+    page(&state, &admin, actix_web::http::StatusCode::OK, None, None).await
+}
+
+#[post("/admin/clients")]
+pub async fn create_form(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    form: web::Form<ClientForm>,
+) -> Result<HttpResponse, PageError> {
+    admin.0.check_csrf(Some(&form.csrf))?;
+    let created = match form.to_new() {
+        Ok(new) => clients::create(&state, &actor(&req, &admin), new).await,
+        Err(e) => Err(e),
+    };
+    match created {
+        Ok(c) => {
+            page(
+                &state,
+                &admin,
+                actix_web::http::StatusCode::OK,
+                Some(c),
+                None,
+            )
+            .await
+        }
+        Err(e @ Error::BadRequest { .. }) => {
+            page(
+                &state,
+                &admin,
+                actix_web::http::StatusCode::BAD_REQUEST,
+                None,
+                Some(e.to_string()),
+            )
+            .await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    csrf: String,
+}
+
+#[post("/admin/clients/{id}/disable")]
+pub async fn disable_form(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    id: web::Path<String>,
+    form: web::Form<CsrfOnly>,
+) -> Result<HttpResponse, PageError> {
+    admin.0.check_csrf(Some(&form.csrf))?;
+    clients::disable(&state, &actor(&req, &admin), &id).await?;
+    Ok(HttpResponse::SeeOther()
+        .insert_header(("Location", "/admin/clients"))
+        .finish())
+}
+
+#[get("/api/admin/clients")]
+pub async fn api_list(
+    state: web::Data<AppState>,
+    _admin: AdminSession,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(clients::list(&state).await?))
+}
+
+/// Creates a client; the answer holds `client_secret` this once.
+#[post("/api/admin/clients")]
+pub async fn api_create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    body: web::Json<NewClient>,
+) -> Result<HttpResponse, ApiError> {
+    admin.0.check_csrf(csrf_header(&req))?;
+    let created = clients::create(&state, &actor(&req, &admin), body.into_inner()).await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(created))
+}
+
+#[post("/api/admin/clients/{id}/disable")]
+pub async fn api_disable(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    admin.0.check_csrf(csrf_header(&req))?;
+    clients::disable(&state, &actor(&req, &admin), &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

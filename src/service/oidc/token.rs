@@ -1,0 +1,478 @@
+//! The token endpoint: the authorization-code exchange (PKCE, exact redirect URI, single
+//! use) and refresh-token rotation, with reuse detection on both.
+//!
+//! - A code is taken (read-and-delete) from the ephemeral store and a "used" marker naming
+//!   its grant is left behind. A code presented again finds the marker and revokes the
+//!   grant, with every token issued from it (if the first exchange has not written the
+//!   grant yet, a revoked placeholder is written and that exchange then fails).
+//! - A refresh token is marked used in the same transaction that stores its successor. A
+//!   used token presented again revokes the whole family (the grant).
+
+use serde::{Deserialize, Serialize};
+
+use super::authorize::StoredCode;
+use super::{access_token_key, audit, clients, code_key, code_used_key, Failure};
+use crate::audit::{NewAuditEvent, Outcome};
+use crate::oidc::scope::Scopes;
+use crate::oidc::token_request::{ClientAuth, TokenGrant, UntrustedTokenRequest};
+use crate::oidc::tokens::{self, Exchange, IssuedTokens, RefreshRecord};
+use crate::oidc::OidcError;
+use crate::state::AppState;
+use crate::storage::{OidcClient, OidcGrant, RefreshTokenRecord, StorageError, UserStatus};
+
+/// What a used code's marker remembers.
+#[derive(Serialize, Deserialize)]
+struct UsedCode {
+    grant_id: String,
+    user_id: String,
+    client_id: String,
+}
+
+/// `POST /oauth2/token` with its form body and `Authorization` header. Returns the JSON
+/// response body (send it with `Cache-Control: no-store`).
+pub async fn token(
+    state: &AppState,
+    body: &[u8],
+    authorization: Option<&str>,
+    ip: Option<String>,
+) -> Result<Vec<u8>, Failure> {
+    let body = std::str::from_utf8(body)
+        .map_err(|_| OidcError::InvalidRequest("the body is not UTF-8 form data".into()))?;
+    let request = UntrustedTokenRequest::from_form(body, authorization).parse()?;
+    let client = authenticate(state, &request.client).await?;
+    match request.grant {
+        TokenGrant::AuthorizationCode {
+            code,
+            redirect_uri,
+            code_verifier,
+        } => {
+            exchange_code(
+                state,
+                &client,
+                &code,
+                redirect_uri.as_deref(),
+                code_verifier.as_deref(),
+                ip,
+            )
+            .await
+        }
+        TokenGrant::RefreshToken {
+            refresh_token,
+            scope,
+        } => refresh(state, &client, &refresh_token, scope, ip).await,
+    }
+}
+
+/// Checks the client's credentials; every failure is `invalid_client`.
+pub(crate) async fn authenticate(
+    state: &AppState,
+    auth: &ClientAuth,
+) -> Result<OidcClient, Failure> {
+    let client = clients::find_enabled(state, auth.client_id()).await?;
+    auth.verify(
+        client
+            .as_ref()
+            .map(|c| (clients::kind(c), c.secret_sha256.as_deref())),
+    )?;
+    client.ok_or_else(|| OidcError::InvalidClient("client authentication failed".into()).into())
+}
+
+fn event(
+    action: &str,
+    outcome: Outcome,
+    user_id: &str,
+    reason: Option<&str>,
+    details: serde_json::Value,
+) -> NewAuditEvent {
+    NewAuditEvent {
+        actor: format!("user:{user_id}"),
+        action: action.into(),
+        subject: format!("user:{user_id}"),
+        outcome,
+        reason: reason.map(str::to_string),
+        details,
+    }
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, Failure> {
+    serde_json::to_vec(v)
+        .map_err(|e| Failure::Service(crate::error::Error::Internal(e.to_string())))
+}
+
+async fn remember_access_token(
+    state: &AppState,
+    issued: &IssuedTokens,
+    grant_id: &str,
+) -> Result<(), Failure> {
+    let ttl = state.oidc.settings.access_token_ttl.whole_seconds().max(1) as u64
+        + crate::oidc::jwt::DEFAULT_LEEWAY.whole_seconds() as u64;
+    state
+        .ephemeral
+        .set_ex(
+            &access_token_key(&issued.access_token.jti),
+            grant_id.as_bytes(),
+            std::time::Duration::from_secs(ttl),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn exchange_code(
+    state: &AppState,
+    client: &OidcClient,
+    code: &str,
+    redirect_uri: Option<&str>,
+    code_verifier: Option<&str>,
+    ip: Option<String>,
+) -> Result<Vec<u8>, Failure> {
+    let digest = tokens::digest(code);
+    let unknown = || {
+        OidcError::InvalidGrant("the authorization code is unknown, expired or already used".into())
+    };
+    let Some(raw) = state.ephemeral.take(&code_key(&digest)).await? else {
+        if let Some(marker) = state.ephemeral.get(&code_used_key(&digest)).await? {
+            if let Ok(used) = serde_json::from_slice::<UsedCode>(&marker) {
+                code_reused(state, &used, ip).await?;
+            }
+        }
+        return Err(unknown().into());
+    };
+    let stored: StoredCode = serde_json::from_slice(&raw).map_err(|_| unknown())?;
+    let used = UsedCode {
+        grant_id: stored.grant_id.clone(),
+        user_id: stored.user_id.clone(),
+        client_id: stored.record.grant.client_id.clone(),
+    };
+    let marker_ttl = state.oidc.settings.refresh_token_ttl.whole_seconds().max(1) as u64;
+    state
+        .ephemeral
+        .set_ex(
+            &code_used_key(&digest),
+            &to_json(&used)?,
+            std::time::Duration::from_secs(marker_ttl),
+        )
+        .await?;
+    let now = state.clock.now();
+    let grant = match stored
+        .record
+        .redeem(&client.client_id, redirect_uri, code_verifier, now)
+    {
+        Ok(g) => g,
+        Err(e) => {
+            audit(
+                state,
+                event(
+                    "oidc.refused",
+                    Outcome::Refused,
+                    &stored.user_id,
+                    Some(e.code()),
+                    serde_json::json!({
+                        "client_id": client.client_id,
+                        "grant_type": "authorization_code",
+                        "message": e.description(),
+                        "ip": ip,
+                    }),
+                ),
+            )
+            .await?;
+            return Err(e.into());
+        }
+    };
+    let settings = &state.oidc.settings;
+    let keys = state.oidc.keys.get(state).await;
+    let issued = tokens::issue(
+        settings,
+        &keys.set,
+        &grant,
+        Exchange::AuthorizationCode,
+        now,
+    )?;
+    let at = now.unix_timestamp();
+    let grant_id = stored.grant_id.clone();
+    let row = OidcGrant {
+        id: grant_id.clone(),
+        user_id: stored.user_id.clone(),
+        client_id: client.client_id.clone(),
+        session_id: Some(stored.session_id.clone()),
+        key_id: stored.key_id.clone(),
+        auth_time: grant.auth_time,
+        acr: grant.assurance.acr.clone(),
+        amr: grant.assurance.amr.clone(),
+        created_at: at,
+        revoked_at: None,
+        revoked_reason: None,
+    };
+    let refresh = match &issued.refresh_token {
+        Some(t) => {
+            let mut record = RefreshRecord::first(grant.clone(), settings, now)?;
+            record.family = grant_id.clone();
+            Some(RefreshTokenRecord {
+                digest: t.digest.clone(),
+                grant_id: grant_id.clone(),
+                client_id: client.client_id.clone(),
+                user_id: stored.user_id.clone(),
+                scope: grant.scopes.to_string(),
+                expires_at: record.expires_at,
+                record: String::from_utf8(to_json(&record)?).unwrap_or_default(),
+                created_at: at,
+                used_at: None,
+                revoked_at: None,
+            })
+        }
+        None => None,
+    };
+    let issued_event = event(
+        "oidc.token_issued",
+        Outcome::Success,
+        &stored.user_id,
+        None,
+        serde_json::json!({
+            "client_id": client.client_id,
+            "grant_type": "authorization_code",
+            "grant": grant_id,
+            "jti": issued.access_token.jti,
+            "scope": grant.scopes.to_string(),
+            "refresh_token": refresh.is_some(),
+            "ip": ip,
+        }),
+    );
+    let written = state
+        .storage
+        .run(move |s| {
+            s.transaction(|tx| {
+                tx.insert_oidc_grant(&row)?;
+                if let Some(r) = &refresh {
+                    tx.insert_refresh_token(r)?;
+                }
+                tx.append_audit(&issued_event, at)?;
+                Ok(())
+            })
+        })
+        .await;
+    match written {
+        Ok(()) => {}
+        // The grant row exists already: a second use of the code revoked it first.
+        Err(StorageError::Conflict(_)) => {
+            return Err(OidcError::InvalidGrant(
+                "the authorization code was used twice; everything issued from it is revoked"
+                    .into(),
+            )
+            .into())
+        }
+        Err(e) => return Err(e.into()),
+    }
+    remember_access_token(state, &issued, &grant_id).await?;
+    to_json(&issued.response())
+}
+
+/// A code came back after its exchange: revoke its grant (or leave a revoked placeholder
+/// when the exchange has not written it yet) and audit it.
+async fn code_reused(state: &AppState, used: &UsedCode, ip: Option<String>) -> Result<(), Failure> {
+    let at = state.now();
+    let placeholder = OidcGrant {
+        id: used.grant_id.clone(),
+        user_id: used.user_id.clone(),
+        client_id: used.client_id.clone(),
+        session_id: None,
+        key_id: None,
+        auth_time: at,
+        acr: String::new(),
+        amr: Vec::new(),
+        created_at: at,
+        revoked_at: Some(at),
+        revoked_reason: Some("code_reuse".into()),
+    };
+    let reuse = event(
+        "oidc.reuse_detected",
+        Outcome::Refused,
+        &used.user_id,
+        Some("code_reuse"),
+        serde_json::json!({
+            "client_id": used.client_id,
+            "kind": "authorization_code",
+            "grant": used.grant_id,
+            "ip": ip,
+        }),
+    );
+    state
+        .storage
+        .run(move |s| {
+            s.transaction(|tx| {
+                if !tx.revoke_oidc_grant(&placeholder.id, "code_reuse", at)?
+                    && tx.oidc_grant(&placeholder.id)?.is_none()
+                {
+                    tx.insert_oidc_grant(&placeholder)?;
+                }
+                tx.append_audit(&reuse, at)?;
+                Ok(())
+            })
+        })
+        .await?;
+    tracing::warn!(
+        oidc.grant = %used.grant_id,
+        oidc.client = %used.client_id,
+        "an authorization code was used twice; its grant is revoked"
+    );
+    Ok(())
+}
+
+enum Refreshed {
+    Issued(Box<IssuedTokens>, String),
+    Refused(OidcError),
+    Reused,
+}
+
+async fn refresh(
+    state: &AppState,
+    client: &OidcClient,
+    token: &str,
+    scope: Option<Scopes>,
+    ip: Option<String>,
+) -> Result<Vec<u8>, Failure> {
+    let digest = tokens::digest(token);
+    let keys = state.oidc.keys.get(state).await;
+    let settings = state.oidc.settings.clone();
+    let (client_id, workspace) = (client.client_id.clone(), client.workspace_id.clone());
+    let now = state.clock.now();
+    let at = now.unix_timestamp();
+    let outcome = state
+        .storage
+        .run(move |s| {
+            s.transaction(|tx| {
+                let refuse = |m: &str| Ok(Refreshed::Refused(OidcError::InvalidGrant(m.into())));
+                let Some(row) = tx.refresh_token(&digest)? else {
+                    return refuse("the refresh token is unknown");
+                };
+                if row.client_id != client_id {
+                    return refuse("the refresh token was issued to another client");
+                }
+                let details = |kind: &str| {
+                    serde_json::json!({
+                        "client_id": row.client_id,
+                        "kind": kind,
+                        "grant": row.grant_id,
+                        "ip": ip,
+                    })
+                };
+                let reused = |tx: &mut crate::storage::Tx<'_>| {
+                    tx.revoke_oidc_grant(&row.grant_id, "refresh_token_reuse", at)?;
+                    tx.append_audit(
+                        &event(
+                            "oidc.reuse_detected",
+                            Outcome::Refused,
+                            &row.user_id,
+                            Some("refresh_token_reuse"),
+                            details("refresh_token"),
+                        ),
+                        at,
+                    )?;
+                    Ok::<_, StorageError>(Refreshed::Reused)
+                };
+                if row.used_at.is_some() {
+                    return reused(tx);
+                }
+                if row.revoked_at.is_some() {
+                    return refuse("the refresh token was revoked");
+                }
+                match tx.oidc_grant(&row.grant_id)? {
+                    Some(g) if g.revoked_at.is_none() => {}
+                    _ => return refuse("the refresh token was revoked"),
+                }
+                let Ok(record) = serde_json::from_str::<RefreshRecord>(&row.record) else {
+                    return refuse("the refresh token cannot be read");
+                };
+                let (grant, next) = match record.redeem(&row.client_id, scope.as_ref(), now) {
+                    Ok(x) => x,
+                    Err(e) => return Ok(Refreshed::Refused(e)),
+                };
+                let active = tx
+                    .user_by_id(&row.user_id)?
+                    .is_some_and(|u| u.status == UserStatus::Active);
+                let member = match &workspace {
+                    Some(w) => tx.is_workspace_member(w, &row.user_id)?,
+                    None => true,
+                };
+                if !active || !member {
+                    let reason = if active {
+                        "workspace_membership"
+                    } else {
+                        "account_disabled"
+                    };
+                    tx.revoke_oidc_grant(&row.grant_id, reason, at)?;
+                    tx.append_audit(
+                        &event(
+                            "oidc.refused",
+                            Outcome::Refused,
+                            &row.user_id,
+                            Some(reason),
+                            details("refresh_token"),
+                        ),
+                        at,
+                    )?;
+                    return refuse(if active {
+                        "the member no longer belongs to this client's workspace"
+                    } else {
+                        "the account is disabled"
+                    });
+                }
+                if !tx.use_refresh_token(&digest, at)? {
+                    // Another request exchanged it a moment ago: that is reuse too.
+                    return reused(tx);
+                }
+                let issued =
+                    tokens::issue(&settings, &keys.set, &grant, Exchange::RefreshToken, now)
+                        .map_err(|e| {
+                            StorageError::Backend(format!("signing: {}", e.description()))
+                        })?;
+                if let Some(t) = &issued.refresh_token {
+                    tx.insert_refresh_token(&RefreshTokenRecord {
+                        digest: t.digest.clone(),
+                        grant_id: row.grant_id.clone(),
+                        client_id: row.client_id.clone(),
+                        user_id: row.user_id.clone(),
+                        scope: next.grant.scopes.to_string(),
+                        record: serde_json::to_string(&next)
+                            .map_err(|e| StorageError::Backend(e.to_string()))?,
+                        created_at: at,
+                        expires_at: next.expires_at,
+                        used_at: None,
+                        revoked_at: None,
+                    })?;
+                }
+                tx.append_audit(
+                    &event(
+                        "oidc.token_issued",
+                        Outcome::Success,
+                        &row.user_id,
+                        None,
+                        serde_json::json!({
+                            "client_id": row.client_id,
+                            "grant_type": "refresh_token",
+                            "grant": row.grant_id,
+                            "jti": issued.access_token.jti,
+                            "scope": grant.scopes.to_string(),
+                            "refresh_token": issued.refresh_token.is_some(),
+                            "ip": ip,
+                        }),
+                    ),
+                    at,
+                )?;
+                Ok(Refreshed::Issued(Box::new(issued), row.grant_id.clone()))
+            })
+        })
+        .await?;
+    match outcome {
+        Refreshed::Issued(issued, grant_id) => {
+            remember_access_token(state, &issued, &grant_id).await?;
+            to_json(&issued.response())
+        }
+        Refreshed::Refused(e) => Err(e.into()),
+        Refreshed::Reused => {
+            tracing::warn!(oidc.client = %client.client_id, "a used refresh token came back; its family is revoked");
+            Err(OidcError::InvalidGrant(
+                "the refresh token was already used; every token of this grant is revoked".into(),
+            )
+            .into())
+        }
+    }
+}

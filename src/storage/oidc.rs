@@ -1,0 +1,368 @@
+//! The OpenID Connect provider's durable state: clients, grants and refresh tokens.
+//!
+//! A grant is what one exchanged authorization code stands for (user, client, session,
+//! how the key was touched); every refresh token descends from one grant, so revoking the
+//! grant revokes the whole family. Tokens are stored as their SHA-256 only.
+
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::error::{db_err, StorageError};
+use super::schema::{oidc_clients, oidc_grants, oidc_refresh_tokens};
+use super::{Storage, Tx};
+
+/// A registered OpenID Connect client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OidcClient {
+    pub client_id: String,
+    pub name: String,
+    /// Hex SHA-256 of the client secret; `None` for a public client.
+    #[serde(skip_serializing)]
+    pub secret_sha256: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub allowed_scopes: Vec<String>,
+    /// `ES256` or `RS256`.
+    pub id_token_alg: String,
+    /// The workspace sign-ins for this client are forced into.
+    pub workspace_id: Option<String>,
+    /// `acr` values one of which every sign-in must meet.
+    pub required_acr: Vec<String>,
+    /// `config` or `admin`.
+    pub source: String,
+    pub created_at: i64,
+    pub disabled_at: Option<i64>,
+}
+
+#[derive(Queryable, Insertable, AsChangeset)]
+#[diesel(table_name = oidc_clients, treat_none_as_null = true)]
+struct ClientRow {
+    client_id: String,
+    name: String,
+    secret_sha256: Option<String>,
+    redirect_uris: String,
+    post_logout_redirect_uris: String,
+    allowed_scopes: String,
+    id_token_alg: String,
+    workspace_id: Option<String>,
+    required_acr: String,
+    source: String,
+    created_at: i64,
+    disabled_at: Option<i64>,
+}
+
+fn to_json(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+fn from_json(what: &str, s: &str) -> Result<Vec<String>, StorageError> {
+    serde_json::from_str(s).map_err(|e| StorageError::corrupt(format!("{what}: {e}")))
+}
+
+impl From<&OidcClient> for ClientRow {
+    fn from(c: &OidcClient) -> Self {
+        ClientRow {
+            client_id: c.client_id.clone(),
+            name: c.name.clone(),
+            secret_sha256: c.secret_sha256.clone(),
+            redirect_uris: to_json(&c.redirect_uris),
+            post_logout_redirect_uris: to_json(&c.post_logout_redirect_uris),
+            allowed_scopes: to_json(&c.allowed_scopes),
+            id_token_alg: c.id_token_alg.clone(),
+            workspace_id: c.workspace_id.clone(),
+            required_acr: to_json(&c.required_acr),
+            source: c.source.clone(),
+            created_at: c.created_at,
+            disabled_at: c.disabled_at,
+        }
+    }
+}
+
+impl TryFrom<ClientRow> for OidcClient {
+    type Error = StorageError;
+    fn try_from(r: ClientRow) -> Result<Self, StorageError> {
+        Ok(OidcClient {
+            redirect_uris: from_json("oidc_clients.redirect_uris", &r.redirect_uris)?,
+            post_logout_redirect_uris: from_json(
+                "oidc_clients.post_logout_redirect_uris",
+                &r.post_logout_redirect_uris,
+            )?,
+            allowed_scopes: from_json("oidc_clients.allowed_scopes", &r.allowed_scopes)?,
+            required_acr: from_json("oidc_clients.required_acr", &r.required_acr)?,
+            client_id: r.client_id,
+            name: r.name,
+            secret_sha256: r.secret_sha256,
+            id_token_alg: r.id_token_alg,
+            workspace_id: r.workspace_id,
+            source: r.source,
+            created_at: r.created_at,
+            disabled_at: r.disabled_at,
+        })
+    }
+}
+
+/// What one exchanged authorization code stands for; the family of its refresh tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OidcGrant {
+    pub id: String,
+    pub user_id: String,
+    pub client_id: String,
+    /// The keygate session the code was issued in.
+    pub session_id: Option<String>,
+    /// The key that signed that session in.
+    pub key_id: Option<String>,
+    pub auth_time: i64,
+    pub acr: String,
+    pub amr: Vec<String>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+    /// `code_reuse`, `refresh_token_reuse`, `revoked_by_client`, …
+    pub revoked_reason: Option<String>,
+}
+
+#[derive(Queryable, Insertable)]
+#[diesel(table_name = oidc_grants)]
+struct GrantRow {
+    id: String,
+    user_id: String,
+    client_id: String,
+    session_id: Option<String>,
+    key_id: Option<String>,
+    auth_time: i64,
+    acr: String,
+    amr: String,
+    created_at: i64,
+    revoked_at: Option<i64>,
+    revoked_reason: Option<String>,
+}
+
+impl TryFrom<GrantRow> for OidcGrant {
+    type Error = StorageError;
+    fn try_from(r: GrantRow) -> Result<Self, StorageError> {
+        Ok(OidcGrant {
+            amr: from_json("oidc_grants.amr", &r.amr)?,
+            id: r.id,
+            user_id: r.user_id,
+            client_id: r.client_id,
+            session_id: r.session_id,
+            key_id: r.key_id,
+            auth_time: r.auth_time,
+            acr: r.acr,
+            created_at: r.created_at,
+            revoked_at: r.revoked_at,
+            revoked_reason: r.revoked_reason,
+        })
+    }
+}
+
+/// One refresh token (by digest) of a grant.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Insertable)]
+#[diesel(table_name = oidc_refresh_tokens)]
+pub struct RefreshTokenRecord {
+    /// Hex SHA-256 of the token.
+    pub digest: String,
+    pub grant_id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub scope: String,
+    /// What the token stands for, as JSON (the protocol core's refresh record).
+    pub record: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// Set when it was exchanged for a new one: presenting it again is reuse.
+    pub used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl Tx<'_> {
+    pub fn insert_oidc_client(&mut self, client: &OidcClient) -> Result<(), StorageError> {
+        diesel::insert_into(oidc_clients::table)
+            .values(ClientRow::from(client))
+            .execute(self.conn)
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Replaces every field of an existing client but `created_at` and `disabled_at`
+    /// (a client an admin disabled stays disabled). `false` if there is none.
+    pub fn update_oidc_client(&mut self, client: &OidcClient) -> Result<bool, StorageError> {
+        let row = ClientRow::from(client);
+        let n = diesel::update(oidc_clients::table.find(&client.client_id))
+            .set((
+                oidc_clients::name.eq(row.name),
+                oidc_clients::secret_sha256.eq(row.secret_sha256),
+                oidc_clients::redirect_uris.eq(row.redirect_uris),
+                oidc_clients::post_logout_redirect_uris.eq(row.post_logout_redirect_uris),
+                oidc_clients::allowed_scopes.eq(row.allowed_scopes),
+                oidc_clients::id_token_alg.eq(row.id_token_alg),
+                oidc_clients::workspace_id.eq(row.workspace_id),
+                oidc_clients::required_acr.eq(row.required_acr),
+                oidc_clients::source.eq(row.source),
+            ))
+            .execute(self.conn)
+            .map_err(db_err)?;
+        Ok(n > 0)
+    }
+
+    pub fn oidc_client(&mut self, client_id: &str) -> Result<Option<OidcClient>, StorageError> {
+        oidc_clients::table
+            .find(client_id)
+            .first::<ClientRow>(self.conn)
+            .optional()
+            .map_err(db_err)?
+            .map(OidcClient::try_from)
+            .transpose()
+    }
+
+    pub fn list_oidc_clients(&mut self) -> Result<Vec<OidcClient>, StorageError> {
+        oidc_clients::table
+            .order(oidc_clients::name.asc())
+            .load::<ClientRow>(self.conn)
+            .map_err(db_err)?
+            .into_iter()
+            .map(OidcClient::try_from)
+            .collect()
+    }
+
+    /// Disables a client (it can no longer sign anyone in or get tokens) and revokes
+    /// every grant it holds. `false` if it does not exist or was already disabled.
+    pub fn disable_oidc_client(&mut self, client_id: &str, at: i64) -> Result<bool, StorageError> {
+        self.atomically(|tx| {
+            let n = diesel::update(
+                oidc_clients::table
+                    .find(client_id)
+                    .filter(oidc_clients::disabled_at.is_null()),
+            )
+            .set(oidc_clients::disabled_at.eq(Some(at)))
+            .execute(tx.conn)
+            .map_err(db_err)?;
+            if n == 0 {
+                return Ok(false);
+            }
+            let grants: Vec<String> = oidc_grants::table
+                .filter(oidc_grants::client_id.eq(client_id))
+                .filter(oidc_grants::revoked_at.is_null())
+                .select(oidc_grants::id)
+                .load(tx.conn)
+                .map_err(db_err)?;
+            for g in grants {
+                tx.revoke_oidc_grant(&g, "client_disabled", at)?;
+            }
+            Ok(true)
+        })
+    }
+
+    pub fn insert_oidc_grant(&mut self, grant: &OidcGrant) -> Result<(), StorageError> {
+        diesel::insert_into(oidc_grants::table)
+            .values(GrantRow {
+                id: grant.id.clone(),
+                user_id: grant.user_id.clone(),
+                client_id: grant.client_id.clone(),
+                session_id: grant.session_id.clone(),
+                key_id: grant.key_id.clone(),
+                auth_time: grant.auth_time,
+                acr: grant.acr.clone(),
+                amr: to_json(&grant.amr),
+                created_at: grant.created_at,
+                revoked_at: grant.revoked_at,
+                revoked_reason: grant.revoked_reason.clone(),
+            })
+            .execute(self.conn)
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub fn oidc_grant(&mut self, id: &str) -> Result<Option<OidcGrant>, StorageError> {
+        oidc_grants::table
+            .find(id)
+            .first::<GrantRow>(self.conn)
+            .optional()
+            .map_err(db_err)?
+            .map(OidcGrant::try_from)
+            .transpose()
+    }
+
+    /// Revokes a grant and every refresh token of it. `false` if there is no such grant
+    /// or it was already revoked.
+    pub fn revoke_oidc_grant(
+        &mut self,
+        id: &str,
+        reason: &str,
+        at: i64,
+    ) -> Result<bool, StorageError> {
+        self.atomically(|tx| {
+            let n = diesel::update(
+                oidc_grants::table
+                    .find(id)
+                    .filter(oidc_grants::revoked_at.is_null()),
+            )
+            .set((
+                oidc_grants::revoked_at.eq(Some(at)),
+                oidc_grants::revoked_reason.eq(Some(reason)),
+            ))
+            .execute(tx.conn)
+            .map_err(db_err)?;
+            diesel::update(
+                oidc_refresh_tokens::table
+                    .filter(oidc_refresh_tokens::grant_id.eq(id))
+                    .filter(oidc_refresh_tokens::revoked_at.is_null()),
+            )
+            .set(oidc_refresh_tokens::revoked_at.eq(Some(at)))
+            .execute(tx.conn)
+            .map_err(db_err)?;
+            Ok(n > 0)
+        })
+    }
+
+    pub fn insert_refresh_token(&mut self, r: &RefreshTokenRecord) -> Result<(), StorageError> {
+        diesel::insert_into(oidc_refresh_tokens::table)
+            .values(r)
+            .execute(self.conn)
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub fn refresh_token(
+        &mut self,
+        digest: &str,
+    ) -> Result<Option<RefreshTokenRecord>, StorageError> {
+        oidc_refresh_tokens::table
+            .find(digest)
+            .first(self.conn)
+            .optional()
+            .map_err(db_err)
+    }
+
+    /// Marks a refresh token used, only if it was neither used nor revoked: of two
+    /// concurrent exchanges of one token exactly one gets `true`.
+    pub fn use_refresh_token(&mut self, digest: &str, at: i64) -> Result<bool, StorageError> {
+        let n = diesel::update(
+            oidc_refresh_tokens::table
+                .find(digest)
+                .filter(oidc_refresh_tokens::used_at.is_null())
+                .filter(oidc_refresh_tokens::revoked_at.is_null()),
+        )
+        .set(oidc_refresh_tokens::used_at.eq(Some(at)))
+        .execute(self.conn)
+        .map_err(db_err)?;
+        Ok(n == 1)
+    }
+}
+
+impl Storage {
+    pub fn oidc_client(&self, client_id: &str) -> Result<Option<OidcClient>, StorageError> {
+        self.with_conn(|tx| tx.oidc_client(client_id))
+    }
+
+    pub fn list_oidc_clients(&self) -> Result<Vec<OidcClient>, StorageError> {
+        self.with_conn(|tx| tx.list_oidc_clients())
+    }
+
+    pub fn oidc_grant(&self, id: &str) -> Result<Option<OidcGrant>, StorageError> {
+        self.with_conn(|tx| tx.oidc_grant(id))
+    }
+
+    pub fn refresh_token(&self, digest: &str) -> Result<Option<RefreshTokenRecord>, StorageError> {
+        self.with_conn(|tx| tx.refresh_token(digest))
+    }
+}

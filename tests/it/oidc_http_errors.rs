@@ -1,0 +1,251 @@
+//! Refusals of the authorization and token endpoints over HTTP: what must never redirect,
+//! what goes back to the client, and the token endpoint's standard error bodies.
+
+use crate::enrolment_http::audit_events;
+use crate::support::app::{Client, Reply, TestApp};
+use crate::support::oidc::*;
+
+/// An error sent back to the client's redirect URI (with `state` `s1` and `iss`).
+async fn redirect_error(app: &TestApp, browser: &mut Client, path: String) -> String {
+    let r = browser.get(&path).await;
+    assert_eq!(r.status, 302, "{path}: {}", r.body);
+    let loc = location(app, &r);
+    assert!(loc.as_str().starts_with(REDIRECT), "{loc}");
+    assert_eq!(param(&loc, "state").as_deref(), Some("s1"));
+    assert_eq!(param(&loc, "iss").as_deref(), Some(app.base.as_str()));
+    assert!(param(&loc, "code").is_none());
+    param(&loc, "error").unwrap()
+}
+
+#[actix_web::test]
+async fn authorization_requests_that_must_not_redirect_and_those_that_do() {
+    let mut p = provider().await;
+    let mut browser = p.browser().await;
+    let ch = Pkce::new().challenge;
+
+    // Unregistered redirect URI or unknown client: an error page, never a redirect.
+    for path in [
+        authorize_path(CLIENT_ID, "https://evil.example/cb", "openid", &ch, &[]),
+        authorize_path("nobody", REDIRECT, "openid", &ch, &[]),
+        "/oauth2/authorize?response_type=code".to_string(),
+    ] {
+        let r = browser.get(&path).await;
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        assert!(r.header("location").is_none(), "{path}");
+        assert!(r.body.contains("invalid_request"), "{}", r.body);
+    }
+
+    // After the redirect URI is trusted, errors go back to the client with state and iss.
+    let no_pkce = authorize_path(CLIENT_ID, REDIRECT, "openid", &ch, &[("state", "s1")])
+        .replace(&format!("&code_challenge={ch}"), "");
+    assert_eq!(
+        redirect_error(&p.app, &mut browser, no_pkce).await,
+        "invalid_request"
+    );
+    let plain = authorize_path(CLIENT_ID, REDIRECT, "openid", &ch, &[("state", "s1")])
+        .replace("code_challenge_method=S256", "code_challenge_method=plain");
+    assert_eq!(
+        redirect_error(&p.app, &mut browser, plain).await,
+        "invalid_request"
+    );
+    let token = authorize_path(CLIENT_ID, REDIRECT, "openid", &ch, &[("state", "s1")])
+        .replace("response_type=code", "response_type=token");
+    assert_eq!(
+        redirect_error(&p.app, &mut browser, token).await,
+        "unsupported_response_type"
+    );
+    let scope = authorize_path(CLIENT_ID, REDIRECT, "openid admin", &ch, &[("state", "s1")]);
+    assert_eq!(
+        redirect_error(&p.app, &mut browser, scope).await,
+        "invalid_scope"
+    );
+    let public_scope = authorize_path(CLIENT_ID, REDIRECT, "email", &ch, &[("state", "s1")]);
+    assert_eq!(
+        redirect_error(&p.app, &mut browser, public_scope).await,
+        "invalid_scope",
+        "openid is required"
+    );
+    p.app.stop().await;
+}
+
+#[actix_web::test]
+async fn token_endpoint_refusals() {
+    let mut p = provider().await;
+    let mut browser = p.browser().await;
+    let token_error = |r: &Reply| -> (u16, String) {
+        assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+        (
+            r.status,
+            r.json()["error"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    let exchange = |code: &str, redirect: &str, verifier: &str| {
+        vec![
+            ("grant_type".to_string(), "authorization_code".to_string()),
+            ("code".to_string(), code.to_string()),
+            ("redirect_uri".to_string(), redirect.to_string()),
+            ("code_verifier".to_string(), verifier.to_string()),
+        ]
+    };
+    let post = |fields: Vec<(String, String)>, client: &'static str| {
+        let p = &p;
+        async move {
+            let f: Vec<(&str, &str)> = fields
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            p.post("/oauth2/token", client, &f).await
+        }
+    };
+
+    // Wrong redirect URI, wrong verifier, no verifier: invalid_grant (each spends its code).
+    let (code, pkce) = p.code(&mut browser, CLIENT_ID, "openid").await;
+    let r = post(
+        exchange(&code, "https://rp.example/other", &pkce.verifier),
+        CLIENT_ID,
+    )
+    .await;
+    assert_eq!(token_error(&r), (400, "invalid_grant".into()));
+    let (code, _) = p.code(&mut browser, CLIENT_ID, "openid").await;
+    let r = post(exchange(&code, REDIRECT, &Pkce::new().verifier), CLIENT_ID).await;
+    assert_eq!(token_error(&r), (400, "invalid_grant".into()));
+    let (code, _) = p.code(&mut browser, CLIENT_ID, "openid").await;
+    let mut fields = exchange(&code, REDIRECT, "");
+    fields.pop();
+    assert_eq!(
+        token_error(&post(fields, CLIENT_ID).await),
+        (400, "invalid_grant".into())
+    );
+    let refused = audit_events(&p.app)
+        .await
+        .into_iter()
+        .filter(|e| e.action == "oidc.refused")
+        .count();
+    assert_eq!(refused, 3, "each refused exchange is audited");
+
+    // A code is bound to its client.
+    let (code, pkce) = p.code(&mut browser, CLIENT_ID, "openid").await;
+    let r = post(exchange(&code, REDIRECT, &pkce.verifier), OTHER_ID).await;
+    assert_eq!(token_error(&r), (400, "invalid_grant".into()));
+
+    // Client authentication: wrong secret, unknown client → 401 with a Basic challenge.
+    let (code, pkce) = p.code(&mut browser, CLIENT_ID, "openid").await;
+    let body = form(&[
+        ("grant_type", "authorization_code"),
+        ("code", &code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", &pkce.verifier),
+    ]);
+    let ctype = "application/x-www-form-urlencoded";
+    for auth in [
+        p.basic(CLIENT_ID, "wrong-secret"),
+        p.basic("nobody", &p.secret),
+    ] {
+        let r = p
+            .app
+            .client()
+            .post_with(
+                "/oauth2/token",
+                &[("Authorization", auth)],
+                ctype,
+                body.clone(),
+            )
+            .await;
+        assert_eq!(token_error(&r), (401, "invalid_client".into()));
+        assert!(r.header("www-authenticate").unwrap().starts_with("Basic"));
+    }
+    // No credentials at all for a confidential client.
+    let mut with_id = exchange(&code, REDIRECT, &pkce.verifier);
+    with_id.push(("client_id".into(), CLIENT_ID.into()));
+    let f: Vec<(&str, &str)> = with_id
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let r = p
+        .app
+        .client()
+        .post_with("/oauth2/token", &[], ctype, form(&f))
+        .await;
+    assert_eq!(token_error(&r), (401, "invalid_client".into()));
+    // The code was not spent by failed client authentication… it is still usable.
+    let r = post(exchange(&code, REDIRECT, &pkce.verifier), CLIENT_ID).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // Unsupported grant types and malformed forms.
+    let r = post(vec![("grant_type".into(), "password".into())], CLIENT_ID).await;
+    assert_eq!(token_error(&r), (400, "unsupported_grant_type".into()));
+    let r = post(
+        vec![("grant_type".into(), "client_credentials".into())],
+        CLIENT_ID,
+    )
+    .await;
+    assert_eq!(token_error(&r), (400, "unsupported_grant_type".into()));
+    let r = p
+        .app
+        .client()
+        .post_with(
+            "/oauth2/token",
+            &[("Authorization", p.basic(CLIENT_ID, &p.secret))],
+            "application/json",
+            br#"{"grant_type":"authorization_code"}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(token_error(&r), (400, "invalid_request".into()));
+    for raw in [
+        b"grant_type=authorization_code&grant_type=refresh_token&code=x".to_vec(),
+        b"grant_type=authorization_code&code=%FF%FE".to_vec(),
+        vec![0xff, 0xfe, b'=', 0x00],
+        b"grant_type=authorization_code".to_vec(),
+    ] {
+        let r = p
+            .app
+            .client()
+            .post_with(
+                "/oauth2/token",
+                &[("Authorization", p.basic(CLIENT_ID, &p.secret))],
+                ctype,
+                raw.clone(),
+            )
+            .await;
+        assert!(
+            r.status == 400 || r.status == 401,
+            "{}: {} {}",
+            String::from_utf8_lossy(&raw),
+            r.status,
+            r.body
+        );
+        assert!(r.json()["error"].is_string());
+    }
+
+    // The public client: PKCE only, no secret; a secret it does not have is refused.
+    let (code, pkce) = p
+        .code(&mut browser, PUBLIC_ID, "openid offline_access")
+        .await;
+    let tokens = p.exchange(PUBLIC_ID, &code, &pkce).await;
+    assert!(tokens["refresh_token"].is_string());
+    let r = p
+        .refresh(PUBLIC_ID, tokens["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = post(
+        vec![
+            ("grant_type".into(), "refresh_token".into()),
+            ("refresh_token".into(), "kgr_x".into()),
+        ],
+        PUBLIC_ID,
+    )
+    .await;
+    assert_eq!(token_error(&r), (400, "invalid_grant".into()));
+    let r = p
+        .app
+        .client()
+        .post_with(
+            "/oauth2/token",
+            &[("Authorization", p.basic(PUBLIC_ID, "made-up"))],
+            ctype,
+            form(&[("grant_type", "refresh_token"), ("refresh_token", "kgr_x")]),
+        )
+        .await;
+    assert_eq!(token_error(&r), (401, "invalid_client".into()));
+    p.app.stop().await;
+}
