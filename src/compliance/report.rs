@@ -258,7 +258,7 @@ pub fn verdict(
             message: keys.reasons.join("; "),
         });
     }
-    if !last_signin.is_some_and(|t| t >= period_from) {
+    if last_signin.is_none_or(|t| t < period_from) {
         out.push(Reason {
             code: reasons::NO_RECENT_SIGNIN.into(),
             message: format!(

@@ -29,6 +29,10 @@ pub struct Seeded {
     pub ca: TrustedCa,
     pub ada_id: String,
     pub bob_id: String,
+    /// Ada's signed-in browser (an admin).
+    pub ada: Client,
+    /// Bob's signed-in browser (a member).
+    pub bob: Client,
 }
 
 /// Runs one enrolment on `page` and keeps the credential the software key holds.
@@ -108,6 +112,8 @@ pub async fn seeded() -> Seeded {
         ca,
         ada_id,
         bob_id,
+        ada,
+        bob,
     }
 }
 
@@ -323,4 +329,67 @@ async fn compliance_export_of_one_workspace_is_audited_with_its_scope() {
     assert_eq!(details(&last)["format"], "jws");
     assert_eq!(details(&last)["kid"], done.kid.unwrap().as_str());
     app.stop().await;
+}
+
+#[actix_web::test]
+async fn compliance_admin_download_is_admin_only() {
+    let mut s = seeded().await;
+    let page = s.ada.get("/admin/members").await;
+    assert!(
+        page.body.contains("/admin/compliance/export?format=csv"),
+        "{}",
+        page.body
+    );
+    let csv = s
+        .ada
+        .get("/admin/compliance/export?format=csv&workspace=ws-vendor-1")
+        .await;
+    assert_eq!(csv.status, 200, "{}", csv.body);
+    assert_eq!(
+        csv.header("content-type").as_deref(),
+        Some("text/csv; charset=utf-8")
+    );
+    let disposition = csv.header("content-disposition").unwrap_or_default();
+    assert!(
+        disposition.starts_with("attachment; filename=\"keygate-compliance-")
+            && disposition.ends_with(".csv\""),
+        "{disposition}"
+    );
+    assert_eq!(csv.body.split("\r\n").filter(|r| !r.is_empty()).count(), 2);
+    let jws = s.ada.get("/admin/compliance/export").await;
+    assert_eq!(jws.status, 200);
+    assert_eq!(jws.body.trim().split('.').count(), 3);
+    let last = audit_events(&s.app).await.pop().unwrap();
+    assert_eq!(last.action, "compliance.exported");
+    assert_eq!(last.actor, format!("user:{}", s.ada_id));
+
+    assert_eq!(
+        s.ada
+            .get("/admin/compliance/export?format=pdf")
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        s.ada
+            .get("/admin/compliance/export?format=csv&format=json")
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        s.ada
+            .get("/admin/compliance/export?workspace=nope")
+            .await
+            .status,
+        400
+    );
+    // Members and visitors get no report.
+    let member = s.bob.get("/admin/compliance/export?format=csv").await;
+    assert_eq!(member.status, 403, "{}", member.body);
+    assert!(!member.body.contains("admin@example.com"));
+    let anonymous = s.app.client().get("/admin/compliance/export").await;
+    assert_ne!(anonymous.status, 200);
+    assert!(!anonymous.body.contains("admin@example.com"));
+    s.app.stop().await;
 }
