@@ -46,6 +46,8 @@ pub struct Config {
     pub policy: Policy,
     pub rate_limit: RateLimitConfig,
     pub alerts: AlertsConfig,
+    /// Streaming every new audit event to a SIEM.
+    pub audit: AuditConfig,
     /// Workspaces declared here are kept in step at start-up (GitOps).
     pub workspaces: Vec<crate::service::workspaces::WorkspaceConfig>,
     /// The OpenID Connect provider: token lifetimes, keys and declared clients.
@@ -316,6 +318,114 @@ fn redact_some<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S
     }
 }
 
+/// Streaming the audit chain to a SIEM: every new event is POSTed as JSON, in seq order, in
+/// the background. Nothing is sent while `siem_webhook_url` is unset.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// `https://…` (plain http only to localhost). Redacted: collectors often take a token
+    /// in the URL.
+    #[serde(
+        serialize_with = "redact_some",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub siem_webhook_url: Option<SecretString>,
+    /// Optional HMAC-SHA-256 key that signs each body as alerts are signed, from the
+    /// environment (`KEYGATE__AUDIT__SIEM_WEBHOOK_SECRET`); or see `siem_webhook_secret_file`.
+    #[serde(
+        serialize_with = "redact_some",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub siem_webhook_secret: Option<SecretString>,
+    /// A file holding the HMAC key (surrounding whitespace is ignored).
+    pub siem_webhook_secret_file: Option<PathBuf>,
+    /// Tries per event while the receiver answers; once an event has failed, later ones
+    /// get one try each until one is delivered.
+    pub siem_attempts: u32,
+    /// Wait before the second attempt; each later wait is four times the one before.
+    pub siem_backoff_ms: u64,
+    /// Limit of one attempt, connection to answer.
+    pub siem_timeout_ms: u64,
+    /// How often new events are looked for.
+    pub siem_poll_ms: u64,
+}
+
+impl AuditConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if let Some(raw) = &self.siem_webhook_url {
+            let Ok(url) = Url::parse(raw.expose_secret()) else {
+                return invalid("audit.siem_webhook_url is not a URL".into());
+            };
+            let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+            if host.is_empty() || !matches!(url.scheme(), "http" | "https") {
+                return invalid("audit.siem_webhook_url must be an http(s) URL with a host".into());
+            }
+            if url.scheme() != "https" && !is_loopback_host(&host) {
+                return invalid(
+                    "audit.siem_webhook_url must use https (plain http is only for localhost)"
+                        .into(),
+                );
+            }
+        } else if self.siem_webhook_secret.is_some() || self.siem_webhook_secret_file.is_some() {
+            return invalid(
+                "a SIEM webhook secret is set but audit.siem_webhook_url is not".into(),
+            );
+        }
+        match (&self.siem_webhook_secret, &self.siem_webhook_secret_file) {
+            (Some(_), Some(_)) => return invalid(
+                "set one of audit.siem_webhook_secret and audit.siem_webhook_secret_file, not both"
+                    .into(),
+            ),
+            (Some(secret), None) => check_webhook_secret(secret.expose_secret())?,
+            _ => {}
+        }
+        for (name, value, min, max) in [
+            ("audit.siem_attempts", u64::from(self.siem_attempts), 1, 10),
+            ("audit.siem_backoff_ms", self.siem_backoff_ms, 0, 60_000),
+            ("audit.siem_timeout_ms", self.siem_timeout_ms, 100, 60_000),
+            ("audit.siem_poll_ms", self.siem_poll_ms, 50, 60_000),
+        ] {
+            if value < min || value > max {
+                return invalid(format!("{name} = {value} is outside {min}..={max}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The SIEM signing key, from the environment or its file (`None`: unsigned).
+    pub fn siem_webhook_secret(&self) -> Result<Option<SecretString>, ConfigError> {
+        if let Some(secret) = &self.siem_webhook_secret {
+            return Ok(Some(secret.clone()));
+        }
+        let Some(path) = &self.siem_webhook_secret_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "audit.siem_webhook_secret_file {}: {e}",
+                path.display()
+            ))
+        })?;
+        check_webhook_secret(text.trim())?;
+        Ok(Some(SecretString::from(text.trim().to_string())))
+    }
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            siem_webhook_url: None,
+            siem_webhook_secret: None,
+            siem_webhook_secret_file: None,
+            siem_attempts: 5,
+            siem_backoff_ms: 500,
+            siem_timeout_ms: 5000,
+            siem_poll_ms: 1000,
+        }
+    }
+}
+
 impl Default for AlertsConfig {
     fn default() -> Self {
         Self {
@@ -565,6 +675,7 @@ impl Config {
             }
         }
         self.alerts.validate()?;
+        self.audit.validate()?;
         self.oidc.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }

@@ -170,6 +170,7 @@ pub fn start(
         n => n,
     };
     let shutdown = state.config.server.shutdown_timeout_secs;
+    service::siem::spawn(state).map_err(std::io::Error::other)?;
     let state = state.clone();
     Ok(actix_web::HttpServer::new(move || http::app(state.clone()))
         .listen(listener)?

@@ -19,17 +19,17 @@ use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{Message, SmtpTransport, Transport};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::webhook::{host_of, with_retries, Failed, Retry, WebhookSender};
 use crate::audit::{NewAuditEvent, Outcome};
 use crate::config::{Config, ConfigError};
-use crate::state::{AppState, Clock};
+use crate::state::AppState;
 use crate::storage::{Credential, User};
 
-/// The header carrying the webhook signature.
-pub const SIGNATURE_HEADER: &str = "X-Keygate-Signature";
+pub use super::webhook::{signature, SIGNATURE_HEADER};
 /// The event type of a new session, in the body and in `X-Keygate-Event`.
 pub const SESSION_CREATED: &str = "session.created";
 
@@ -65,7 +65,7 @@ pub struct Alerts {
 }
 
 struct Inner {
-    webhook: Option<Arc<Webhook>>,
+    webhook: Option<Arc<WebhookSender>>,
     email: Option<Arc<Email>>,
     retry: Retry,
     permits: Arc<Semaphore>,
@@ -73,41 +73,10 @@ struct Inner {
     runtime: tokio::runtime::Handle,
 }
 
-struct Webhook {
-    url: SecretString,
-    /// The receiver's host, the only part of the URL that reaches the audit chain.
-    host: String,
-    secret: SecretString,
-    agent: ureq::Agent,
-}
-
 struct Email {
     transport: SmtpTransport,
     from: Mailbox,
     host: String,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Retry {
-    attempts: u32,
-    backoff: Duration,
-}
-
-/// Why one attempt failed, in words fit for the audit chain.
-#[derive(Debug)]
-struct Failed {
-    reason: String,
-    /// Retrying cannot help (e.g. the mail server refused the recipient for good).
-    permanent: bool,
-}
-
-impl Failed {
-    fn retry(reason: impl Into<String>) -> Self {
-        Failed {
-            reason: reason.into(),
-            permanent: false,
-        }
-    }
 }
 
 impl Alerts {
@@ -128,16 +97,14 @@ impl Alerts {
         let webhook = match &cfg.webhook_url {
             None => None,
             Some(url) => {
-                let host = host_of(url.expose_secret());
                 let secret = cfg
                     .webhook_secret()?
                     .ok_or_else(|| invalid("alerts.webhook_url needs a signing key".into()))?;
-                Some(Arc::new(Webhook {
-                    url: url.clone(),
-                    host,
-                    secret,
-                    agent: http_agent(timeout),
-                }))
+                Some(Arc::new(WebhookSender::new(
+                    url.clone(),
+                    Some(secret),
+                    timeout,
+                )))
             }
         };
         let email = match &cfg.smtp_url {
@@ -216,45 +183,13 @@ impl Alerts {
 
 impl Inner {
     fn channels(&self) -> impl Iterator<Item = (&'static str, String)> + '_ {
-        let webhook = self.webhook.as_ref().map(|w| ("webhook", w.host.clone()));
+        let webhook = self
+            .webhook
+            .as_ref()
+            .map(|w| ("webhook", w.host().to_string()));
         let email = self.email.as_ref().map(|e| ("email", e.host.clone()));
         webhook.into_iter().chain(email)
     }
-}
-
-/// The HTTP client for the webhook: one attempt bounded by `timeout`, no redirects (a
-/// signed body goes only where it was configured to), the system's trust store.
-fn http_agent(timeout: Duration) -> ureq::Agent {
-    let tls = ureq::tls::TlsConfig::builder()
-        .provider(ureq::tls::TlsProvider::NativeTls)
-        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-        .build();
-    ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .max_redirects_will_error(false)
-        .user_agent(concat!("keygate/", env!("CARGO_PKG_VERSION")))
-        .tls_config(tls)
-        .build()
-        .into()
-}
-
-fn host_of(url: &str) -> String {
-    url::Url::parse(url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
-/// `t=<t>,v1=<hex HMAC-SHA-256(secret, "<t>.<body>")>`.
-pub fn signature(secret: &[u8], t: i64, body: &[u8]) -> String {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
-    let mut ctx = ring::hmac::Context::with_key(&key);
-    ctx.update(t.to_string().as_bytes());
-    ctx.update(b".");
-    ctx.update(body);
-    format!("t={t},v1={}", hex::encode(ctx.sign().as_ref()))
 }
 
 /// The webhook body for a new session.
@@ -352,10 +287,10 @@ async fn deliver(
     let webhook = async {
         if let Some(hook) = &inner.webhook {
             let bytes = body.to_string().into_bytes();
-            let (hook2, clock) = (hook.clone(), state.clock.clone());
-            let outcome =
-                with_retries(inner.retry, move || post(&hook2, clock.as_ref(), &bytes)).await;
-            report(&state, &session, &alert_id, "webhook", &hook.host, outcome).await;
+            let outcome = hook
+                .send(inner.retry, state.clock.clone(), SESSION_CREATED, bytes)
+                .await;
+            report(&state, &session, &alert_id, "webhook", hook.host(), outcome).await;
         }
     };
     let email = async {
@@ -371,64 +306,6 @@ async fn deliver(
         }
     };
     tokio::join!(webhook, email);
-}
-
-/// Runs `attempt` on the blocking pool up to `retry.attempts` times, waiting `backoff`,
-/// then four times as long, between tries. `Ok(attempts used)` or the last failure.
-async fn with_retries<F>(retry: Retry, attempt: F) -> Result<u32, (u32, Failed)>
-where
-    F: Fn() -> Result<(), Failed> + Send + Sync + 'static,
-{
-    let attempt = Arc::new(attempt);
-    let mut wait = retry.backoff;
-    let mut n = 0;
-    loop {
-        n += 1;
-        let job = attempt.clone();
-        let outcome = tokio::task::spawn_blocking(move || job())
-            .await
-            .unwrap_or_else(|_| Err(Failed::retry("the delivery task stopped")));
-        match outcome {
-            Ok(()) => return Ok(n),
-            Err(f) if f.permanent || n >= retry.attempts => return Err((n, f)),
-            Err(_) => {
-                tokio::time::sleep(wait).await;
-                wait = wait.saturating_mul(4);
-            }
-        }
-    }
-}
-
-fn post(hook: &Webhook, clock: &dyn Clock, body: &[u8]) -> Result<(), Failed> {
-    let signature = signature(hook.secret.expose_secret().as_bytes(), clock.unix(), body);
-    let sent = hook
-        .agent
-        .post(hook.url.expose_secret())
-        .header("Content-Type", "application/json")
-        .header("X-Keygate-Event", SESSION_CREATED)
-        .header(SIGNATURE_HEADER, &signature)
-        .send(body);
-    match sent {
-        Ok(res) if res.status().is_success() => Ok(()),
-        Ok(res) => Err(Failed::retry(format!(
-            "the receiver answered HTTP {}",
-            res.status().as_u16()
-        ))),
-        Err(e) => Err(Failed::retry(http_reason(&e))),
-    }
-}
-
-/// A short reason for a failed request that cannot carry the URL or its token.
-fn http_reason(e: &ureq::Error) -> String {
-    match e {
-        ureq::Error::Timeout(_) => "no answer within alerts.timeout_ms".into(),
-        ureq::Error::Io(io) => format!("connection: {}", io.kind()),
-        ureq::Error::HostNotFound => "host not found".into(),
-        ureq::Error::ConnectionFailed => "connection failed".into(),
-        ureq::Error::Tls(m) => format!("TLS: {m}"),
-        ureq::Error::Protocol(_) => "the receiver did not answer in HTTP/1.1".into(),
-        _ => "the request failed".into(),
-    }
 }
 
 fn message(
@@ -540,22 +417,5 @@ async fn audit_failure(
         .await
     {
         tracing::error!(error = %e, "cannot audit a failed alert");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::signature;
-
-    #[test]
-    fn signature_is_hmac_of_timestamp_dot_body() {
-        // Independent check: HMAC-SHA-256("secret", "1700000000.{}") computed by hand
-        // with ring's one-shot API.
-        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"secret");
-        let expected = hex::encode(ring::hmac::sign(&key, b"1700000000.{}").as_ref());
-        assert_eq!(
-            signature(b"secret", 1_700_000_000, b"{}"),
-            format!("t=1700000000,v1={expected}")
-        );
     }
 }

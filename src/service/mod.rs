@@ -11,8 +11,10 @@ pub mod limits;
 pub mod members;
 pub mod oidc;
 pub mod session;
+pub mod siem;
 pub mod signin;
 pub mod tokens;
+pub mod webhook;
 pub mod workspaces;
 
 /// Who or what performed an action, as recorded in the audit chain.

@@ -21,41 +21,41 @@ const SECRET: &str = "test-webhook-secret-0123456789";
 
 /// One request as the receiver read it.
 #[derive(Clone, Debug)]
-struct Received {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 impl Received {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).expect("a JSON body")
     }
 }
 
 #[derive(Clone, Copy)]
-enum Answer {
+pub enum Answer {
     Status(u16),
     /// Read the request, then hold the connection open without a word until released.
     Hang,
 }
 
 /// A tiny HTTP/1.1 receiver on 127.0.0.1 that records every request.
-struct Receiver {
-    url: String,
+pub struct Receiver {
+    pub url: String,
     seen: Arc<Mutex<Vec<Received>>>,
     held: Arc<Mutex<Vec<TcpStream>>>,
 }
 
 impl Receiver {
-    fn start(answer: Answer) -> Receiver {
+    pub fn start(answer: Answer) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a receiver");
         let url = format!(
             "http://127.0.0.1:{}/hooks/keygate",
@@ -86,21 +86,21 @@ impl Receiver {
         Receiver { url, seen, held }
     }
 
-    fn seen(&self) -> Vec<Received> {
+    pub fn seen(&self) -> Vec<Received> {
         self.seen.lock().unwrap().clone()
     }
 
-    fn holding(&self) -> usize {
+    pub fn holding(&self) -> usize {
         self.held.lock().unwrap().len()
     }
 
     /// Closes the held connections without an answer.
-    fn release(&self) {
+    pub fn release(&self) {
         self.held.lock().unwrap().clear();
     }
 
     /// Waits (bounded) until `n` requests arrived.
-    async fn wait_for(&self, n: usize) -> Vec<Received> {
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
         for _ in 0..400 {
             let seen = self.seen();
             if seen.len() >= n {
@@ -177,7 +177,7 @@ async fn count_audited(app: &TestApp, action: &str) -> usize {
 }
 
 /// Checks `X-Keygate-Signature: t=…,v1=…` as a receiver would, with an independent HMAC.
-fn verify_signature(request: &Received, secret: &[u8]) -> i64 {
+pub fn verify_signature(request: &Received, secret: &[u8]) -> i64 {
     let header = request
         .header("X-Keygate-Signature")
         .expect("a signature header");

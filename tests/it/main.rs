@@ -6,6 +6,7 @@ mod attestation_chain;
 mod attestation_policy;
 mod audit;
 mod audit_export;
+mod audit_siem;
 mod audit_viewer;
 mod browser_enrolment;
 mod browser_smoke;
