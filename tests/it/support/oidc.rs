@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::enrolment_http::{trusted_ca, TrustedCa};
-use crate::signin_http::{admin_with_key, assertion_body, sign_in, start};
+use crate::signin_http::{admin_with_key, assertion_body, sign_in};
 use crate::support::app::{Client, Reply, TestApp};
 use crate::support::authenticator::{SoftAuthenticator, SoftCredential};
 
@@ -22,6 +22,7 @@ pub const REDIRECT: &str = "https://rp.example/cb";
 pub const POST_LOGOUT: &str = "https://rp.example/signed-out";
 /// Bound to a workspace the admin does not belong to.
 pub const OTHER_ID: &str = "other-vendor";
+pub const OTHER_REDIRECT: &str = "https://other.example/cb";
 pub const PUBLIC_ID: &str = "cli-app";
 pub const PUBLIC_REDIRECT: &str = "http://127.0.0.1:7777/callback";
 pub const WORKSPACE_EXTERNAL: &str = "ws-acme-42";
@@ -33,7 +34,7 @@ pub struct Provider {
     pub cred: SoftCredential,
     pub user_id: String,
     pub secret: String,
-    _ca: TrustedCa,
+    _ca: Option<TrustedCa>,
     _secret_file: tempfile::NamedTempFile,
 }
 
@@ -43,7 +44,17 @@ pub async fn provider() -> Provider {
 
 /// [`provider`] with extra `KEYGATE__…` settings.
 pub async fn provider_with(settings: &[(&str, &str)]) -> Provider {
-    let ca = trusted_ca();
+    build(Some(trusted_ca()), settings).await
+}
+
+/// A provider whose admin enrolled a key keygate cannot attest (its CA is not trusted;
+/// policy allows such keys): it signs in, but never earns the phishing-resistant values.
+pub async fn unattested_provider() -> Provider {
+    build(None, &[("policy.require_trusted_attestation", "false")]).await
+}
+
+async fn build(ca: Option<TrustedCa>, settings: &[(&str, &str)]) -> Provider {
+    let untrusted = crate::support::authenticator::TestCa::new("Untrusted");
     let secret = format!("s3cret-{}", crate::support::db::random_hex(24));
     let secret_file = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(secret_file.path(), format!("{secret}\n")).expect("write secret");
@@ -72,7 +83,7 @@ secret_file = "{file}"
 [[oidc.clients]]
 client_id = "{OTHER_ID}"
 name = "Other vendor"
-redirect_uris = ["https://other.example/cb"]
+redirect_uris = ["{OTHER_REDIRECT}"]
 workspace = "other"
 secret_file = "{file}"
 
@@ -83,7 +94,7 @@ redirect_uris = ["{PUBLIC_REDIRECT}"]
 scopes = ["openid", "offline_access"]
 public = true
 "#,
-        ca = ca.toml,
+        ca = ca.as_ref().map(|c| c.toml.as_str()).unwrap_or_default(),
         file = secret_file.path().display(),
     );
     let mut builder = TestApp::builder().with_toml(&toml);
@@ -91,7 +102,8 @@ public = true
         builder = builder.with(k, v);
     }
     let app = builder.start().await;
-    let (cred, user_id) = admin_with_key(&app, &SoftAuthenticator::new(&ca.ca)).await;
+    let signer = ca.as_ref().map(|c| &c.ca).unwrap_or(&untrusted);
+    let (cred, user_id) = admin_with_key(&app, &SoftAuthenticator::new(signer)).await;
     Provider {
         app,
         cred,
@@ -112,7 +124,15 @@ impl Provider {
 
     /// A fresh key touch in `browser` (the sign-in page's ceremony).
     pub async fn touch(&mut self, browser: &mut Client) {
-        let (csrf, options) = start(browser, None).await;
+        // `?reauth=1`: the sign-in form even for a browser that is signed in.
+        let page = browser.get("/?reauth=1").await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let csrf = crate::support::app::csrf_of(&page.body);
+        let options = browser
+            .post_json("/api/signin/begin", Some(&csrf), &serde_json::json!({}))
+            .await;
+        assert_eq!(options.status, 200, "{}", options.body);
+        let options = options.json();
         let body = assertion_body(&mut self.cred, &self.app, &options, &self.user_id, |_| {});
         let done = browser
             .post_json("/api/signin/finish", Some(&csrf), &body)
@@ -152,11 +172,7 @@ impl Provider {
     /// A code for `client_id` in a signed-in `browser`, with a fresh PKCE pair.
     pub async fn code(&self, browser: &mut Client, client_id: &str, scope: &str) -> (String, Pkce) {
         let pkce = Pkce::new();
-        let redirect = if client_id == PUBLIC_ID {
-            PUBLIC_REDIRECT
-        } else {
-            REDIRECT
-        };
+        let redirect = redirect_for(client_id);
         let r = browser
             .get(&authorize_path(
                 client_id,
@@ -174,11 +190,7 @@ impl Provider {
 
     /// Exchanges a code; asserts success and returns the token response.
     pub async fn exchange(&self, client_id: &str, code: &str, pkce: &Pkce) -> Value {
-        let redirect = if client_id == PUBLIC_ID {
-            PUBLIC_REDIRECT
-        } else {
-            REDIRECT
-        };
+        let redirect = redirect_for(client_id);
         let r = self
             .post(
                 "/oauth2/token",
@@ -222,6 +234,15 @@ impl Provider {
                 &[("Authorization", format!("Bearer {access_token}"))],
             )
             .await
+    }
+}
+
+/// The redirect URI each configured client registered.
+pub fn redirect_for(client_id: &str) -> &'static str {
+    match client_id {
+        PUBLIC_ID => PUBLIC_REDIRECT,
+        OTHER_ID => OTHER_REDIRECT,
+        _ => REDIRECT,
     }
 }
 
@@ -347,4 +368,24 @@ pub async fn relying_party(
         CoreJwsSigningAlgorithm::EcdsaP256Sha256,
         CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
     ])
+}
+
+/// The claims of a compact JWS, unverified (for looking; verification is the RP's job).
+pub fn claims_of(token: &str) -> Value {
+    part_of(token, 1)
+}
+
+/// The protected header of a compact JWS, unverified.
+pub fn header_of(token: &str) -> Value {
+    part_of(token, 0)
+}
+
+fn part_of(token: &str, i: usize) -> Value {
+    let part = token.split('.').nth(i).expect("a compact JWS");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .expect("base64url"),
+    )
+    .expect("JSON")
 }

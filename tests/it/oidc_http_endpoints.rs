@@ -1,0 +1,435 @@
+//! Userinfo, introspection (RFC 7662), revocation (RFC 7009), RP-initiated logout, admin
+//! clients over the API, and `keygate keys rotate` keeping earlier tokens valid while the
+//! JWKS carries both keys.
+
+use std::process::Command;
+
+use openidconnect::Nonce;
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+
+use crate::enrolment_http::audit_events;
+use crate::support::app::{csrf_of, Reply};
+use crate::support::oidc::*;
+
+async fn introspect(p: &Provider, client_id: &str, token: &str) -> Reply {
+    p.post("/oauth2/introspect", client_id, &[("token", token)])
+        .await
+}
+
+#[actix_web::test]
+async fn userinfo_answers_by_scope_and_refuses_bad_tokens() {
+    let mut p = provider().await;
+    let tokens = p.tokens().await;
+    let at = tokens["access_token"].as_str().unwrap();
+    let r = p.userinfo(at).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let info = r.json();
+    assert_eq!(info["sub"], p.user_id.as_str());
+    assert_eq!(info["name"], "Ada");
+    assert_eq!(info["email"], "admin@example.com");
+    assert_eq!(info["email_verified"], true);
+    assert_eq!(info["workspace_id"], WORKSPACE_EXTERNAL);
+    assert_eq!(info["key_model"], "YubiKey 5 NFC");
+    assert_eq!(info["key_fips"], false);
+    // POST with the bearer header too.
+    let r = p
+        .app
+        .client()
+        .post_with(
+            "/oauth2/userinfo",
+            &[("Authorization", format!("Bearer {at}"))],
+            "application/x-www-form-urlencoded",
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // Only `openid`: only the subject (and the client's workspace).
+    let mut browser = p.browser().await;
+    let (code, pkce) = p.code(&mut browser, CLIENT_ID, "openid").await;
+    let narrow = p.exchange(CLIENT_ID, &code, &pkce).await;
+    let info = p
+        .userinfo(narrow["access_token"].as_str().unwrap())
+        .await
+        .json();
+    let keys: Vec<&str> = info
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["sub", "workspace_id"]);
+
+    // No token, a malformed one, an ID token, a forged one: 401 with a Bearer challenge.
+    let mut forged = at.to_string();
+    forged.replace_range(forged.len() - 4.., "AAAA");
+    let id_token = tokens["id_token"].as_str().unwrap();
+    for bad in [
+        None,
+        Some("not-a-jwt"),
+        Some(id_token),
+        Some(forged.as_str()),
+    ] {
+        let headers: Vec<(&str, String)> = bad
+            .map(|t| vec![("Authorization", format!("Bearer {t}"))])
+            .unwrap_or_default();
+        let r = p.app.client().get_with("/oauth2/userinfo", &headers).await;
+        assert_eq!(r.status, 401, "{bad:?}: {}", r.body);
+        assert_eq!(r.json()["error"], "invalid_token");
+        assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
+    }
+    p.app.stop().await;
+}
+
+#[actix_web::test]
+async fn introspection_and_revocation() {
+    let mut p = provider().await;
+    let tokens = p.tokens().await;
+    let at = tokens["access_token"].as_str().unwrap();
+    let rt = tokens["refresh_token"].as_str().unwrap();
+
+    let r = introspect(&p, CLIENT_ID, at).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let info = r.json();
+    assert_eq!(info["active"], true);
+    assert_eq!(info["client_id"], CLIENT_ID);
+    assert_eq!(info["sub"], p.user_id.as_str());
+    assert_eq!(info["scope"], ALL_SCOPES);
+    assert_eq!(info["acr"], "phrh");
+    let info = introspect(&p, CLIENT_ID, rt).await.json();
+    assert_eq!(
+        (info["active"].clone(), info["token_type"].clone()),
+        (json!(true), json!("refresh_token"))
+    );
+    // Another client learns nothing; garbage is inactive; a public client may not ask.
+    assert_eq!(
+        introspect(&p, OTHER_ID, at).await.json(),
+        json!({"active": false})
+    );
+    assert_eq!(
+        introspect(&p, CLIENT_ID, "garbage").await.json(),
+        json!({"active": false})
+    );
+    let r = introspect(&p, PUBLIC_ID, at).await;
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (401, json!("invalid_client"))
+    );
+    let r = p.post("/oauth2/introspect", CLIENT_ID, &[]).await;
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (400, json!("invalid_request"))
+    );
+
+    // Revoking the access token: inactive at once; the refresh token still works.
+    let r = p.post("/oauth2/revoke", CLIENT_ID, &[("token", at)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(introspect(&p, CLIENT_ID, at).await.json()["active"], false);
+    assert_eq!(p.userinfo(at).await.status, 401);
+    let r = p.refresh(CLIENT_ID, rt).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let next = r.json();
+
+    // Unknown tokens and other clients' tokens: 200, nothing happens.
+    let rt2 = next["refresh_token"].as_str().unwrap();
+    for (client, token) in [
+        (CLIENT_ID, "kgr_unknown"),
+        (OTHER_ID, rt2),
+        (CLIENT_ID, "x"),
+    ] {
+        let r = p.post("/oauth2/revoke", client, &[("token", token)]).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    assert_eq!(introspect(&p, CLIENT_ID, rt2).await.json()["active"], true);
+    // Revoking the refresh token revokes the grant: its access tokens too.
+    let r = p
+        .post(
+            "/oauth2/revoke",
+            CLIENT_ID,
+            &[("token", rt2), ("token_type_hint", "refresh_token")],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(introspect(&p, CLIENT_ID, rt2).await.json()["active"], false);
+    assert_eq!(
+        p.userinfo(next["access_token"].as_str().unwrap())
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        p.refresh(CLIENT_ID, rt2).await.json()["error"],
+        "invalid_grant"
+    );
+    let last = audit_events(&p.app).await.pop().unwrap();
+    assert_eq!(last.action, "oidc.revoked");
+    // Wrong credentials are refused.
+    let r = p
+        .app
+        .client()
+        .post_with(
+            "/oauth2/revoke",
+            &[("Authorization", p.basic(CLIENT_ID, "nope"))],
+            "application/x-www-form-urlencoded",
+            form(&[("token", rt2)]),
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    p.app.stop().await;
+}
+
+#[actix_web::test]
+async fn rp_initiated_logout() {
+    let mut p = provider().await;
+    // With an id_token_hint for the signed-in member: signed out at once, sent back.
+    let mut browser = p.browser().await;
+    let (code, pkce) = p.code(&mut browser, CLIENT_ID, "openid").await;
+    let tokens = p.exchange(CLIENT_ID, &code, &pkce).await;
+    let hint = tokens["id_token"].as_str().unwrap();
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("id_token_hint", hint)
+        .append_pair("post_logout_redirect_uri", POST_LOGOUT)
+        .append_pair("state", "bye-1");
+    let r = browser.get(&format!("/oauth2/logout?{}", q.finish())).await;
+    assert_eq!(r.status, 302, "{}", r.body);
+    assert_eq!(
+        r.header("location").unwrap(),
+        format!("{POST_LOGOUT}?state=bye-1")
+    );
+    assert_eq!(
+        browser.get("/api/me").await.status,
+        401,
+        "the session ended"
+    );
+    let last = audit_events(&p.app).await.pop().unwrap();
+    assert_eq!(last.action, "oidc.logout");
+
+    // Without a hint: the member confirms (CSRF-checked form), then is sent back.
+    let mut browser = p.browser().await;
+    let path = format!(
+        "/oauth2/logout?client_id={CLIENT_ID}&post_logout_redirect_uri={}",
+        urlencode(POST_LOGOUT)
+    );
+    let page = browser.get(&path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("logout-form"));
+    assert_eq!(
+        browser.get("/api/me").await.status,
+        200,
+        "not signed out yet"
+    );
+    let csrf = csrf_of(&page.body);
+    let forged = browser
+        .post_form(
+            "/oauth2/logout",
+            &[("csrf", "wrong"), ("client_id", CLIENT_ID)],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+    let r = browser
+        .post_form(
+            "/oauth2/logout",
+            &[
+                ("csrf", &csrf),
+                ("client_id", CLIENT_ID),
+                ("post_logout_redirect_uri", POST_LOGOUT),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 302, "{}", r.body);
+    assert_eq!(r.header("location").unwrap(), POST_LOGOUT);
+    assert_eq!(browser.get("/api/me").await.status, 401);
+
+    // An unregistered post-logout URI, or a hint that is not ours: an error page, no redirect.
+    for path in [
+        format!(
+            "/oauth2/logout?client_id={CLIENT_ID}&post_logout_redirect_uri={}",
+            urlencode("https://evil.example/")
+        ),
+        format!(
+            "/oauth2/logout?post_logout_redirect_uri={}",
+            urlencode(POST_LOGOUT)
+        ),
+        "/oauth2/logout?id_token_hint=eyJhbGciOiJub25lIn0.e30.".to_string(),
+    ] {
+        let r = p.app.client().get(&path).await;
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        assert!(r.header("location").is_none());
+    }
+    // No session: nothing to end, the signed-out page.
+    let r = p.app.client().get("/oauth2/logout").await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("signed-out"));
+    p.app.stop().await;
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[actix_web::test]
+async fn admins_create_clients_over_the_api_and_the_secret_is_shown_once() {
+    let mut p = provider().await;
+    let mut admin = p.browser().await;
+    let page = admin.get("/admin/clients").await;
+    let csrf = csrf_of(&page.body);
+    let r = admin
+        .post_json(
+            "/api/admin/clients",
+            Some(&csrf),
+            &json!({
+                "name": "Portal with RSA",
+                "redirect_uris": ["https://rsa.example/cb"],
+                "scopes": ["openid", "email"],
+                "id_token_alg": "RS256",
+                "workspace_id": "acme",
+            }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let created = r.json();
+    let client_id = created["client_id"].as_str().unwrap().to_string();
+    let secret = created["client_secret"].as_str().unwrap().to_string();
+    assert!(created.get("secret_sha256").is_none());
+    let listed = admin.get("/api/admin/clients").await;
+    assert!(listed.body.contains(&client_id) && !listed.body.contains(&secret));
+    // Bad metadata is a 400 naming the problem.
+    let r = admin
+        .post_json(
+            "/api/admin/clients",
+            Some(&csrf),
+            &json!({ "name": "x", "redirect_uris": ["http://evil.example/cb"] }),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (400, json!("invalid_client_metadata"))
+    );
+
+    // The new client signs in with RS256 ID tokens that the relying party verifies.
+    let pkce = Pkce::new();
+    let path = authorize_path(
+        &client_id,
+        "https://rsa.example/cb",
+        "openid email",
+        &pkce.challenge,
+        &[("nonce", "n-rsa")],
+    );
+    let r = admin.get(&path).await;
+    let code = param(&location(&p.app, &r), "code").unwrap();
+    let r = p
+        .app
+        .client()
+        .post_with(
+            "/oauth2/token",
+            &[("Authorization", p.basic(&client_id, &secret))],
+            "application/x-www-form-urlencoded",
+            form(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", "https://rsa.example/cb"),
+                ("code_verifier", &pkce.verifier),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let id_token = r.json()["id_token"].as_str().unwrap().to_string();
+    assert_eq!(header_of(&id_token)["alg"], "RS256");
+    let verifier = relying_party(&p.app, &client_id, &secret).await;
+    let id: RpIdToken = id_token.parse().unwrap();
+    let claims = id
+        .claims(&verifier, &Nonce::new("n-rsa".into()))
+        .expect("verifies");
+    assert_eq!(
+        claims.additional_claims().workspace_id.as_deref(),
+        Some(WORKSPACE_EXTERNAL)
+    );
+    p.app.stop().await;
+}
+
+#[actix_web::test]
+async fn keys_rotate_keeps_earlier_tokens_valid_during_the_overlap() {
+    let mut p = provider().await;
+    let before = p.tokens().await;
+    let old_kid = header_of(before["id_token"].as_str().unwrap())["kid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // `keygate keys rotate` on the same database, as an operator would run it.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keygate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\npublic_url = \"{}\"\n\n[database]\nurl = \"{}\"\n",
+            p.app.base,
+            p.app.state.config.database.url.expose_secret()
+        ),
+    )
+    .unwrap();
+    let rotate = |overlap: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keygate"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("KEYGATE") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.args(["keys", "rotate", "--overlap-secs", overlap, "--config"])
+            .arg(&config)
+            .output()
+            .expect("run keygate")
+    };
+    let short = rotate("30");
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least"));
+    let done = rotate("900");
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let last = audit_events(&p.app).await.pop().unwrap();
+    assert_eq!(last.action, "keys.rotated");
+
+    // The running server notices within oidc.key_reload_secs.
+    p.app.clock.advance(31);
+    let jwks: Value = p.app.client().get("/oauth2/jwks").await.json();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(kids.len(), 2, "{kids:?}");
+    assert!(kids.contains(&old_kid.as_str()));
+
+    // New tokens are signed with the new key; the earlier ones still verify.
+    let after = p.tokens().await;
+    let new_kid = header_of(after["id_token"].as_str().unwrap())["kid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(new_kid, old_kid);
+    assert!(kids.contains(&new_kid.as_str()));
+    assert_eq!(
+        p.userinfo(before["access_token"].as_str().unwrap())
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        p.userinfo(after["access_token"].as_str().unwrap())
+            .await
+            .status,
+        200
+    );
+    let verifier = relying_party(&p.app, CLIENT_ID, &p.secret).await;
+    for t in [&before, &after] {
+        let id: RpIdToken = t["id_token"].as_str().unwrap().parse().unwrap();
+        id.claims(&verifier, &Nonce::new("n-1".into()))
+            .expect("both ID tokens verify against the published JWKS");
+    }
+    p.app.stop().await;
+}
