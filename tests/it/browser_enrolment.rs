@@ -35,13 +35,13 @@ use crate::support::browser::{
 };
 
 /// The model name the test config gives Chromium's virtual authenticator.
-const MODEL: &str = "Chromium virtual authenticator";
+pub(crate) const MODEL: &str = "Chromium virtual authenticator";
 /// Bound on every wait for the page.
-const WAIT: Duration = Duration::from_secs(20);
-const EMAIL: &str = "admin@example.com";
-const NAME: &str = "Ada Admin";
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const EMAIL: &str = "admin@example.com";
+pub(crate) const NAME: &str = "Ada Admin";
 
-fn extra_model_toml() -> String {
+pub(crate) fn extra_model_toml() -> String {
     format!(
         "[[attestation.extra_models]]\naaguid = \"{CHROMIUM_VIRTUAL_AAGUID}\"\nmodel = \"{MODEL}\"\nfips = false\n"
     )
@@ -57,12 +57,12 @@ fn pem_to_der(pem: &str) -> Vec<u8> {
 }
 
 /// A JavaScript string literal.
-fn js(s: &str) -> String {
+pub(crate) fn js(s: &str) -> String {
     serde_json::to_string(s).expect("string")
 }
 
 /// Runs browser work off the runtime thread; a panic there is re-raised here.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     match actix_web::rt::task::spawn_blocking(f).await {
         Ok(v) => v,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
@@ -70,18 +70,18 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 /// The browser, the step under way, and failure reports with what the page showed.
-struct Page {
-    b: Browser,
-    step: String,
+pub(crate) struct Page {
+    pub(crate) b: Browser,
+    pub(crate) step: String,
 }
 
 impl Page {
-    fn step(&mut self, step: &str) {
+    pub(crate) fn step(&mut self, step: &str) {
         self.step = step.to_owned();
     }
 
     /// Panics with the step, URL, console, Chromium's log and a screenshot's path.
-    fn fail(&mut self, what: &str) -> ! {
+    pub(crate) fn fail(&mut self, what: &str) -> ! {
         let slug: String = self
             .step
             .chars()
@@ -104,42 +104,42 @@ impl Page {
         );
     }
 
-    fn ensure(&mut self, ok: bool, what: impl FnOnce() -> String) {
+    pub(crate) fn ensure(&mut self, ok: bool, what: impl FnOnce() -> String) {
         if !ok {
             let what = what();
             self.fail(&what);
         }
     }
 
-    fn call(&mut self, method: &str, params: Value) -> Value {
+    pub(crate) fn call(&mut self, method: &str, params: Value) -> Value {
         match self.b.call(method, params) {
             Ok(v) => v,
             Err(e) => self.fail(&e),
         }
     }
 
-    fn eval(&mut self, script: &str) -> Value {
+    pub(crate) fn eval(&mut self, script: &str) -> Value {
         match self.b.eval(script) {
             Ok(v) => v,
             Err(e) => self.fail(&e),
         }
     }
 
-    fn wait(&mut self, predicate: &str) -> Value {
+    pub(crate) fn wait(&mut self, predicate: &str) -> Value {
         match self.b.wait_for(predicate, WAIT) {
             Ok(v) => v,
             Err(e) => self.fail(&e),
         }
     }
 
-    fn goto(&mut self, url: &str) {
+    pub(crate) fn goto(&mut self, url: &str) {
         if let Err(e) = self.b.goto(url) {
             self.fail(&e);
         }
     }
 
     /// Removes the virtual authenticator `old` (if any) and plugs in a new one.
-    fn fresh_authenticator(&mut self, old: Option<&str>) -> String {
+    pub(crate) fn fresh_authenticator(&mut self, old: Option<&str>) -> String {
         if let Some(id) = old {
             if let Err(e) = self.b.remove_virtual_authenticator(id) {
                 self.fail(&e);
@@ -155,7 +155,7 @@ impl Page {
     }
 
     /// Focuses a field and types into it (DevTools `Input.insertText`, as a keyboard would).
-    fn type_into(&mut self, selector: &str, text: &str) {
+    pub(crate) fn type_into(&mut self, selector: &str, text: &str) {
         let focused = self.eval(&format!(
             "(() => {{ const el = document.querySelector({sel}); if (!el) return false; \
              el.focus(); el.value = ''; return document.activeElement === el; }})()",
@@ -171,7 +171,7 @@ impl Page {
 
     /// A real mouse click in the middle of the element (trusted events, so the form's
     /// own validation and submit handler run as for a person).
-    fn click(&mut self, selector: &str) {
+    pub(crate) fn click(&mut self, selector: &str) {
         let at = self.eval(&format!(
             "(() => {{ const el = document.querySelector({sel}); if (!el) return null; \
              el.scrollIntoView({{ block: 'center' }}); const r = el.getBoundingClientRect(); \
@@ -189,7 +189,7 @@ impl Page {
     }
 
     /// Waits for the enrolment form, fills it and clicks "Enrol security key".
-    fn enrol(&mut self, fields: &[(&str, &str)]) {
+    pub(crate) fn enrol(&mut self, fields: &[(&str, &str)]) {
         self.wait("document.querySelector('#enrol-form #enrol-button') !== null");
         for (name, value) in fields {
             self.type_into(&format!("#enrol-form [name=\"{name}\"]"), value);
@@ -198,7 +198,7 @@ impl Page {
     }
 
     /// Waits for `/me` with `keys` rows; returns (compliance text, rows of cell texts).
-    fn me_page(&mut self, keys: usize) -> (String, Vec<Vec<String>>) {
+    pub(crate) fn me_page(&mut self, keys: usize) -> (String, Vec<Vec<String>>) {
         let got = self.wait(&format!(
             "location.pathname === '/me' && document.getElementById('compliance') !== null \
              && document.querySelectorAll('#keys tbody tr').length === {keys} && {{ \
@@ -214,7 +214,7 @@ impl Page {
 
 /// What the refusal box shows: one entry per `<li data-rule>`.
 #[derive(Debug, serde::Deserialize)]
-struct ShownRefusal {
+pub(crate) struct ShownRefusal {
     rule: String,
     message: String,
     text: String,
@@ -223,7 +223,7 @@ struct ShownRefusal {
 /// Step 1 in the browser: the refused enrolment. Returns the page's refusal entries,
 /// Chromium's attestation certificate (PEM) taken from the intercepted POST and the
 /// virtual authenticator used.
-fn refused_in_browser(p: &mut Page, link: &str) -> (Vec<ShownRefusal>, String, String) {
+pub(crate) fn refused_in_browser(p: &mut Page, link: &str) -> (Vec<ShownRefusal>, String, String) {
     p.step("open the bootstrap link (untrusted)");
     p.goto(link);
     let authenticator = p.fresh_authenticator(None);

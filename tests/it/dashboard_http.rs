@@ -3,7 +3,9 @@
 
 use serde_json::json;
 
-use crate::enrolment_http::{app_trusting, bootstrap_admin, enrol_with, physical_key, token_of, trusted_ca};
+use crate::enrolment_http::{
+    app_trusting, bootstrap_admin, enrol_with, physical_key, token_of, trusted_ca,
+};
 use crate::support::app::csrf_of;
 use crate::support::authenticator::{SoftAuthenticator, YUBIKEY_5CI_FIPS, YUBIKEY_5_NFC};
 
@@ -21,12 +23,28 @@ async fn dashboard_shows_compliance_and_keys() {
     // A member with one key: not compliant.
     let csrf = csrf_of(&admin.get("/admin/invitations").await.body);
     let inv = admin
-        .post_json("/api/admin/invitations", Some(&csrf), &json!({ "email": "carol@example.com", "display_name": "Carol" }))
+        .post_json(
+            "/api/admin/invitations",
+            Some(&csrf),
+            &json!({ "email": "carol@example.com", "display_name": "Carol" }),
+        )
         .await
         .json();
-    let path = inv["link"].as_str().unwrap().trim_start_matches(app.origin()).to_string();
+    let path = inv["link"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches(app.origin())
+        .to_string();
     let mut carol = app.client();
-    let done = enrol_with(&app, &mut carol, &path, json!({ "token": token_of(&path) }), &physical_key(&ca.ca, YUBIKEY_5_NFC, 42), |_| {}).await;
+    let done = enrol_with(
+        &app,
+        &mut carol,
+        &path,
+        json!({ "token": token_of(&path) }),
+        &physical_key(&ca.ca, YUBIKEY_5_NFC, 42),
+        |_| {},
+    )
+    .await;
     assert_eq!(done.status, 200, "{}", done.body);
 
     let d = admin.get("/api/admin/dashboard").await.json();
@@ -46,6 +64,10 @@ async fn dashboard_shows_compliance_and_keys() {
     assert!(page.body.contains("50%"));
     assert!(page.body.contains("carol@example.com"));
     assert!(page.body.contains("YubiKey 5Ci FIPS (1)"));
-    assert_eq!(carol.get("/admin").await.status, 403, "members do not see the dashboard");
+    assert_eq!(
+        carol.get("/admin").await.status,
+        403,
+        "members do not see the dashboard"
+    );
     app.stop().await;
 }
