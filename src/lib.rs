@@ -8,6 +8,7 @@
 
 pub mod attestation;
 pub mod audit;
+pub mod compliance;
 pub mod config;
 pub mod ephemeral;
 pub mod error;

@@ -73,6 +73,155 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Exports: the signed compliance attestation and the public JWKS that verifies it.
+    Export {
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
+    /// Verify a signed compliance report offline (no database): the signature against the
+    /// JWKS, the report's integrity and, with --evidence, every key's attestation.
+    VerifyExport {
+        /// The signed report (compact JWS).
+        file: PathBuf,
+        /// The gateway's public JWKS (`keygate export jwks`).
+        #[arg(long)]
+        jwks: PathBuf,
+        /// The evidence bundle exported with the report.
+        #[arg(long)]
+        evidence: Option<PathBuf>,
+        /// Extra trust anchors: a directory of PEM files (or one file), added to the
+        /// built-in Yubico roots.
+        #[arg(long)]
+        roots: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExportCommand {
+    /// The compliance attestation of every member (or one workspace's).
+    Compliance {
+        /// A workspace's ID or external ID; the whole organisation when absent.
+        #[arg(long)]
+        workspace: Option<String>,
+        /// jws (signed), json, csv or html.
+        #[arg(long, default_value = "jws")]
+        format: String,
+        /// Write the evidence bundle (each key's raw attestation) here.
+        #[arg(long)]
+        evidence: Option<PathBuf>,
+        /// Days the report looks back: a phishing-resistant sign-in is needed within them.
+        #[arg(long, default_value_t = keygate::service::compliance::DEFAULT_PERIOD_DAYS)]
+        period_days: u32,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, env = "KEYGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// The public JWKS that verifies signed reports (and tokens).
+    Jwks {
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, env = "KEYGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn write_out(out: Option<&PathBuf>, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write as _;
+    match out {
+        Some(path) => {
+            std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        }
+        None => std::io::stdout()
+            .lock()
+            .write_all(bytes)
+            .map_err(|e| format!("cannot write to standard output: {e}")),
+    }
+}
+
+async fn export(command: ExportCommand) -> Result<(), String> {
+    use keygate::service::compliance;
+    match command {
+        ExportCommand::Compliance {
+            workspace,
+            format,
+            evidence,
+            period_days,
+            out,
+            config,
+        } => {
+            let format: compliance::Format = format
+                .parse()
+                .map_err(|e: keygate::error::Error| e.to_string())?;
+            let app = existing(config.as_ref()).await?;
+            let request = compliance::ExportRequest {
+                workspace,
+                format,
+                period_days,
+                evidence: evidence.is_some(),
+            };
+            let done = compliance::export(&app.state, &Actor::cli(), &request)
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some(path) = &evidence {
+                write_out(Some(path), &done.evidence)?;
+            }
+            write_out(out.as_ref(), &done.body)?;
+            let s = &done.report.summary;
+            eprintln!(
+                "exported the compliance report ({format}): {} member(s), {} compliant{}{}",
+                s.members,
+                s.compliant,
+                done.kid
+                    .map(|k| format!(", signed with key {k}"))
+                    .unwrap_or_default(),
+                evidence
+                    .map(|p| format!("; evidence in {}", p.display()))
+                    .unwrap_or_default()
+            );
+            Ok(())
+        }
+        ExportCommand::Jwks { out, config } => {
+            let app = existing(config.as_ref()).await?;
+            let jwks = compliance::jwks(&app.state)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut bytes = serde_json::to_vec_pretty(&jwks).map_err(|e| e.to_string())?;
+            bytes.push(b'\n');
+            write_out(out.as_ref(), &bytes)
+        }
+    }
+}
+
+fn verify_export(
+    file: &std::path::Path,
+    jwks: &std::path::Path,
+    evidence: Option<&std::path::Path>,
+    roots: Option<&std::path::Path>,
+) -> Result<(), String> {
+    use keygate::compliance;
+    let report = compliance::read_input(file, "report").map_err(|e| e.to_string())?;
+    let report = String::from_utf8(report)
+        .map_err(|_| format!("the report {} is not text (a compact JWS)", file.display()))?;
+    let jwks = compliance::read_input(jwks, "JWKS").map_err(|e| e.to_string())?;
+    let evidence = evidence
+        .map(|p| compliance::read_input(p, "evidence bundle"))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let verifier = compliance::verifier_with_roots(roots).map_err(|e| e.to_string())?;
+    let outcome = compliance::verify_export(&report, &jwks, evidence.as_deref(), &verifier)
+        .map_err(|e| format!("verification FAILED: {e}"))?;
+    print!("{}", outcome.text());
+    let problems = outcome.all_problems();
+    match problems.first() {
+        None => Ok(()),
+        Some(first) => Err(format!(
+            "verification FAILED ({} problem(s)); first: {first}",
+            problems.len()
+        )),
+    }
 }
 
 #[derive(Subcommand)]
@@ -310,6 +459,13 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Audit { command } => audit(command).await,
         Command::Keys { command } => keys(command).await,
+        Command::Export { command } => export(command).await,
+        Command::VerifyExport {
+            file,
+            jwks,
+            evidence,
+            roots,
+        } => verify_export(&file, &jwks, evidence.as_deref(), roots.as_deref()),
         Command::Config {
             command: ConfigCommand::Check { config },
         } => {

@@ -15,7 +15,9 @@ use actix_web::{web, HttpRequest};
 use crate::error::Error;
 use crate::state::AppState;
 use errors::{ApiError, PageError};
-use handlers::{admin, assets, audit, clients, enrol, health, me, oidc, signin, workspaces};
+use handlers::{
+    admin, assets, audit, clients, compliance, enrol, health, me, oidc, signin, workspaces,
+};
 
 /// Content-Security-Policy: scripts and styles only from here, no inline script, no framing.
 pub const CSP: &str =
@@ -103,6 +105,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(audit::page)
     .service(audit::api_list)
     .service(audit::api_export)
+    .service(compliance::export)
     .service(workspaces::list_page)
     .service(workspaces::create_form)
     .service(workspaces::detail_page)

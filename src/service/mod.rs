@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod audit_log;
 pub mod ceremony;
+pub mod compliance;
 pub mod dashboard;
 pub mod enrolment;
 pub mod invitations;

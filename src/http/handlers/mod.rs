@@ -4,6 +4,7 @@ pub mod admin;
 pub mod assets;
 pub mod audit;
 pub mod clients;
+pub mod compliance;
 pub mod enrol;
 pub mod health;
 pub mod me;
