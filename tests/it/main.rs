@@ -17,6 +17,7 @@ mod compliance_verify;
 mod dashboard_http;
 mod enrolment_http;
 mod ephemeral;
+mod oidc_authlib;
 mod oidc_authorize;
 mod oidc_core;
 mod oidc_http;

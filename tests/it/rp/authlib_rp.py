@@ -1,0 +1,98 @@
+"""An independent OpenID Connect relying party (Authlib) for keygate's tests.
+
+Line protocol on stdin/stdout, one JSON object per line:
+  in:  {"issuer", "client_id", "client_secret", "redirect_uri", "scope"}
+  out: {"authorization_url", "state"}            the browser is sent there
+  in:  {"callback"}                              where the browser was sent back to
+  out: {"claims", "userinfo", "token_type", "scope"}  or {"error"} (exit status 1)
+
+Discovery, the authorization URL (PKCE S256, nonce), the code exchange
+(client_secret_basic), ID-token validation against the JWKS named by discovery (iss, aud,
+exp, iat, nonce, at_hash) and userinfo are all Authlib's and requests' own code.
+"""
+import json
+import sys
+from urllib.parse import parse_qs, urlparse
+
+import requests
+from authlib.common.security import generate_token
+from authlib.integrations.requests_client import OAuth2Session
+from authlib.jose import JsonWebKey, jwt
+from authlib.oidc.core import CodeIDToken
+
+
+def send(obj):
+    print(json.dumps(obj), flush=True)
+
+
+def receive():
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError("no input")
+    return json.loads(line)
+
+
+def main():
+    cfg = receive()
+    meta = requests.get(
+        cfg["issuer"] + "/.well-known/openid-configuration", timeout=10
+    ).json()
+    if meta["issuer"] != cfg["issuer"]:
+        raise ValueError("discovery names another issuer: " + meta["issuer"])
+    session = OAuth2Session(
+        cfg["client_id"],
+        cfg["client_secret"],
+        scope=cfg["scope"],
+        redirect_uri=cfg["redirect_uri"],
+        code_challenge_method="S256",
+        token_endpoint_auth_method="client_secret_basic",
+    )
+    verifier = generate_token(64)
+    nonce = generate_token(24)
+    url, state = session.create_authorization_url(
+        meta["authorization_endpoint"], code_verifier=verifier, nonce=nonce
+    )
+    send({"authorization_url": url, "state": state})
+
+    callback = receive()["callback"]
+    query = parse_qs(urlparse(callback).query)
+    # RFC 9207: the authorization response names its issuer.
+    if query.get("iss") != [meta["issuer"]]:
+        raise ValueError("the authorization response names another issuer")
+    token = session.fetch_token(
+        meta["token_endpoint"],
+        authorization_response=callback,
+        code_verifier=verifier,
+        state=state,
+    )
+    jwks = JsonWebKey.import_key_set(requests.get(meta["jwks_uri"], timeout=10).json())
+    claims = jwt.decode(
+        token["id_token"],
+        jwks,
+        claims_cls=CodeIDToken,
+        claims_options={"iss": {"essential": True, "value": meta["issuer"]}},
+        claims_params={
+            "nonce": nonce,
+            "client_id": cfg["client_id"],
+            "access_token": token["access_token"],
+        },
+    )
+    claims.validate(leeway=60)
+    userinfo = session.get(meta["userinfo_endpoint"], timeout=10)
+    userinfo.raise_for_status()
+    send(
+        {
+            "claims": dict(claims),
+            "userinfo": userinfo.json(),
+            "token_type": token["token_type"],
+            "scope": token.get("scope"),
+        }
+    )
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as e:  # report to the Rust test, which shows it
+        send({"error": "%s: %s" % (type(e).__name__, e)})
+        sys.exit(1)
