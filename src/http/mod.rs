@@ -88,6 +88,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(enrol::begin)
     .service(enrol::finish)
     .service(admin::home)
+    .service(admin::api_dashboard)
     .service(admin::members_page)
     .service(admin::member_page)
     .service(admin::revoke_key_form)
