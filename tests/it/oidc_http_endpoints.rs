@@ -433,3 +433,56 @@ async fn keys_rotate_keeps_earlier_tokens_valid_during_the_overlap() {
     }
     p.app.stop().await;
 }
+
+/// Replicas: keys rotated by one replica are used by another as soon as it meets a token
+/// signed with a key it has not loaded yet (no waiting for `oidc.key_reload_secs`).
+#[actix_web::test]
+async fn a_replica_loads_keys_another_replica_rotated_on_an_unknown_kid() {
+    if std::env::var("KEYGATE_TEST_REDIS_URL").is_err() {
+        eprintln!(
+            "note: replicas need a shared store; this test runs in the PostgreSQL + Redis pass"
+        );
+        return;
+    }
+    let mut p = provider().await;
+    let b = crate::support::app::TestApp::builder()
+        .with_toml(&p.toml)
+        .replica_of(&p.app)
+        .start()
+        .await;
+    keygate::service::oidc::keys::rotate(&b.state, &keygate::service::Actor::cli(), None)
+        .await
+        .expect("rotate on replica b");
+
+    // The browser signs in and authorizes on a; the code is exchanged on b.
+    let mut browser = p.browser().await;
+    let (code, pkce) = p.code(&mut browser, CLIENT_ID, "openid").await;
+    let r = b
+        .client()
+        .post_with(
+            "/oauth2/token",
+            &[("Authorization", p.basic(CLIENT_ID, &p.secret))],
+            "application/x-www-form-urlencoded",
+            form(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", &pkce.verifier),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let at = r.json()["access_token"].as_str().unwrap().to_string();
+    let kid = header_of(&at)["kid"].as_str().unwrap().to_string();
+    let jwks_a: Value = p.app.client().get("/oauth2/jwks").await.json();
+    assert!(
+        !jwks_a.to_string().contains(&kid),
+        "replica a has not reloaded yet"
+    );
+    // Replica a meets the new kid at userinfo, reloads, and accepts the token.
+    assert_eq!(p.userinfo(&at).await.status, 200);
+    let jwks_a: Value = p.app.client().get("/oauth2/jwks").await.json();
+    assert!(jwks_a.to_string().contains(&kid));
+    b.stop().await;
+    p.app.stop().await;
+}

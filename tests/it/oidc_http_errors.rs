@@ -249,3 +249,20 @@ async fn token_endpoint_refusals() {
     assert_eq!(token_error(&r), (401, "invalid_client".into()));
     p.app.stop().await;
 }
+
+#[actix_web::test]
+async fn the_token_endpoint_is_rate_limited_per_address() {
+    let p = provider_with(&[("oidc.token_requests_per_minute", "3")]).await;
+    let fields = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", "kgr_unknown"),
+    ];
+    for _ in 0..3 {
+        let r = p.post("/oauth2/token", CLIENT_ID, &fields).await;
+        assert_eq!(r.status, 400, "{}", r.body);
+    }
+    let r = p.post("/oauth2/token", CLIENT_ID, &fields).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.json()["error"], "temporarily_unavailable");
+    p.app.stop().await;
+}

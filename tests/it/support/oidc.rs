@@ -34,6 +34,8 @@ pub struct Provider {
     pub cred: SoftCredential,
     pub user_id: String,
     pub secret: String,
+    /// The config file's text (clients, workspaces, trust), for a replica of this app.
+    pub toml: String,
     _ca: Option<TrustedCa>,
     _secret_file: tempfile::NamedTempFile,
 }
@@ -109,6 +111,7 @@ public = true
         cred,
         user_id,
         secret,
+        toml,
         _ca: ca,
         _secret_file: secret_file,
     }
