@@ -307,6 +307,47 @@ async fn admins_create_clients_over_the_api_and_the_secret_is_shown_once() {
         (400, json!("invalid_client_metadata"))
     );
 
+    // The page's form does the same, showing the secret once.
+    let r = admin
+        .post_form(
+            "/admin/clients",
+            &[
+                ("csrf", &csrf),
+                ("name", "Native app"),
+                (
+                    "redirect_uris",
+                    "com.example.app:/cb\nhttp://127.0.0.1:9/cb",
+                ),
+                ("scopes", "openid offline_access"),
+                ("public", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("new-client-id") && !r.body.contains("new-client-secret"));
+    let r = admin
+        .post_form(
+            "/admin/clients",
+            &[
+                ("csrf", &csrf),
+                ("name", "Web app"),
+                ("redirect_uris", "https://web.example/cb"),
+            ],
+        )
+        .await;
+    assert!(r.body.contains("new-client-secret"), "{}", r.body);
+    let r = admin
+        .post_form(
+            "/admin/clients",
+            &[
+                ("csrf", &csrf),
+                ("name", "Bad"),
+                ("redirect_uris", "ftp://x/cb"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+
     // The new client signs in with RS256 ID tokens that the relying party verifies.
     let pkce = Pkce::new();
     let path = authorize_path(
