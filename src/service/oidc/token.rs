@@ -143,7 +143,9 @@ async fn exchange_code(
         user_id: stored.user_id.clone(),
         client_id: stored.record.grant.client_id.clone(),
     };
-    let marker_ttl = state.oidc.settings.refresh_token_ttl.whole_seconds().max(1) as u64;
+    // Long after the code itself expired, and as long as the access token it gives: a
+    // marker per exchange must stay cheap in the shared store.
+    let marker_ttl = state.oidc.settings.access_token_ttl.whole_seconds().max(1) as u64;
     state
         .ephemeral
         .set_ex(
