@@ -1,5 +1,6 @@
 //! Scale-out: three keygate processes on different loopback ports share PostgreSQL and
-//! Redis, and one flow's steps alternate between them (SPEC §5). Needs the shared backends:
+//! Redis, and one flow's steps alternate between them (SPEC §5): enrolment, sign-in, and an
+//! OpenID Connect code flow (authorize, token, userinfo on three different replicas). Needs the shared backends:
 //! on the embedded default (in-process store) there is nothing to share, so it runs in the
 //! PostgreSQL + Redis pass of the suite (mandatory in CI).
 
@@ -9,6 +10,17 @@ use crate::enrolment_http::{b64d, finish_body, options_for, token_of, trusted_ca
 use crate::signin_http::assertion_body;
 use crate::support::app::{csrf_of, TestApp};
 use crate::support::authenticator::SoftAuthenticator;
+use crate::support::oidc::{authorize_path, form, Pkce};
+
+const REDIRECT: &str = "http://127.0.0.1:7777/callback";
+const CLIENT: &str = r#"
+[[oidc.clients]]
+client_id = "cli-app"
+name = "Command-line tool"
+redirect_uris = ["http://127.0.0.1:7777/callback"]
+scopes = ["openid"]
+public = true
+"#;
 
 #[actix_web::test]
 async fn any_replica_serves_any_step() {
@@ -19,14 +31,15 @@ async fn any_replica_serves_any_step() {
         return;
     }
     let ca = trusted_ca();
-    let a = TestApp::builder().with_toml(&ca.toml).start().await;
+    let toml = format!("{}{CLIENT}", ca.toml);
+    let a = TestApp::builder().with_toml(&toml).start().await;
     let b = TestApp::builder()
-        .with_toml(&ca.toml)
+        .with_toml(&toml)
         .replica_of(&a)
         .start()
         .await;
     let c = TestApp::builder()
-        .with_toml(&ca.toml)
+        .with_toml(&toml)
         .replica_of(&a)
         .start()
         .await;
@@ -85,6 +98,69 @@ async fn any_replica_serves_any_step() {
     assert_eq!(signed.status, 200, "{}", signed.body);
     other.switch_to(&c);
     assert_eq!(other.get("/api/me").await.status, 200);
+
+    // OpenID Connect: authorize on A, the code exchanged on B, userinfo on C.
+    let pkce = Pkce::new();
+    other.switch_to(&a);
+    let authorized = other
+        .get(&authorize_path(
+            "cli-app",
+            REDIRECT,
+            "openid",
+            &pkce.challenge,
+            &[("state", "s-1"), ("nonce", "n-1")],
+        ))
+        .await;
+    assert_eq!(authorized.status, 302, "{}", authorized.body);
+    let location = url::Url::parse(&authorized.header("location").unwrap()).unwrap();
+    let code = location
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("a code");
+    let mut rp = b.client();
+    let tokens = rp
+        .post_with(
+            "/oauth2/token",
+            &[],
+            "application/x-www-form-urlencoded",
+            form(&[
+                ("grant_type", "authorization_code"),
+                ("client_id", "cli-app"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", &pkce.verifier),
+            ]),
+        )
+        .await;
+    assert_eq!(tokens.status, 200, "{}", tokens.body);
+    let access = tokens.json()["access_token"].as_str().unwrap().to_string();
+    rp.switch_to(&c);
+    let me = rp
+        .get_with(
+            "/oauth2/userinfo",
+            &[("Authorization", format!("Bearer {access}"))],
+        )
+        .await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.json()["sub"], user_id.as_str());
+    // The code was single-use on every replica.
+    rp.switch_to(&a);
+    let again = rp
+        .post_with(
+            "/oauth2/token",
+            &[],
+            "application/x-www-form-urlencoded",
+            form(&[
+                ("grant_type", "authorization_code"),
+                ("client_id", "cli-app"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", &pkce.verifier),
+            ]),
+        )
+        .await;
+    assert_eq!(again.status, 400, "{}", again.body);
 
     // A challenge is single-use across replicas: replaying the finish on A fails.
     other.switch_to(&a);
