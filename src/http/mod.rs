@@ -16,7 +16,8 @@ use crate::error::Error;
 use crate::state::AppState;
 use errors::{ApiError, PageError};
 use handlers::{
-    admin, assets, audit, clients, compliance, enrol, health, me, oidc, signin, workspaces,
+    admin, assets, audit, clients, compliance, enrol, health, me, oidc, recovery, signin,
+    workspaces,
 };
 
 /// Content-Security-Policy: scripts and styles only from here, no inline script, no framing.
@@ -103,6 +104,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(admin::api_revoke_invitation)
     .service(admin::end_sessions_form)
     .service(admin::api_end_sessions)
+    .service(recovery::request_form)
+    .service(recovery::approve_form)
+    .service(recovery::api_list)
+    .service(recovery::api_request)
+    .service(recovery::api_approve)
     .service(audit::page)
     .service(audit::api_list)
     .service(audit::api_export)

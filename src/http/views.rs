@@ -129,6 +129,9 @@ pub struct AdminMemberPage {
     pub csrf: String,
     pub detail: MemberDetail,
     pub sessions: Vec<crate::storage::SessionRecord>,
+    pub recoveries: Vec<crate::service::recovery::RecoveryView>,
+    /// The signed-in admin's id: they cannot approve a request they opened.
+    pub me: String,
 }
 
 #[derive(Template)]
@@ -202,4 +205,13 @@ pub struct AdminClientsPage {
     /// A client just created, with its secret shown this once.
     pub created: Option<crate::service::oidc::clients::CreatedClient>,
     pub error: Option<String>,
+}
+
+/// The one time a recovery link is shown: to the admin whose approval issued it.
+#[derive(Template)]
+#[template(path = "admin_recovery_link.html")]
+pub struct AdminRecoveryLinkPage {
+    pub nav: Nav,
+    pub email: String,
+    pub issued: crate::service::recovery::IssuedRecovery,
 }

@@ -71,6 +71,10 @@ struct Pending {
     /// This enrolment uses the first admin's bootstrap link.
     #[serde(default)]
     bootstrap: bool,
+    /// The approved recovery request whose link this is: the key joins the existing
+    /// member named by `user_id`.
+    #[serde(default)]
+    recovery_id: Option<String>,
     expires_at: i64,
 }
 
@@ -85,6 +89,8 @@ pub struct Enrolled {
     pub user_verified: bool,
     /// True when this enrolment created the member (the session must be signed in).
     pub new_member: bool,
+    /// True when a recovery link enrolled this key for an existing member.
+    pub recovered: bool,
 }
 
 /// Starts a registration ceremony; returns `PublicKeyCredentialCreationOptions` JSON.
@@ -99,33 +105,41 @@ pub async fn begin(
     let (pending, exclude) = match (&req.token, session.user_id()) {
         (Some(token), _) => {
             let inv = invitations::find_usable(state, actor, token).await?;
-            let (email, display_name) = if inv.kind == InvitationKind::Bootstrap {
-                let email = req.email.as_deref().unwrap_or_default().trim();
-                if !invitations::valid_email(email) {
-                    return Err(Error::bad_request(
-                        "invalid_email",
-                        "enter a valid e-mail address",
-                    ));
-                }
+            if inv.kind == InvitationKind::Recovery {
                 (
-                    email.to_ascii_lowercase(),
-                    invitations::clean_name(req.display_name.as_deref().unwrap_or_default())?,
+                    recovery_pending(state, &inv, &req, now + ttl as i64).await?,
+                    Vec::new(),
                 )
             } else {
-                (inv.email.clone(), inv.display_name.clone())
-            };
-            let pending = Pending {
-                challenge: String::new(),
-                user_id: tokens::new_id(),
-                email,
-                display_name: display_name.trim().chars().take(100).collect(),
-                role: inv.role.as_str().into(),
-                bootstrap: inv.kind == InvitationKind::Bootstrap,
-                invitation_id: Some(inv.id),
-                existing_member: false,
-                expires_at: now + ttl as i64,
-            };
-            (pending, Vec::new())
+                let (email, display_name) = if inv.kind == InvitationKind::Bootstrap {
+                    let email = req.email.as_deref().unwrap_or_default().trim();
+                    if !invitations::valid_email(email) {
+                        return Err(Error::bad_request(
+                            "invalid_email",
+                            "enter a valid e-mail address",
+                        ));
+                    }
+                    (
+                        email.to_ascii_lowercase(),
+                        invitations::clean_name(req.display_name.as_deref().unwrap_or_default())?,
+                    )
+                } else {
+                    (inv.email.clone(), inv.display_name.clone())
+                };
+                let pending = Pending {
+                    challenge: String::new(),
+                    user_id: tokens::new_id(),
+                    email,
+                    display_name: display_name.trim().chars().take(100).collect(),
+                    role: inv.role.as_str().into(),
+                    bootstrap: inv.kind == InvitationKind::Bootstrap,
+                    invitation_id: Some(inv.id),
+                    existing_member: false,
+                    recovery_id: None,
+                    expires_at: now + ttl as i64,
+                };
+                (pending, Vec::new())
+            }
         }
         (None, Some(user_id)) => {
             session::require_recent_touch(state, session)?;
@@ -154,6 +168,7 @@ pub async fn begin(
                 invitation_id: None,
                 existing_member: true,
                 bootstrap: false,
+                recovery_id: None,
                 expires_at: now + ttl as i64,
             };
             (pending, exclude)
@@ -242,6 +257,16 @@ pub async fn finish(
     };
     match verify_and_store(state, &actor, &pending, req).await {
         Ok(enrolled) => {
+            if enrolled.recovered {
+                // Recovery ends every session the member still had, wherever it is.
+                session::end(
+                    state,
+                    &actor,
+                    &enrolled.user_id,
+                    crate::storage::SessionScope::All,
+                )
+                .await?;
+            }
             if enrolled.new_member {
                 workspaces::join_declared(state, &enrolled.user_id, &pending.email).await?;
             }
@@ -255,6 +280,51 @@ pub async fn finish(
 }
 
 type Refusal = (Error, serde_json::Value);
+
+/// The ceremony state for a recovery link: the member it was approved for, never a new one.
+async fn recovery_pending(
+    state: &AppState,
+    inv: &crate::storage::Invitation,
+    req: &BeginRequest,
+    expires_at: i64,
+) -> Result<Pending> {
+    if req.email.is_some() || req.display_name.is_some() {
+        return Err(Error::bad_request(
+            "unexpected_field",
+            "a recovery link enrols a key for an existing member; it takes no e-mail or name",
+        ));
+    }
+    let inv_id = inv.id.clone();
+    let found = state
+        .storage
+        .run(move |s| {
+            let Some(r) = s.recovery_request_by_invitation(&inv_id)? else {
+                return Ok(None);
+            };
+            Ok(s.user_by_id(&r.user_id)?.map(|u| (r, u)))
+        })
+        .await?;
+    let Some((request, user)) = found.filter(|(r, u)| {
+        r.status == "approved" && u.status == UserStatus::Active && u.email == inv.email
+    }) else {
+        return Err(Error::gone(
+            "invitation_invalid",
+            "this enrolment link is not valid; ask your admin for a new one",
+        ));
+    };
+    Ok(Pending {
+        challenge: String::new(),
+        user_id: user.id,
+        email: user.email,
+        display_name: user.display_name,
+        role: user.role.as_str().into(),
+        invitation_id: Some(inv.id.clone()),
+        existing_member: false,
+        bootstrap: false,
+        recovery_id: Some(request.id),
+        expires_at,
+    })
+}
 
 async fn verify_and_store(
     state: &AppState,
@@ -404,8 +474,9 @@ async fn verify_and_store(
         enrolled_at: now,
         enrolled_by: actor.id.clone(),
     };
+    let recovery_id = pending.recovery_id.clone();
     let new_user = pending.invitation_id.as_ref().and_then(|_| {
-        (!pending.existing_member).then(|| NewUser {
+        (!pending.existing_member && recovery_id.is_none()).then(|| NewUser {
             id: pending.user_id.clone(),
             email: pending.email.clone(),
             display_name: pending.display_name.clone(),
@@ -427,9 +498,18 @@ async fn verify_and_store(
             "evidence": facts_json,
             "decision": { "accepted": true, "phishing_resistant": decision.phishing_resistant, "policy_version": decision.policy_version },
             "new_member": new_user.is_some(),
+            "recovery": recovery_id,
             "ip": actor.ip,
         }),
     };
+    let completed = recovery_id.as_ref().map(|rid| NewAuditEvent {
+        actor: actor.id.clone(),
+        action: "recovery.completed".into(),
+        subject: format!("user:{}", pending.user_id),
+        outcome: Outcome::Success,
+        reason: None,
+        details: serde_json::json!({ "request": rid, "key_id": key_id, "ip": actor.ip }),
+    });
     let enrolled = Enrolled {
         user_id: pending.user_id.clone(),
         role: pending.role.clone(),
@@ -439,6 +519,7 @@ async fn verify_and_store(
         phishing_resistant: decision.phishing_resistant,
         user_verified: verified.flags.user_verified,
         new_member: new_user.is_some(),
+        recovered: recovery_id.is_some(),
     };
     state
         .storage
@@ -458,6 +539,14 @@ async fn verify_and_store(
                         tx.revoke_pending_invitations(InvitationKind::Bootstrap, now)?;
                     }
                 }
+                if let Some(rid) = &recovery_id {
+                    let inv = invitation_id.as_deref().unwrap_or_default();
+                    if !tx.mark_invitation_used(inv, &credential.user_id, now)?
+                        || !tx.complete_recovery_request(rid, now)?
+                    {
+                        return Err(StorageError::Conflict("invitation_used".into()));
+                    }
+                }
                 // Policy ran outside this transaction; the physical-key rule is checked
                 // again here so two parallel enrolments of one key cannot both pass.
                 if distinct_keys {
@@ -470,6 +559,9 @@ async fn verify_and_store(
                 }
                 tx.insert_credential(&credential)?;
                 tx.append_audit(&event, now)?;
+                if let Some(completed) = &completed {
+                    tx.append_audit(completed, now)?;
+                }
                 Ok(())
             })
         })

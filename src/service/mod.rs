@@ -11,6 +11,7 @@ pub mod invitations;
 pub mod limits;
 pub mod members;
 pub mod oidc;
+pub mod recovery;
 pub mod session;
 pub mod siem;
 pub mod signin;

@@ -19,6 +19,7 @@ mod ids;
 mod invitations;
 mod models;
 mod oidc;
+mod recovery;
 mod schema;
 mod sessions;
 mod settings;
@@ -40,6 +41,7 @@ pub use models::{
     NewCredential, NewInvitation, NewUser, Role, UnknownValue, User, UserStatus, UserWithKeys,
 };
 pub use oidc::{OidcClient, OidcGrant, RefreshTokenRecord};
+pub use recovery::RecoveryRequest;
 pub use sessions::{SessionRecord, SessionScope};
 pub use workspaces::Workspace;
 

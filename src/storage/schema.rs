@@ -182,3 +182,19 @@ diesel::table! {
         revoked_at -> Nullable<BigInt>,
     }
 }
+
+diesel::table! {
+    recovery_requests (id) {
+        id -> Text,
+        user_id -> Text,
+        requested_by -> Text,
+        reason -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        approved_by -> Nullable<Text>,
+        approved_at -> Nullable<BigInt>,
+        invitation_id -> Nullable<Text>,
+        completed_at -> Nullable<BigInt>,
+        status -> Text,
+    }
+}

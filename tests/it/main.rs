@@ -25,6 +25,7 @@ mod oidc_http_endpoints;
 mod oidc_http_errors;
 mod oidc_http_policy;
 mod oidc_tokens;
+mod recovery_http;
 mod replicas;
 mod sessions_http;
 mod signin_http;

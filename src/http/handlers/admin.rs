@@ -9,7 +9,7 @@ use crate::http::handlers::me::CsrfForm;
 use crate::http::views::{
     self, AdminDashboardPage, AdminInvitationsPage, AdminMemberPage, AdminMembersPage, Nav,
 };
-use crate::service::{dashboard, invitations, members, session, Actor};
+use crate::service::{dashboard, invitations, members, recovery, session, Actor};
 use crate::state::AppState;
 use crate::storage::SessionScope;
 
@@ -82,11 +82,14 @@ pub async fn member_page(
 ) -> Result<HttpResponse, PageError> {
     let detail = members::detail(&state, &id).await?;
     let sessions = session::list(&state, &id).await?;
+    let recoveries = recovery::list_for(&state, &id).await?;
     Ok(views::ok(&AdminMemberPage {
         nav: Nav::of(Some(&admin.0)),
         csrf: admin.0.data.csrf.clone(),
         detail,
         sessions,
+        recoveries,
+        me: admin.user_id().to_string(),
     }))
 }
 

@@ -9,5 +9,6 @@ pub mod enrol;
 pub mod health;
 pub mod me;
 pub mod oidc;
+pub mod recovery;
 pub mod signin;
 pub mod workspaces;
