@@ -480,10 +480,34 @@ async fn recovery_refusals_change_nothing() {
     assert_eq!(list[0]["status"], "expired", "{list}");
 
     // An expired recovery link: refused, Bob keeps no new key.
+    // (This time Grace approves on the member's page: the link is on the page she gets.)
     let request = open_request(&app, &mut ada, &bob.id, "lost both, again").await;
-    let r = approve(&app, &mut grace, &request, true).await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let link = path_of(&app, r.json()["link"].as_str().unwrap());
+    let page = ada.client.get(&format!("/admin/members/{}", bob.id)).await;
+    assert!(!page
+        .body
+        .contains(&format!("/admin/recovery/{request}/approve")));
+    let csrf = grace
+        .touch(&app, 0, &format!("/admin/members/{}", bob.id))
+        .await;
+    let page = grace
+        .client
+        .get(&format!("/admin/members/{}", bob.id))
+        .await;
+    assert!(page
+        .body
+        .contains(&format!("/admin/recovery/{request}/approve")));
+    let r = grace
+        .client
+        .post_form(
+            &format!("/admin/recovery/{request}/approve"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let marker = "<code id=\"recovery-link\">";
+    let start = r.body.find(marker).expect("the link on the page") + marker.len();
+    let end = start + r.body[start..].find('<').unwrap();
+    let link = path_of(&app, &r.body[start..end]);
     // Bob opens the page in time but comes back to it too late.
     let mut late = app.client();
     let page = late.get(&link).await;
@@ -504,5 +528,64 @@ async fn recovery_refusals_change_nothing() {
     assert_eq!(r.status, 410, "{}", r.body);
     assert_eq!(r.json()["error"], "invitation_expired");
     assert_eq!(snapshot(&app, &bob.id).await, before);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn approval_is_a_single_conditional_update() {
+    let ca = trusted_ca();
+    let app = app_trusting(&ca).await;
+    let (ada, grace, bob) = world(&app, &ca).await;
+    let now = app.state.now();
+    let req = keygate::storage::RecoveryRequest {
+        id: "r1".into(),
+        user_id: bob.id.clone(),
+        requested_by: ada.id.clone(),
+        reason: "lost both".into(),
+        created_at: now,
+        expires_at: now + 60,
+        approved_by: None,
+        approved_at: None,
+        invitation_id: None,
+        completed_at: None,
+        status: "pending".into(),
+    };
+    let inv = keygate::storage::NewInvitation {
+        id: "i1".into(),
+        token_hash: "00".repeat(32),
+        kind: keygate::storage::InvitationKind::Recovery,
+        email: "bob@example.com".into(),
+        display_name: String::new(),
+        role: keygate::storage::Role::Member,
+        created_by: None,
+        created_at: now,
+        expires_at: now + 60,
+    };
+    let (a, g, b) = (ada.id.clone(), grace.id.clone(), bob.id.clone());
+    let outcomes = app
+        .state
+        .storage
+        .run(move |s| {
+            s.transaction(|tx| {
+                tx.insert_invitation(&inv)?;
+                tx.insert_recovery_request(&req)?;
+                Ok(vec![
+                    tx.approve_recovery_request("r1", &a, "i1", now)?,
+                    tx.approve_recovery_request("r1", &b, "i1", now)?,
+                    tx.approve_recovery_request("r1", &g, "i1", now + 60)?,
+                    tx.approve_recovery_request("r1", &g, "i1", now)?,
+                    tx.approve_recovery_request("r1", &g, "i1", now)?,
+                    tx.complete_recovery_request("r1", now)?,
+                    tx.complete_recovery_request("r1", now)?,
+                ])
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        [false, false, false, true, false, true, false],
+        "requester, target, expired, second admin, twice, completed once"
+    );
     app.stop().await;
 }
