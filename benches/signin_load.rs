@@ -1,5 +1,7 @@
-//! Load generator: whole key sign-ins over HTTP (start page → begin → key touch → finish
-//! with a new session), 64 concurrent clients, against keygate in this process.
+//! Load generator over HTTP, 64 concurrent clients, against keygate in this process:
+//! whole key sign-ins (start page → begin → key touch → finish with a new session), or with
+//! `KEYGATE_BENCH_MODE=exchange|discovery|jwks` OpenID Connect code exchanges (each after an
+//! authorize; the latency is the token endpoint's), the discovery document or the JWKS.
 //!
 //! `cargo bench --bench signin_load` runs the measurement on the embedded default
 //! (SQLite + in-process store); with `KEYGATE_BENCH_DATABASE_URL=postgres://…` and
@@ -27,6 +29,30 @@ use authenticator::{
 struct Settings {
     clients: usize,
     duration: Duration,
+    mode: Mode,
+}
+
+/// What each client does in a loop (`KEYGATE_BENCH_MODE`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    /// Start page, begin, key touch, finish: a whole sign-in with a new session.
+    Signin,
+    /// A signed-in browser's authorize (302 with a code) then the code exchange at the
+    /// token endpoint (ID token + access token signed), PKCE S256.
+    Exchange,
+    /// `GET /.well-known/openid-configuration`.
+    Discovery,
+    /// `GET /oauth2/jwks`.
+    Jwks,
+}
+
+fn mode() -> Mode {
+    match std::env::var("KEYGATE_BENCH_MODE").as_deref() {
+        Ok("exchange") => Mode::Exchange,
+        Ok("discovery") => Mode::Discovery,
+        Ok("jwks") => Mode::Jwks,
+        _ => Mode::Signin,
+    }
 }
 
 fn settings() -> Settings {
@@ -35,11 +61,13 @@ fn settings() -> Settings {
         Settings {
             clients: env_usize("KEYGATE_BENCH_CLIENTS", 64),
             duration: Duration::from_secs(env_usize("KEYGATE_BENCH_SECONDS", 10) as u64),
+            mode: mode(),
         }
     } else {
         Settings {
             clients: 4,
             duration: Duration::from_millis(500),
+            mode: mode(),
         }
     }
 }
@@ -129,7 +157,13 @@ fn config(port: u16, dir: &std::path::Path) -> Config {
             format!("kgbench:{}:", keygate::service::tokens::new_id()),
         ));
     }
-    Config::load(None, env).expect("bench config")
+    let file = dir.join("bench.toml");
+    std::fs::write(
+        &file,
+        "[[oidc.clients]]\nclient_id = \"bench-cli\"\nname = \"Bench\"\nredirect_uris = [\"http://127.0.0.1:9/cb\"]\nscopes = [\"openid\"]\npublic = true\n",
+    )
+    .expect("bench config file");
+    Config::load(Some(&file), env).expect("bench config")
 }
 
 /// Members with one software key each, written straight to storage (setup, not measured).
@@ -225,12 +259,22 @@ fn cookie_header(jar: &BTreeMap<String, String>) -> String {
 /// One whole sign-in; `Err` names the step that failed.
 async fn sign_in(client: &awc::Client, base: &str, member: &mut Member) -> Result<(), String> {
     let mut jar = BTreeMap::new();
+    sign_in_into(client, base, member, &mut jar).await
+}
+
+/// One whole sign-in, keeping the cookies in `jar`.
+async fn sign_in_into(
+    client: &awc::Client,
+    base: &str,
+    member: &mut Member,
+    jar: &mut BTreeMap<String, String>,
+) -> Result<(), String> {
     let mut res = client
         .get(format!("{base}/"))
         .send()
         .await
         .map_err(|e| format!("GET /: {e}"))?;
-    keep_cookies(&mut jar, res.headers());
+    keep_cookies(jar, res.headers());
     let page = res.body().await.map_err(|e| e.to_string())?;
     let page = String::from_utf8_lossy(&page);
     let csrf = between(&page, "name=\"csrf-token\" content=\"", "\"")
@@ -238,12 +282,12 @@ async fn sign_in(client: &awc::Client, base: &str, member: &mut Member) -> Resul
         .to_string();
     let mut res = client
         .post(format!("{base}/api/signin/begin"))
-        .insert_header(("Cookie", cookie_header(&jar)))
+        .insert_header(("Cookie", cookie_header(jar)))
         .insert_header(("X-CSRF-Token", csrf.clone()))
         .send_json(&serde_json::json!({}))
         .await
         .map_err(|e| format!("begin: {e}"))?;
-    keep_cookies(&mut jar, res.headers());
+    keep_cookies(jar, res.headers());
     let options: serde_json::Value = res.json().await.map_err(|e| format!("begin body: {e}"))?;
     let challenge = options["challenge"].as_str().ok_or("no challenge")?;
     let challenge = keygate::service::tokens::from_b64url(challenge).ok_or("bad challenge")?;
@@ -264,13 +308,75 @@ async fn sign_in(client: &awc::Client, base: &str, member: &mut Member) -> Resul
     }}});
     let res = client
         .post(format!("{base}/api/signin/finish"))
-        .insert_header(("Cookie", cookie_header(&jar)))
+        .insert_header(("Cookie", cookie_header(jar)))
         .insert_header(("X-CSRF-Token", csrf))
         .send_json(&body)
         .await
         .map_err(|e| format!("finish: {e}"))?;
     if res.status().as_u16() != 200 {
         return Err(format!("finish answered {}", res.status()));
+    }
+    keep_cookies(jar, res.headers());
+    Ok(())
+}
+
+/// A signed-in browser's cookies and CSRF token (exchange mode signs in once).
+struct Browser {
+    jar: BTreeMap<String, String>,
+}
+
+async fn signed_in_browser(
+    client: &awc::Client,
+    base: &str,
+    member: &mut Member,
+) -> Result<Browser, String> {
+    let mut jar = BTreeMap::new();
+    sign_in_into(client, base, member, &mut jar).await?;
+    Ok(Browser { jar })
+}
+
+/// authorize (302 with a code) then the token endpoint; returns the token step's latency.
+async fn exchange(client: &awc::Client, base: &str, browser: &Browser) -> Result<Duration, String> {
+    let verifier = keygate::service::tokens::new_id() + &keygate::service::tokens::new_id();
+    let challenge = keygate::oidc::pkce::s256_challenge(&verifier);
+    let res = client
+        .get(format!(
+            "{base}/oauth2/authorize?response_type=code&client_id=bench-cli&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&scope=openid&code_challenge={challenge}&code_challenge_method=S256&state=s"
+        ))
+        .insert_header(("Cookie", cookie_header(&browser.jar)))
+        .send()
+        .await
+        .map_err(|e| format!("authorize: {e}"))?;
+    let location = res
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| format!("authorize answered {} without a redirect", res.status()))?;
+    let code = between(location, "code=", "&")
+        .or_else(|| location.split("code=").nth(1))
+        .ok_or("no code")?
+        .to_string();
+    let body = format!(
+        "grant_type=authorization_code&client_id=bench-cli&code={code}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&code_verifier={verifier}"
+    );
+    let t = Instant::now();
+    let res = client
+        .post(format!("{base}/oauth2/token"))
+        .insert_header(("Content-Type", "application/x-www-form-urlencoded"))
+        .send_body(body)
+        .await
+        .map_err(|e| format!("token: {e}"))?;
+    if res.status().as_u16() != 200 {
+        return Err(format!("token answered {}", res.status()));
+    }
+    Ok(t.elapsed())
+}
+
+async fn get_ok(client: &awc::Client, url: &str) -> Result<(), String> {
+    let mut res = client.get(url).send().await.map_err(|e| e.to_string())?;
+    let _ = res.body().limit(1 << 20).await.map_err(|e| e.to_string())?;
+    if res.status().as_u16() != 200 {
+        return Err(format!("{url} answered {}", res.status()));
     }
     Ok(())
 }
@@ -318,6 +424,7 @@ fn main() {
     let cpu_total0 = cpu_seconds("/proc/self/stat");
     let client_cpu = Arc::new(Mutex::new(0.0f64));
     let started = Instant::now();
+    let s_mode = s.mode;
     let load = {
         let (done, failed, stop, latencies, first_error, base) = (
             done.clone(),
@@ -334,6 +441,7 @@ fn main() {
                 actix_web::rt::System::new().block_on(async move {
                     let mut tasks = Vec::new();
                     for mut member in members {
+                        let mode = s_mode;
                         let (done, failed, stop, latencies, first_error, base) = (
                             done.clone(),
                             failed.clone(),
@@ -344,14 +452,43 @@ fn main() {
                         );
                         tasks.push(actix_web::rt::spawn(async move {
                             let client = awc::Client::builder()
+                                .disable_redirects()
                                 .timeout(Duration::from_secs(10))
                                 .finish();
                             let mut mine = Vec::new();
+                            let browser = if mode == Mode::Exchange {
+                                match signed_in_browser(&client, &base, &mut member).await {
+                                    Ok(b) => Some(b),
+                                    Err(e) => {
+                                        first_error.lock().expect("lock").get_or_insert(e);
+                                        return;
+                                    }
+                                }
+                            } else {
+                                None
+                            };
+                            let (discovery, jwks) = (
+                                format!("{base}/.well-known/openid-configuration"),
+                                format!("{base}/oauth2/jwks"),
+                            );
                             while !stop.load(Ordering::Relaxed) {
                                 let t = Instant::now();
-                                match sign_in(&client, &base, &mut member).await {
-                                    Ok(()) => {
-                                        mine.push(t.elapsed().as_secs_f64() * 1000.0);
+                                let outcome = match (mode, &browser) {
+                                    (Mode::Signin, _) => sign_in(&client, &base, &mut member)
+                                        .await
+                                        .map(|()| t.elapsed()),
+                                    (Mode::Exchange, Some(b)) => exchange(&client, &base, b).await,
+                                    (Mode::Discovery, _) => {
+                                        get_ok(&client, &discovery).await.map(|()| t.elapsed())
+                                    }
+                                    (Mode::Jwks, _) => {
+                                        get_ok(&client, &jwks).await.map(|()| t.elapsed())
+                                    }
+                                    (Mode::Exchange, None) => Err("no browser".into()),
+                                };
+                                match outcome {
+                                    Ok(latency) => {
+                                        mine.push(latency.as_secs_f64() * 1000.0);
                                         done.fetch_add(1, Ordering::Relaxed);
                                     }
                                     Err(e) => {
@@ -391,11 +528,11 @@ fn main() {
             .unwrap_or(0.0)
     };
     println!(
-        "signin_load: {backend}, {} concurrent clients, {elapsed:.1} s",
-        s.clients
+        "signin_load: {:?} on {backend}, {} concurrent clients, {elapsed:.1} s",
+        s.mode, s.clients
     );
     println!(
-        "  sign-ins/s {:.0}  (ok {ok}, failed {bad})  p50 {:.1} ms  p99 {:.1} ms",
+        "  per second {:.0}  (ok {ok}, failed {bad})  p50 {:.1} ms  p99 {:.1} ms",
         ok as f64 / elapsed,
         pct(0.50),
         pct(0.99)
@@ -409,6 +546,6 @@ fn main() {
     if let Some(e) = first_error.lock().expect("lock").take() {
         println!("  first error: {e}");
     }
-    assert!(ok > 0, "no sign-in succeeded");
-    assert_eq!(bad, 0, "every sign-in succeeds");
+    assert!(ok > 0, "nothing succeeded");
+    assert_eq!(bad, 0, "every request succeeds");
 }
