@@ -378,7 +378,11 @@ async fn two_admins_recover_a_member_who_lost_every_key() {
         .json();
     assert_eq!(list[0]["status"], "completed");
 
-    // He signs in with it; his old keys stay revoked.
+    // The enrolling browser is signed in as Bob; he signs in with the new key too; his
+    // old keys stay revoked.
+    let me = browser.get("/api/me").await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.json()["member"]["id"], bob.id.as_str());
     bob.keys.push(new_key);
     bob.touch(&app, 2, "/me").await;
     let me = bob.client.get("/api/me").await.json();
@@ -420,6 +424,34 @@ async fn recovery_refusals_change_nothing() {
         .await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.json()["error"], "reason_required");
+    let r = ada
+        .client
+        .post_json(
+            &format!("/api/admin/members/{}/recovery", bob.id),
+            Some(&csrf),
+            &json!({ "reason": "x".repeat(501) }),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"], "invalid_reason");
+    let r = ada
+        .client
+        .post_raw(
+            &format!("/api/admin/members/{}/recovery", bob.id),
+            Some(&csrf),
+            b"{\"reason\": ".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = ada
+        .client
+        .post_json(
+            "/api/admin/recovery/no-such-request/approve",
+            Some(&csrf),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
     let r = ada
         .client
         .post_json(

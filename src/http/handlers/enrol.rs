@@ -112,7 +112,8 @@ pub async fn finish(
     limits::check(&state, "enrol", ip.as_deref().unwrap_or_default()).await?;
     let enrolled = enrolment::finish(&state, &session, ip, &body).await?;
     let mut res = HttpResponse::Ok().json(&enrolled);
-    if enrolled.new_member {
+    // A new member, or one recovered through a recovery link, is signed in by this touch.
+    if enrolled.new_member || enrolled.recovered {
         let cookie = signed_in_cookie(
             &state,
             &req,
