@@ -96,6 +96,8 @@ pub struct EnrolPage {
     /// The invitation token; empty when a signed-in member adds a key.
     pub token: String,
     pub bootstrap: bool,
+    /// A recovery link: the key is added to an existing member.
+    pub recovery: bool,
     pub email: String,
     pub display_name: String,
     pub role: String,

@@ -298,6 +298,12 @@ pub async fn approve(
         .storage
         .run(move |s| {
             s.transaction(|tx| {
+                // An earlier approval's link still unused dies: one live recovery link at most.
+                for earlier in tx.recovery_requests_for_user(&uid)? {
+                    if let (Some(inv), "approved") = (&earlier.invitation_id, earlier.status.as_str()) {
+                        tx.revoke_invitation(inv, now)?;
+                    }
+                }
                 tx.insert_invitation(&invitation)?;
                 if !tx.approve_recovery_request(&rid, &approver, &invitation.id, now)? {
                     return Err(StorageError::Conflict("recovery_request".into()));

@@ -560,6 +560,21 @@ async fn recovery_refusals_change_nothing() {
     assert_eq!(r.status, 410, "{}", r.body);
     assert_eq!(r.json()["error"], "invitation_expired");
     assert_eq!(snapshot(&app, &bob.id).await, before);
+
+    // A newer approval leaves one live link: the earlier one no longer works.
+    let first = open_request(&app, &mut ada, &bob.id, "lost both, third time").await;
+    let r = approve(&app, &mut grace, &first, true).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let old_link = path_of(&app, r.json()["link"].as_str().unwrap());
+    let page = app.client().get(&old_link).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Recover your account"), "{}", page.body);
+    let second = open_request(&app, &mut ada, &bob.id, "lost both, fourth time").await;
+    let r = approve(&app, &mut grace, &second, true).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(app.client().get(&old_link).await.status, 410);
+    let new_link = path_of(&app, r.json()["link"].as_str().unwrap());
+    assert_eq!(app.client().get(&new_link).await.status, 200);
     app.stop().await;
 }
 
