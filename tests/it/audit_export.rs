@@ -3,8 +3,8 @@
 //! the first line that was edited, removed, reordered or duplicated, or where the file
 //! was cut short.
 
+use crate::support::bin::{keygate, run};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use keygate::audit::{verify_export, ExportHeader, NewAuditEvent, Outcome, GENESIS};
 use secrecy::ExposeSecret;
@@ -14,27 +14,6 @@ use crate::enrolment_http::{audit_events, bootstrap_admin, trusted_ca};
 use crate::support::app::TestApp;
 use crate::support::authenticator::SoftAuthenticator;
 use crate::support::db::test_storage;
-
-fn keygate() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keygate"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("KEYGATE") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.stdin(Stdio::null());
-    cmd
-}
-
-/// Runs keygate: (success, stdout, stderr).
-fn run(cmd: &mut Command) -> (bool, String, String) {
-    let out = cmd.output().expect("run keygate");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn verify_file(path: &Path) -> (bool, String, String) {
     run(keygate().args(["audit", "verify", "--file"]).arg(path))

@@ -1,44 +1,14 @@
 //! The `keygate` binary: config check, migrate, invite, audit verify (with tampering), serve
 //! refusing pending migrations, and `keygate dev` starting on the embedded default.
 
+use crate::support::bin::{keygate, run};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use keygate::storage::Storage;
 
 use crate::support::db::{test_storage_unmigrated, TestDb};
-
-fn keygate() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keygate"));
-    // Only what the test sets: no KEYGATE__ variables leak in from the environment.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("KEYGATE") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.stdin(Stdio::null());
-    cmd
-}
-
-fn run(cmd: &mut Command) -> (bool, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().expect("run keygate");
-    if !status.success() && stderr.is_empty() {
-        eprintln!(
-            "keygate exited with {status} and no message; stdout: {}",
-            String::from_utf8_lossy(&stdout)
-        );
-    }
-    (
-        status.success(),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
-}
 
 fn write_config(dir: &std::path::Path, db: &str, extra: &str) -> std::path::PathBuf {
     let path = dir.join("keygate.toml");

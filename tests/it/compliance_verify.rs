@@ -4,6 +4,7 @@
 //! the CLI, and an independent JOSE library (Python joserfc) verifying our JWS with our
 //! JWKS.
 
+use crate::support::bin::{keygate, run};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -15,26 +16,7 @@ use secrecy::ExposeSecret;
 use crate::compliance_export::{request, seeded};
 use crate::support::db::in_ci;
 
-fn keygate() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keygate"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("KEYGATE") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.stdin(Stdio::null());
-    cmd
-}
-
 /// Runs a command: (success, stdout, stderr).
-fn run(cmd: &mut Command) -> (bool, String, String) {
-    let out = cmd.output().expect("run");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 struct Files {
     dir: tempfile::TempDir,

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::enrolment_http::{b64d, finish_body, options_for, token_of, trusted_ca};
 use crate::signin_http::assertion_body;
-use crate::support::app::{csrf_of, TestApp};
+use crate::support::app::{csrf_of, Client, Reply, TestApp};
 use crate::support::authenticator::SoftAuthenticator;
 use crate::support::oidc::{authorize_path, form, Pkce};
 
@@ -21,6 +21,23 @@ redirect_uris = ["http://127.0.0.1:7777/callback"]
 scopes = ["openid"]
 public = true
 "#;
+
+/// The public client's code exchange at whichever replica `rp` talks to.
+async fn exchange(rp: &mut Client, code: &str, pkce: &Pkce) -> Reply {
+    rp.post_with(
+        "/oauth2/token",
+        &[],
+        "application/x-www-form-urlencoded",
+        form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "cli-app"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &pkce.verifier),
+        ]),
+    )
+    .await
+}
 
 #[actix_web::test]
 async fn any_replica_serves_any_step() {
@@ -119,20 +136,7 @@ async fn any_replica_serves_any_step() {
         .map(|(_, v)| v.into_owned())
         .expect("a code");
     let mut rp = b.client();
-    let tokens = rp
-        .post_with(
-            "/oauth2/token",
-            &[],
-            "application/x-www-form-urlencoded",
-            form(&[
-                ("grant_type", "authorization_code"),
-                ("client_id", "cli-app"),
-                ("code", &code),
-                ("redirect_uri", REDIRECT),
-                ("code_verifier", &pkce.verifier),
-            ]),
-        )
-        .await;
+    let tokens = exchange(&mut rp, &code, &pkce).await;
     assert_eq!(tokens.status, 200, "{}", tokens.body);
     let access = tokens.json()["access_token"].as_str().unwrap().to_string();
     rp.switch_to(&c);
@@ -146,20 +150,7 @@ async fn any_replica_serves_any_step() {
     assert_eq!(me.json()["sub"], user_id.as_str());
     // The code was single-use on every replica.
     rp.switch_to(&a);
-    let again = rp
-        .post_with(
-            "/oauth2/token",
-            &[],
-            "application/x-www-form-urlencoded",
-            form(&[
-                ("grant_type", "authorization_code"),
-                ("client_id", "cli-app"),
-                ("code", &code),
-                ("redirect_uri", REDIRECT),
-                ("code_verifier", &pkce.verifier),
-            ]),
-        )
-        .await;
+    let again = exchange(&mut rp, &code, &pkce).await;
     assert_eq!(again.status, 400, "{}", again.body);
 
     // A challenge is single-use across replicas: replaying the finish on A fails.

@@ -1,6 +1,7 @@
 //! Shared test support.
 pub mod app;
 pub mod authenticator;
+pub mod bin;
 pub mod browser;
 pub mod db;
 pub mod fixtures;
