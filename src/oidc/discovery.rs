@@ -176,6 +176,7 @@ pub fn provider_metadata(
     .set_grant_types_supported(Some(vec![
         CoreGrantType::AuthorizationCode,
         CoreGrantType::RefreshToken,
+        CoreGrantType::ClientCredentials,
     ]))
     .set_acr_values_supported(Some(
         assurance::acr::SUPPORTED

@@ -17,8 +17,23 @@ pub const OFFLINE_ACCESS: &str = "offline_access";
 /// The key evidence claims `key_aaguid`, `key_model`, `key_fips`.
 pub const KEY_EVIDENCE: &str = "keygate:key_evidence";
 
+/// Reading the compliance attestation over the API (`GET /api/compliance/report`).
+pub const COMPLIANCE: &str = "keygate:compliance";
+
 /// Every scope keygate understands (what discovery advertises).
-pub const SUPPORTED: [&str; 5] = [OPENID, PROFILE, EMAIL, OFFLINE_ACCESS, KEY_EVIDENCE];
+pub const SUPPORTED: [&str; 6] = [
+    OPENID,
+    PROFILE,
+    EMAIL,
+    OFFLINE_ACCESS,
+    KEY_EVIDENCE,
+    COMPLIANCE,
+];
+
+/// Scopes granted to a client acting for itself (the client credentials grant), never in
+/// a user's authorization request. A confidential client whose registered scopes include
+/// one of them may use the client credentials grant for it.
+pub const CLIENT_ONLY: [&str; 1] = [COMPLIANCE];
 
 /// The longest `scope` parameter read.
 const MAX_SCOPE_LEN: usize = 1024;

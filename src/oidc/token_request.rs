@@ -99,6 +99,8 @@ pub enum TokenGrant {
         refresh_token: String,
         scope: Option<Scopes>,
     },
+    /// `grant_type=client_credentials` (RFC 6749 §4.4): the client acting for itself.
+    ClientCredentials { scope: Option<Scopes> },
 }
 
 impl std::fmt::Debug for TokenGrant {
@@ -112,6 +114,10 @@ impl std::fmt::Debug for TokenGrant {
                 .debug_struct("RefreshToken")
                 .field("scope", scope)
                 .finish_non_exhaustive(),
+            TokenGrant::ClientCredentials { scope } => f
+                .debug_struct("ClientCredentials")
+                .field("scope", scope)
+                .finish(),
         }
     }
 }
@@ -250,22 +256,25 @@ impl UntrustedTokenRequest {
         }
         let grant_type = self.required("grant_type")?;
         let client = self.client_auth()?;
-        let grant = match grant_type.as_str() {
-            "authorization_code" => TokenGrant::AuthorizationCode {
-                code: self.required("code")?,
-                redirect_uri: self.get("redirect_uri")?.map(str::to_owned),
-                code_verifier: self.get("code_verifier")?.map(str::to_owned),
-            },
-            "refresh_token" => TokenGrant::RefreshToken {
-                refresh_token: self.required("refresh_token")?,
-                scope: self.get("scope")?.map(Scopes::parse).transpose()?,
-            },
-            _ => {
-                return Err(OidcError::UnsupportedGrantType(
-                    "grant_type must be authorization_code or refresh_token".into(),
-                ))
-            }
-        };
+        let grant =
+            match grant_type.as_str() {
+                "authorization_code" => TokenGrant::AuthorizationCode {
+                    code: self.required("code")?,
+                    redirect_uri: self.get("redirect_uri")?.map(str::to_owned),
+                    code_verifier: self.get("code_verifier")?.map(str::to_owned),
+                },
+                "refresh_token" => TokenGrant::RefreshToken {
+                    refresh_token: self.required("refresh_token")?,
+                    scope: self.get("scope")?.map(Scopes::parse).transpose()?,
+                },
+                "client_credentials" => TokenGrant::ClientCredentials {
+                    scope: self.get("scope")?.map(Scopes::parse).transpose()?,
+                },
+                _ => return Err(OidcError::UnsupportedGrantType(
+                    "grant_type must be authorization_code, refresh_token or client_credentials"
+                        .into(),
+                )),
+            };
         Ok(TokenRequest { client, grant })
     }
 }
@@ -349,9 +358,16 @@ mod tests {
             err("grant_type=password", Some(&b)),
             "unsupported_grant_type"
         );
+        assert!(matches!(
+            UntrustedTokenRequest::from_form("grant_type=client_credentials&scope=keygate:compliance", Some(&b))
+                .parse()
+                .unwrap()
+                .grant,
+            TokenGrant::ClientCredentials { scope: Some(ref s) } if s.contains("keygate:compliance")
+        ));
         assert_eq!(
-            err("grant_type=client_credentials", Some(&b)),
-            "unsupported_grant_type"
+            err("grant_type=client_credentials&scope=a\\b", Some(&b)),
+            "invalid_scope"
         );
         assert_eq!(
             err("grant_type=authorization_code", Some(&b)),

@@ -281,6 +281,55 @@ pub async fn jwks(state: &AppState) -> Result<Jwks> {
     Ok(state.oidc.keys.get(state).await.set.jwks())
 }
 
+/// The most reports one OpenID Connect client may pull over the API per minute (shared
+/// store, so across replicas).
+pub const API_REPORTS_PER_MINUTE: u64 = 6;
+
+/// A vendor's pull over the API (`GET /api/compliance/report`), for a client whose token
+/// carried `keygate:compliance`: counted against the client's per-minute limit, confined
+/// to the client's workspace when it is bound to one (another workspace is
+/// [`Error::Forbidden`]; none asked means its own), and audited as `compliance.exported`
+/// with the client as the actor.
+pub async fn export_for_client(
+    state: &AppState,
+    client: &crate::storage::OidcClient,
+    ip: Option<String>,
+    mut req: ExportRequest,
+) -> Result<Export> {
+    crate::service::limits::check_at(
+        state,
+        "compliance-api",
+        &client.client_id,
+        API_REPORTS_PER_MINUTE,
+    )
+    .await?;
+    if let Some(bound) = &client.workspace_id {
+        match req.workspace.as_deref() {
+            None => req.workspace = Some(bound.clone()),
+            Some(w) if w == bound => {}
+            Some(w) => {
+                let (id, wanted) = (bound.clone(), w.to_owned());
+                let same = state
+                    .storage
+                    .run(move |s| s.workspace(&id))
+                    .await?
+                    .is_some_and(|found| found.external_id == wanted);
+                if !same {
+                    return Err(Error::Forbidden(
+                        "this client may only read its own workspace's report",
+                    ));
+                }
+                req.workspace = Some(bound.clone());
+            }
+        }
+    }
+    let actor = Actor {
+        id: format!("oidc_client:{}", client.client_id),
+        ip,
+    };
+    export(state, &actor, &req).await
+}
+
 /// Builds, renders (and for JWS signs) a report, and audits the export.
 pub async fn export(state: &AppState, actor: &Actor, req: &ExportRequest) -> Result<Export> {
     let (report, bundle) = report(state, req.workspace.as_deref(), req.period_days).await?;

@@ -12,6 +12,7 @@ mod browser_enrolment;
 mod browser_oidc;
 mod browser_smoke;
 mod cli;
+mod compliance_api;
 mod compliance_export;
 mod compliance_verify;
 mod dashboard_http;

@@ -1,9 +1,10 @@
 //! The compliance attestation download for admins (SPEC C7).
 
+use actix_web::http::header;
 use actix_web::{get, web, HttpRequest, HttpResponse};
 
 use crate::error::Error;
-use crate::http::errors::PageError;
+use crate::http::errors::{ApiError, Challenge, OAuthError, PageError};
 use crate::http::extract::{client_ip, AdminSession};
 use crate::service::compliance::{self, ExportRequest, Format, DEFAULT_PERIOD_DAYS};
 use crate::service::Actor;
@@ -66,5 +67,45 @@ pub async fn export(
             format!("attachment; filename=\"{filename}\""),
         ))
         .insert_header(("Cache-Control", "no-store"))
+        .body(done.body))
+}
+
+fn bearer(req: &HttpRequest) -> Option<&str> {
+    let h = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    (h.len() > 7 && h[..7].eq_ignore_ascii_case("bearer ")).then(|| h[7..].trim())
+}
+
+/// `GET /api/compliance/report?format=jws|json&workspace=&period_days=` with
+/// `Authorization: Bearer <token>` from the client credentials grant with scope
+/// `keygate:compliance`: the report for the vendor (RFC 6750 errors for the token; 403 for
+/// another workspace; 429 past the per-client limit). Audited as `compliance.exported`.
+#[get("/api/compliance/report")]
+pub async fn api_report(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, actix_web::Error> {
+    let active = crate::service::oidc::resource::verify_client_access(
+        &state,
+        bearer(&req),
+        crate::oidc::scope::COMPLIANCE,
+    )
+    .await
+    .map_err(|e| OAuthError::new(e, Challenge::Bearer))?;
+    let request = export_request(req.query_string()).map_err(ApiError)?;
+    if !matches!(request.format, Format::Jws | Format::Json) {
+        return Err(ApiError(Error::bad_request(
+            "unknown_format",
+            "the API serves format=jws or format=json",
+        ))
+        .into());
+    }
+    let done =
+        compliance::export_for_client(&state, &active.client, client_ip(&req), request.clone())
+            .await
+            .map_err(ApiError)?;
+    Ok(HttpResponse::Ok()
+        .content_type(request.format.content_type())
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header(("X-Keygate-Report-Id", done.report.report_id.clone()))
         .body(done.body))
 }

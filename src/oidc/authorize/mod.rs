@@ -352,6 +352,7 @@ impl UntrustedAuthorizationRequest {
         }
         if let Some(s) = scopes.iter().find(|s| {
             !scope::SUPPORTED.contains(s)
+                || scope::CLIENT_ONLY.contains(s)
                 || (*s != scope::OPENID && !client.allowed_scopes.iter().any(|a| a == s))
         }) {
             return Err(fail(OidcError::InvalidScope(format!(

@@ -202,6 +202,78 @@ pub fn access_token(
     })
 }
 
+#[derive(Serialize)]
+struct ClientAccessTokenClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    client_id: &'a str,
+    scope: String,
+    exp: i64,
+    iat: i64,
+    jti: &'a str,
+    #[serde(flatten)]
+    workspace: Option<NamedClaim<'a>>,
+}
+
+/// The longest a client credentials access token lives, whatever `access_token_ttl` says.
+pub const CLIENT_TOKEN_MAX_TTL: i64 = 300;
+
+/// Signs an RFC 9068 access token for a client acting for itself (the client credentials
+/// grant, RFC 6749 §4.4): `sub` is the client ID, no `auth_time` or `acr`, and a short
+/// life (at most [`CLIENT_TOKEN_MAX_TTL`] seconds). No ID token, no refresh token.
+pub fn client_access_token(
+    settings: &TokenSettings,
+    keys: &KeySet,
+    client_id: &str,
+    scopes: &Scopes,
+    workspace_id: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<AccessToken, OidcError> {
+    let key = keys
+        .active(Algorithm::Es256)
+        .ok_or_else(|| OidcError::ServerError("no active signing key".into()))?;
+    let jti = random_b64(16)?;
+    let iat = now.unix_timestamp();
+    let exp = iat
+        + settings
+            .access_token_ttl
+            .whole_seconds()
+            .clamp(1, CLIENT_TOKEN_MAX_TTL);
+    let claims = ClientAccessTokenClaims {
+        iss: &settings.issuer,
+        sub: client_id,
+        aud: &settings.issuer,
+        client_id,
+        scope: scopes.to_string(),
+        exp,
+        iat,
+        jti: &jti,
+        workspace: workspace_id.map(|w| NamedClaim(&settings.workspace_claim, w)),
+    };
+    let token = jwt::sign(key.as_ref(), jwt::TYP_ACCESS_TOKEN, &claims)?;
+    Ok(AccessToken {
+        token,
+        jti,
+        expires_at: exp,
+    })
+}
+
+/// The token response for the client credentials grant (RFC 6749 §4.4.3): no refresh
+/// token, no ID token.
+pub fn client_token_response(
+    token: &AccessToken,
+    scopes: &Scopes,
+    now: OffsetDateTime,
+) -> serde_json::Value {
+    serde_json::json!({
+        "access_token": token.token,
+        "token_type": "Bearer",
+        "expires_in": (token.expires_at - now.unix_timestamp()).max(0),
+        "scope": scopes.to_string(),
+    })
+}
+
 /// Verifies one of our access tokens (`typ: at+jwt`, our issuer as audience).
 pub fn verify_access_token(
     settings: &TokenSettings,

@@ -34,8 +34,8 @@ mod issue;
 mod responses;
 
 pub use issue::{
-    access_token, id_token, issue, verify_access_token, AccessToken, Exchange, IdTokenBinding,
-    IssuedTokens,
+    access_token, client_access_token, client_token_response, id_token, issue, verify_access_token,
+    AccessToken, Exchange, IdTokenBinding, IssuedTokens, CLIENT_TOKEN_MAX_TTL,
 };
 pub use responses::{introspection, introspection_inactive, userinfo, TokenResponse};
 

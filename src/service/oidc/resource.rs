@@ -26,20 +26,7 @@ pub struct ActiveToken {
 
 /// Verifies an access token and checks its grant. Every failure is `invalid_token`.
 pub async fn verify_access(state: &AppState, token: &str) -> Result<ActiveToken, Failure> {
-    let settings = &state.oidc.settings;
-    let now = state.clock.now();
-    let keys = state.oidc.keys.get(state).await;
-    let jwt = match tokens::verify_access_token(settings, &keys.set, token, now) {
-        Ok(v) => v,
-        // Perhaps signed with a key another replica made after our last reload.
-        Err(e) => {
-            if !state.oidc.keys.reload_soon(state).await {
-                return Err(e.into());
-            }
-            let keys = state.oidc.keys.get(state).await;
-            tokens::verify_access_token(settings, &keys.set, token, now)?
-        }
-    };
+    let jwt = verify_signature(state, token).await?;
     let revoked = || OidcError::InvalidToken("the access token was revoked".into());
     let jti = jwt.str_claim("jti").ok_or_else(revoked)?;
     let grant_id = state
@@ -60,6 +47,65 @@ pub async fn verify_access(state: &AppState, token: &str) -> Result<ActiveToken,
         return Err(revoked().into());
     }
     Ok(ActiveToken { jwt, grant })
+}
+
+/// A client credentials access token that verified, with the client it was issued to.
+pub struct ActiveClientToken {
+    pub jwt: VerifiedJwt,
+    pub client: crate::storage::OidcClient,
+}
+
+/// Verifies a bearer token issued with the client credentials grant and requires
+/// `required` among its scopes: no or a bad token is `invalid_token`; a valid token
+/// without the scope (a user's, say) is `insufficient_scope`; a token that was not issued
+/// to a client acting for itself, or whose client is disabled, is `invalid_token`.
+pub async fn verify_client_access(
+    state: &AppState,
+    bearer: Option<&str>,
+    required: &str,
+) -> Result<ActiveClientToken, Failure> {
+    let token =
+        bearer.ok_or_else(|| OidcError::InvalidToken("an access token is required".into()))?;
+    let jwt = verify_signature(state, token).await?;
+    if !jwt.scopes().contains(&required) {
+        return Err(OidcError::InsufficientScope(format!(
+            "the token was not issued for {required}"
+        ))
+        .into());
+    }
+    let revoked = || OidcError::InvalidToken("the access token was revoked".into());
+    let jti = jwt.str_claim("jti").ok_or_else(revoked)?;
+    let client_id = jwt.str_claim("client_id").ok_or_else(revoked)?;
+    if jwt.subject() != Some(client_id) {
+        return Err(revoked().into());
+    }
+    let marker = state.ephemeral.get(&access_token_key(jti)).await?;
+    if marker.as_deref() != Some(super::token::client_token_marker(client_id).as_bytes()) {
+        return Err(revoked().into());
+    }
+    let client = super::clients::find_enabled(state, client_id)
+        .await?
+        .ok_or_else(revoked)?;
+    Ok(ActiveClientToken { jwt, client })
+}
+
+/// Checks an access token's signature and claims (not yet its grant).
+async fn verify_signature(state: &AppState, token: &str) -> Result<VerifiedJwt, Failure> {
+    let settings = &state.oidc.settings;
+    let now = state.clock.now();
+    let keys = state.oidc.keys.get(state).await;
+    let jwt = match tokens::verify_access_token(settings, &keys.set, token, now) {
+        Ok(v) => v,
+        // Perhaps signed with a key another replica made after our last reload.
+        Err(e) => {
+            if !state.oidc.keys.reload_soon(state).await {
+                return Err(e.into());
+            }
+            let keys = state.oidc.keys.get(state).await;
+            tokens::verify_access_token(settings, &keys.set, token, now)?
+        }
+    };
+    Ok(jwt)
 }
 
 /// `GET`/`POST /oauth2/userinfo` with a bearer token: claims by the token's scopes.

@@ -55,7 +55,17 @@ pub async fn unattested_provider() -> Provider {
     build(None, &[("policy.require_trusted_attestation", "false")]).await
 }
 
+/// [`provider`] with more config text (e.g. more clients); `SECRET_FILE` in it stands for
+/// the path of the file holding the confidential clients' secret.
+pub async fn provider_with_config(extra: &str) -> Provider {
+    build_with(Some(trusted_ca()), &[], extra).await
+}
+
 async fn build(ca: Option<TrustedCa>, settings: &[(&str, &str)]) -> Provider {
+    build_with(ca, settings, "").await
+}
+
+async fn build_with(ca: Option<TrustedCa>, settings: &[(&str, &str)], extra: &str) -> Provider {
     let untrusted = crate::support::authenticator::TestCa::new("Untrusted");
     let secret = format!("s3cret-{}", crate::support::db::random_hex(24));
     let secret_file = tempfile::NamedTempFile::new().expect("temp file");
@@ -95,9 +105,10 @@ name = "Command-line tool"
 redirect_uris = ["{PUBLIC_REDIRECT}"]
 scopes = ["openid", "offline_access"]
 public = true
-"#,
+{extra}"#,
         ca = ca.as_ref().map(|c| c.toml.as_str()).unwrap_or_default(),
         file = secret_file.path().display(),
+        extra = extra.replace("SECRET_FILE", &secret_file.path().display().to_string()),
     );
     let mut builder = TestApp::builder().with_toml(&toml);
     for (k, v) in settings {
