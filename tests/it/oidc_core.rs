@@ -363,7 +363,7 @@ fn discovery_document_reads_as_standard_provider_metadata() {
     let raw: Value = serde_json::from_slice(&doc).unwrap();
     assert_eq!(
         raw["grant_types_supported"],
-        json!(["authorization_code", "refresh_token"])
+        json!(["authorization_code", "refresh_token", "client_credentials"])
     );
     assert_eq!(
         raw["token_endpoint_auth_methods_supported"],
@@ -376,7 +376,8 @@ fn discovery_document_reads_as_standard_provider_metadata() {
             "profile",
             "email",
             "offline_access",
-            "keygate:key_evidence"
+            "keygate:key_evidence",
+            "keygate:compliance"
         ])
     );
     let acr_values = raw["acr_values_supported"].as_array().unwrap();

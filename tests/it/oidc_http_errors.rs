@@ -174,12 +174,13 @@ async fn token_endpoint_refusals() {
     // Unsupported grant types and malformed forms.
     let r = post(vec![("grant_type".into(), "password".into())], CLIENT_ID).await;
     assert_eq!(token_error(&r), (400, "unsupported_grant_type".into()));
+    // Client credentials only for clients registered with a client-only scope.
     let r = post(
         vec![("grant_type".into(), "client_credentials".into())],
         CLIENT_ID,
     )
     .await;
-    assert_eq!(token_error(&r), (400, "unsupported_grant_type".into()));
+    assert_eq!(token_error(&r), (400, "unauthorized_client".into()));
     let r = p
         .app
         .client()
