@@ -16,8 +16,6 @@ use secrecy::ExposeSecret;
 use crate::compliance_export::{request, seeded};
 use crate::support::db::in_ci;
 
-/// Runs a command: (success, stdout, stderr).
-
 struct Files {
     dir: tempfile::TempDir,
 }

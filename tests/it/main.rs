@@ -10,6 +10,7 @@ mod audit_siem;
 mod audit_viewer;
 mod browser_enrolment;
 mod browser_oidc;
+mod browser_recovery;
 mod browser_smoke;
 mod cli;
 mod compliance_api;
