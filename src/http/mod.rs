@@ -114,6 +114,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(audit::api_export)
     .service(compliance::export)
     .service(compliance::api_report)
+    .service(compliance::api_evidence)
     .service(workspaces::list_page)
     .service(workspaces::create_form)
     .service(workspaces::detail_page)

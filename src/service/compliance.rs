@@ -327,7 +327,74 @@ pub async fn export_for_client(
         id: format!("oidc_client:{}", client.client_id),
         ip,
     };
-    export(state, &actor, &req).await
+    let done = export(state, &actor, &req).await?;
+    state
+        .ephemeral
+        .set_ex(
+            &evidence_key(&client.client_id, &done.report.report_id),
+            &done.evidence,
+            std::time::Duration::from_secs(EVIDENCE_KEPT_SECS),
+        )
+        .await?;
+    Ok(done)
+}
+
+/// How long a report's evidence bundle stays available to the client that pulled it.
+pub const EVIDENCE_KEPT_SECS: u64 = 600;
+
+fn evidence_key(client_id: &str, report_id: &str) -> String {
+    format!("compliance:evidence:{client_id}:{report_id}")
+}
+
+/// The evidence bundle (JSON) of a report the same client pulled over the API in the last
+/// [`EVIDENCE_KEPT_SECS`] seconds (`GET /api/compliance/evidence?report=`); anything else is
+/// [`Error::NotFound`]. Counted against the client's limit; audited as
+/// `compliance.exported` (format `evidence`).
+pub async fn evidence_for_client(
+    state: &AppState,
+    client: &crate::storage::OidcClient,
+    ip: Option<String>,
+    report_id: &str,
+) -> Result<Vec<u8>> {
+    crate::service::limits::check_at(
+        state,
+        "compliance-api",
+        &client.client_id,
+        API_REPORTS_PER_MINUTE,
+    )
+    .await?;
+    let valid = !report_id.is_empty()
+        && report_id.len() <= 64
+        && report_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid {
+        return Err(Error::NotFound);
+    }
+    let bundle = state
+        .ephemeral
+        .get(&evidence_key(&client.client_id, report_id))
+        .await?
+        .ok_or(Error::NotFound)?;
+    let event = NewAuditEvent {
+        actor: format!("oidc_client:{}", client.client_id),
+        action: "compliance.exported".into(),
+        subject: format!("report:{report_id}"),
+        outcome: Outcome::Success,
+        reason: None,
+        details: serde_json::json!({
+            "format": "evidence",
+            "report_id": report_id,
+            "evidence": true,
+            "ip": ip,
+        }),
+    };
+    let now = state.now();
+    state
+        .storage
+        .run(move |s| s.append_audit(&event, now))
+        .await?;
+    Ok(bundle)
 }
 
 /// Builds, renders (and for JWS signs) a report, and audits the export.

@@ -80,6 +80,16 @@ async fn pull(p: &Provider, token: Option<&str>, query: &str) -> Reply {
         .await
 }
 
+async fn pull_evidence(p: &Provider, token: &str, query: &str) -> Reply {
+    p.app
+        .client()
+        .get_with(
+            &format!("/api/compliance/evidence?{query}"),
+            &[("Authorization", format!("Bearer {token}"))],
+        )
+        .await
+}
+
 fn assert_bearer_error(r: &Reply, status: u16, code: &str) {
     assert_eq!(r.status, status, "{}", r.body);
     assert_eq!(r.json()["error"], code, "{}", r.body);
@@ -165,6 +175,19 @@ async fn compliance_api_client_credentials_pull_signed_report() {
     assert_eq!(report["members"].as_array().unwrap().len(), 1, "{report}");
     let report_id = report["report_id"].as_str().unwrap().to_string();
 
+    // The evidence bundle of that report, for this client only, and only reports it pulled.
+    let r = pull_evidence(&p, &token, &format!("report={report_id}")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let bundle = r.json();
+    assert!(bundle.is_object(), "{bundle}");
+    let org = access_token(&p, ORG_PULL).await;
+    let r = pull_evidence(&p, &org, &format!("report={report_id}")).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    for bad in ["report=unknown", "report=..%2F", "x=1", ""] {
+        let r = pull_evidence(&p, &token, bad).await;
+        assert!([400, 404].contains(&r.status), "{bad}: {}", r.body);
+    }
+
     // JSON, and the workspace named by its external ID.
     let r = pull(&p, Some(&token), "format=json&workspace=ws-acme-42").await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -191,10 +214,13 @@ async fn compliance_api_client_credentials_pull_signed_report() {
         .iter()
         .filter(|e| e.action == "compliance.exported")
         .collect();
-    assert_eq!(exports.len(), 2);
+    assert_eq!(exports.len(), 3);
     assert!(exports
         .iter()
-        .all(|e| e.actor == format!("oidc_client:{ACME_PULL}") && e.subject == "workspace:acme"));
+        .all(|e| e.actor == format!("oidc_client:{ACME_PULL}")));
+    assert_eq!(exports[0].subject, "workspace:acme");
+    assert_eq!(exports[1].subject, format!("report:{report_id}"));
+    assert_eq!(exports[2].subject, "workspace:acme");
     let first: Value = serde_json::from_str(&exports[0].details_json).unwrap();
     assert_eq!(first["format"], "jws");
     assert_eq!(first["report_id"], report_id.as_str());

@@ -109,3 +109,40 @@ pub async fn api_report(
         .insert_header(("X-Keygate-Report-Id", done.report.report_id.clone()))
         .body(done.body))
 }
+
+/// `GET /api/compliance/evidence?report=<report_id>` with the same kind of bearer token: the
+/// evidence bundle (JSON: each key's raw attestation) of a report this client pulled in the
+/// last ten minutes; 404 otherwise. Audited as `compliance.exported` (format `evidence`).
+#[get("/api/compliance/evidence")]
+pub async fn api_evidence(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, actix_web::Error> {
+    let active = crate::service::oidc::resource::verify_client_access(
+        &state,
+        bearer(&req),
+        crate::oidc::scope::COMPLIANCE,
+    )
+    .await
+    .map_err(|e| OAuthError::new(e, Challenge::Bearer))?;
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .into_owned()
+        .collect();
+    let report = match pairs.as_slice() {
+        [(k, v)] if k == "report" => v.clone(),
+        _ => {
+            return Err(ApiError(Error::bad_request(
+                "invalid_parameter",
+                "the evidence takes one parameter, report",
+            ))
+            .into())
+        }
+    };
+    let bundle = compliance::evidence_for_client(&state, &active.client, client_ip(&req), &report)
+        .await
+        .map_err(ApiError)?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(("Cache-Control", "no-store"))
+        .body(bundle))
+}
