@@ -315,6 +315,23 @@ pub async fn export_for_client(
                     .await?
                     .is_some_and(|found| found.external_id == wanted);
                 if !same {
+                    let event = NewAuditEvent {
+                        actor: format!("oidc_client:{}", client.client_id),
+                        action: "compliance.exported".into(),
+                        subject: format!("workspace:{bound}"),
+                        outcome: Outcome::Refused,
+                        reason: Some("other_workspace".into()),
+                        details: serde_json::json!({
+                            "format": req.format.as_str(),
+                            "asked": w.chars().take(64).collect::<String>(),
+                            "ip": ip,
+                        }),
+                    };
+                    let now = state.now();
+                    state
+                        .storage
+                        .run(move |s| s.append_audit(&event, now))
+                        .await?;
                     return Err(Error::Forbidden(
                         "this client may only read its own workspace's report",
                     ));

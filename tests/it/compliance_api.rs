@@ -323,13 +323,47 @@ async fn compliance_api_refuses_bad_clients_tokens_and_workspaces() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["scope"]["kind"], "organisation");
 
-    // Nothing was exported but those two.
-    let exports = audit_events(&p.app)
-        .await
-        .into_iter()
+    // Nothing was exported but those two; the other-workspace attempts are audited refused.
+    let events = audit_events(&p.app).await;
+    let exports: Vec<_> = events
+        .iter()
         .filter(|e| e.action == "compliance.exported")
+        .collect();
+    let ok = exports
+        .iter()
+        .filter(|e| e.outcome() == Some(keygate::audit::Outcome::Success))
         .count();
-    assert_eq!(exports, 2);
+    assert_eq!(ok, 2);
+    let refused: Vec<_> = exports
+        .iter()
+        .filter(|e| e.outcome() == Some(keygate::audit::Outcome::Refused))
+        .collect();
+    assert_eq!(refused.len(), 3);
+    assert!(refused
+        .iter()
+        .all(|e| e.actor == format!("oidc_client:{ACME_PULL}")
+            && e.reason.as_deref() == Some("other_workspace")));
+
+    // The client may introspect and revoke its own token; then it is refused.
+    let r = p
+        .post("/oauth2/introspect", ACME_PULL, &[("token", &token)])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["active"], true, "{}", r.body);
+    assert_eq!(r.json()["client_id"], ACME_PULL);
+    let r = p
+        .post("/oauth2/introspect", ORG_PULL, &[("token", &token)])
+        .await;
+    assert_eq!(r.json()["active"], false, "{}", r.body);
+    let r = p
+        .post("/oauth2/revoke", ACME_PULL, &[("token", &token)])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_bearer_error(
+        &pull(&p, Some(&token), "format=jws").await,
+        401,
+        "invalid_token",
+    );
 }
 
 #[actix_web::test]

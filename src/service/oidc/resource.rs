@@ -89,6 +89,18 @@ pub async fn verify_client_access(
     Ok(ActiveClientToken { jwt, client })
 }
 
+/// A client credentials access token issued to `client_id` that is still accepted (for
+/// introspection and revocation by that client).
+async fn own_client_token(state: &AppState, token: &str, client_id: &str) -> Option<VerifiedJwt> {
+    let jwt = verify_signature(state, token).await.ok()?;
+    if jwt.str_claim("client_id") != Some(client_id) || jwt.subject() != Some(client_id) {
+        return None;
+    }
+    let jti = jwt.str_claim("jti")?;
+    let marker = state.ephemeral.get(&access_token_key(jti)).await.ok()??;
+    (marker == super::token::client_token_marker(client_id).as_bytes()).then_some(jwt)
+}
+
 /// Checks an access token's signature and claims (not yet its grant).
 async fn verify_signature(state: &AppState, token: &str) -> Result<VerifiedJwt, Failure> {
     let settings = &state.oidc.settings;
@@ -229,7 +241,10 @@ pub async fn introspect(
         Ok(active) if active.grant.client_id == client.client_id => {
             tokens::introspection(&active.jwt)
         }
-        _ => tokens::introspection_inactive(),
+        _ => match own_client_token(state, &token, &client.client_id).await {
+            Some(jwt) => tokens::introspection(&jwt),
+            None => tokens::introspection_inactive(),
+        },
     })
 }
 
@@ -292,6 +307,26 @@ pub async fn revoke(
             )
             .await?;
         }
+    } else if let Some(jwt) = own_client_token(state, &token, &client.client_id).await {
+        if let Some(jti) = jwt.str_claim("jti") {
+            state.ephemeral.delete(&access_token_key(jti)).await?;
+        }
+        audit(
+            state,
+            NewAuditEvent {
+                actor: format!("oidc_client:{}", client.client_id),
+                action: "oidc.revoked".into(),
+                subject: format!("oidc_client:{}", client.client_id),
+                outcome: Outcome::Success,
+                reason: None,
+                details: serde_json::json!({
+                    "kind": "access_token",
+                    "grant_type": "client_credentials",
+                    "ip": ip,
+                }),
+            },
+        )
+        .await?;
     }
     Ok(())
 }
