@@ -384,3 +384,49 @@ async fn compliance_api_rate_limited_per_client() {
     let org = access_token(&p, ORG_PULL).await;
     assert_eq!(pull(&p, Some(&org), "format=json").await.status, 200);
 }
+
+#[actix_web::test]
+async fn compliance_api_admin_created_client_pulls_its_workspace() {
+    let mut p = vendor_provider().await;
+    let mut admin = p.browser().await;
+    let csrf = crate::support::app::csrf_of(&admin.get("/admin/clients").await.body);
+    let r = admin
+        .post_json(
+            "/api/admin/clients",
+            Some(&csrf),
+            &serde_json::json!({
+                "name": "Vendor compliance pull",
+                "redirect_uris": ["https://pull.example/cb"],
+                "scopes": ["keygate:compliance"],
+                "workspace_id": "other",
+            }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let created = r.json();
+    let client_id = created["client_id"].as_str().unwrap().to_string();
+    let secret = created["client_secret"].as_str().unwrap().to_string();
+    let r = client_token(&p, &client_id, &secret, None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let token = r.json()["access_token"].as_str().unwrap().to_string();
+    let r = pull(&p, Some(&token), "format=json").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["scope"]["workspaces"][0]["id"], "other");
+    let r = pull(&p, Some(&token), "format=json&workspace=acme").await;
+    assert_eq!(r.status, 403, "{}", r.body);
+
+    // Disabling the client ends its tokens at once.
+    let r = admin
+        .post_json(
+            &format!("/api/admin/clients/{client_id}/disable"),
+            Some(&csrf),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert!([200, 204].contains(&r.status), "{}", r.body);
+    assert_bearer_error(
+        &pull(&p, Some(&token), "format=json").await,
+        401,
+        "invalid_token",
+    );
+}
