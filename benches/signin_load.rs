@@ -146,6 +146,10 @@ fn config(port: u16, dir: &std::path::Path) -> Config {
             format!("sqlite://{}/bench.db", dir.display()),
         ),
         ("KEYGATE__DATABASE__POOL_SIZE".into(), "8".into()),
+        (
+            "KEYGATE__OIDC__TOKEN_REQUESTS_PER_MINUTE".into(),
+            "1000000".into(),
+        ),
     ];
     if let Ok(url) = std::env::var("KEYGATE_BENCH_DATABASE_URL") {
         env.push(("KEYGATE__DATABASE__URL".into(), url));
@@ -289,7 +293,9 @@ async fn sign_in_into(
         .map_err(|e| format!("begin: {e}"))?;
     keep_cookies(jar, res.headers());
     let options: serde_json::Value = res.json().await.map_err(|e| format!("begin body: {e}"))?;
-    let challenge = options["challenge"].as_str().ok_or("no challenge")?;
+    let challenge = options["challenge"]
+        .as_str()
+        .ok_or_else(|| format!("no challenge: {options}"))?;
     let challenge = keygate::service::tokens::from_b64url(challenge).ok_or("bad challenge")?;
     let a = member.credential.get(&AssertOptions {
         rp_id: "localhost".into(),
@@ -393,28 +399,29 @@ fn main() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let base = format!("http://localhost:{port}");
-    let runtime = actix_web::rt::System::new();
-    let (state, server) = runtime.block_on(async {
-        let app = build(
-            config(port, dir.path()),
-            Arc::new(SystemClock),
-            BuildOptions {
-                migrate: true,
-                bootstrap: false,
-            },
-        )
-        .await
-        .expect("build keygate");
-        let server = keygate::start(&app.state, listener).expect("start");
-        (app.state, server)
-    });
-    let handle = server.handle();
-    let members = runtime.block_on(seed(&state, s.clients, &base));
+    // keygate runs on its own thread whose runtime keeps running: the Redis connection's
+    // driver task lives there, as it does under `keygate serve`.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (base2, clients, dir_path) = (base.clone(), s.clients, dir.path().to_path_buf());
     let server_thread = std::thread::spawn(move || {
-        actix_web::rt::System::new()
-            .block_on(server)
-            .expect("server");
+        actix_web::rt::System::new().block_on(async move {
+            let app = build(
+                config(port, &dir_path),
+                Arc::new(SystemClock),
+                BuildOptions {
+                    migrate: true,
+                    bootstrap: false,
+                },
+            )
+            .await
+            .expect("build keygate");
+            let server = keygate::start(&app.state, listener).expect("start");
+            let members = seed(&app.state, clients, &base2).await;
+            let _ = ready_tx.send((server.handle(), members));
+            server.await.expect("server");
+        });
     });
+    let (handle, members) = ready_rx.recv().expect("keygate started");
 
     let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -515,7 +522,7 @@ fn main() {
     let elapsed = started.elapsed().as_secs_f64();
     let cpu_total = cpu_seconds("/proc/self/stat") - cpu_total0;
     let cpu_client = *client_cpu.lock().expect("lock");
-    runtime.block_on(handle.stop(true));
+    actix_web::rt::System::new().block_on(handle.stop(true));
     let _ = server_thread.join();
 
     let ok = done.load(Ordering::Relaxed);
