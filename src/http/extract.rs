@@ -105,6 +105,24 @@ impl AdminSession {
     pub fn user_id(&self) -> &str {
         self.0.user_id().unwrap_or_default()
     }
+
+    /// This admin, as the audit chain records them.
+    pub fn actor(&self, req: &HttpRequest) -> crate::service::Actor {
+        crate::service::Actor::user(self.user_id(), client_ip(req))
+    }
+}
+
+/// A form whose only field is the CSRF token (buttons that revoke, end or approve).
+#[derive(serde::Deserialize)]
+pub struct CsrfForm {
+    pub csrf: String,
+}
+
+/// The redirect after a form post (303, so the browser follows with a GET).
+pub fn see_other(to: impl Into<String>) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::SeeOther()
+        .insert_header(("Location", to.into()))
+        .finish()
 }
 
 impl FromRequest for AdminSession {

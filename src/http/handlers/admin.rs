@@ -4,12 +4,12 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use crate::http::errors::{ApiError, PageError};
-use crate::http::extract::{client_ip, csrf_header, AdminSession};
-use crate::http::handlers::me::CsrfForm;
+use crate::http::extract::{csrf_header, AdminSession};
+use crate::http::extract::{see_other, CsrfForm};
 use crate::http::views::{
     self, AdminDashboardPage, AdminInvitationsPage, AdminMemberPage, AdminMembersPage, Nav,
 };
-use crate::service::{dashboard, invitations, members, recovery, session, Actor};
+use crate::service::{dashboard, invitations, members, recovery, session};
 use crate::state::AppState;
 use crate::storage::SessionScope;
 
@@ -34,10 +34,6 @@ pub struct InviteRequest {
 
 fn default_role() -> String {
     "member".into()
-}
-
-fn actor(req: &HttpRequest, admin: &AdminSession) -> Actor {
-    Actor::user(admin.user_id(), client_ip(req))
 }
 
 /// The compliance dashboard.
@@ -103,7 +99,7 @@ pub async fn revoke_key_form(
 ) -> Result<HttpResponse, PageError> {
     admin.0.check_csrf(Some(&form.csrf))?;
     session::require_recent_touch(&state, &admin.0)?;
-    members::revoke_key(&state, &actor(&req, &admin), admin.user_id(), true, &id).await?;
+    members::revoke_key(&state, &admin.actor(&req), admin.user_id(), true, &id).await?;
     let back = req
         .headers()
         .get("referer")
@@ -112,9 +108,7 @@ pub async fn revoke_key_form(
         .map(|u| u.path().to_string())
         .filter(|p| p.starts_with("/admin/"))
         .unwrap_or_else(|| "/admin/members".into());
-    Ok(HttpResponse::SeeOther()
-        .insert_header(("Location", back))
-        .finish())
+    Ok(see_other(back))
 }
 
 async fn invitations_page(
@@ -151,7 +145,7 @@ pub async fn invitations_post(
     admin.0.check_csrf(Some(&form.csrf))?;
     match invitations::create(
         &state,
-        &actor(&req, &admin),
+        &admin.actor(&req),
         &form.email,
         &form.display_name,
         &form.role,
@@ -175,10 +169,8 @@ pub async fn invitation_revoke_form(
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
     admin.0.check_csrf(Some(&form.csrf))?;
-    invitations::revoke(&state, &actor(&req, &admin), &id).await?;
-    Ok(HttpResponse::SeeOther()
-        .insert_header(("Location", "/admin/invitations"))
-        .finish())
+    invitations::revoke(&state, &admin.actor(&req), &id).await?;
+    Ok(see_other("/admin/invitations"))
 }
 
 // ---- JSON API (same services; CSRF header required on writes) ----
@@ -209,7 +201,7 @@ pub async fn api_revoke_key(
 ) -> Result<HttpResponse, ApiError> {
     admin.0.check_csrf(csrf_header(&req))?;
     session::require_recent_touch(&state, &admin.0)?;
-    members::revoke_key(&state, &actor(&req, &admin), admin.user_id(), true, &id).await?;
+    members::revoke_key(&state, &admin.actor(&req), admin.user_id(), true, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -231,7 +223,7 @@ pub async fn api_invite(
     admin.0.check_csrf(csrf_header(&req))?;
     let issued = invitations::create(
         &state,
-        &actor(&req, &admin),
+        &admin.actor(&req),
         &body.email,
         &body.display_name,
         &body.role,
@@ -248,7 +240,7 @@ pub async fn api_revoke_invitation(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     admin.0.check_csrf(csrf_header(&req))?;
-    invitations::revoke(&state, &actor(&req, &admin), &id).await?;
+    invitations::revoke(&state, &admin.actor(&req), &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -262,10 +254,8 @@ pub async fn end_sessions_form(
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
     admin.0.check_csrf(Some(&form.csrf))?;
-    session::end(&state, &actor(&req, &admin), &id, SessionScope::All).await?;
-    Ok(HttpResponse::SeeOther()
-        .insert_header(("Location", format!("/admin/members/{id}")))
-        .finish())
+    session::end(&state, &admin.actor(&req), &id, SessionScope::All).await?;
+    Ok(see_other(format!("/admin/members/{id}")))
 }
 
 #[post("/api/admin/members/{id}/sessions/end")]
@@ -276,6 +266,6 @@ pub async fn api_end_sessions(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     admin.0.check_csrf(csrf_header(&req))?;
-    let ended = session::end(&state, &actor(&req, &admin), &id, SessionScope::All).await?;
+    let ended = session::end(&state, &admin.actor(&req), &id, SessionScope::All).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "ended": ended })))
 }

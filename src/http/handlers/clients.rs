@@ -6,16 +6,12 @@ use serde::Deserialize;
 
 use crate::error::Error;
 use crate::http::errors::{ApiError, PageError};
-use crate::http::extract::{client_ip, csrf_header, AdminSession};
+use crate::http::extract::{csrf_header, AdminSession};
+use crate::http::extract::{see_other, CsrfForm};
 use crate::http::views::{self, AdminClientsPage, Nav};
 use crate::oidc::keys::Algorithm;
 use crate::service::oidc::clients::{self, CreatedClient, NewClient};
-use crate::service::Actor;
 use crate::state::AppState;
-
-fn actor(req: &HttpRequest, admin: &AdminSession) -> Actor {
-    Actor::user(admin.user_id(), client_ip(req))
-}
 
 /// The page form: lists as whitespace-separated text.
 #[derive(Deserialize)]
@@ -101,7 +97,7 @@ pub async fn create_form(
 ) -> Result<HttpResponse, PageError> {
     admin.0.check_csrf(Some(&form.csrf))?;
     let created = match form.to_new() {
-        Ok(new) => clients::create(&state, &actor(&req, &admin), new).await,
+        Ok(new) => clients::create(&state, &admin.actor(&req), new).await,
         Err(e) => Err(e),
     };
     match created {
@@ -129,24 +125,17 @@ pub async fn create_form(
     }
 }
 
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    csrf: String,
-}
-
 #[post("/admin/clients/{id}/disable")]
 pub async fn disable_form(
     state: web::Data<AppState>,
     req: HttpRequest,
     admin: AdminSession,
     id: web::Path<String>,
-    form: web::Form<CsrfOnly>,
+    form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
     admin.0.check_csrf(Some(&form.csrf))?;
-    clients::disable(&state, &actor(&req, &admin), &id).await?;
-    Ok(HttpResponse::SeeOther()
-        .insert_header(("Location", "/admin/clients"))
-        .finish())
+    clients::disable(&state, &admin.actor(&req), &id).await?;
+    Ok(see_other("/admin/clients"))
 }
 
 #[get("/api/admin/clients")]
@@ -166,7 +155,7 @@ pub async fn api_create(
     body: web::Json<NewClient>,
 ) -> Result<HttpResponse, ApiError> {
     admin.0.check_csrf(csrf_header(&req))?;
-    let created = clients::create(&state, &actor(&req, &admin), body.into_inner()).await?;
+    let created = clients::create(&state, &admin.actor(&req), body.into_inner()).await?;
     Ok(HttpResponse::Created()
         .insert_header(("Cache-Control", "no-store"))
         .json(created))
@@ -180,6 +169,6 @@ pub async fn api_disable(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     admin.0.check_csrf(csrf_header(&req))?;
-    clients::disable(&state, &actor(&req, &admin), &id).await?;
+    clients::disable(&state, &admin.actor(&req), &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,25 +1,14 @@
 //! The member's own page: keys, compliance, revoking a key, signing out.
 
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
-use serde::Deserialize;
 
 use crate::http::errors::{ApiError, PageError};
 use crate::http::extract::{cleared_cookie, client_ip, MaybeSession, SignedIn};
+use crate::http::extract::{see_other, CsrfForm};
 use crate::http::views::{self, MePage, Nav};
 use crate::service::{members, session, Actor};
 use crate::state::AppState;
 use crate::storage::SessionScope;
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    pub csrf: String,
-}
-
-fn see_other(to: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header(("Location", to))
-        .finish()
-}
 
 #[get("/me")]
 pub async fn page(state: web::Data<AppState>, me: SignedIn) -> Result<HttpResponse, PageError> {

@@ -5,10 +5,10 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use crate::http::errors::{ApiError, PageError};
-use crate::http::extract::{client_ip, csrf_header, AdminSession};
-use crate::http::handlers::me::CsrfForm;
+use crate::http::extract::{csrf_header, AdminSession};
+use crate::http::extract::{see_other, CsrfForm};
 use crate::http::views::{self, AdminRecoveryLinkPage, Nav};
-use crate::service::{members, recovery, Actor};
+use crate::service::{members, recovery};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -24,10 +24,6 @@ pub struct RecoveryRequestBody {
     pub reason: String,
 }
 
-fn actor(req: &HttpRequest, admin: &AdminSession) -> Actor {
-    Actor::user(admin.user_id(), client_ip(req))
-}
-
 #[post("/admin/members/{id}/recovery")]
 pub async fn request_form(
     state: web::Data<AppState>,
@@ -37,10 +33,8 @@ pub async fn request_form(
     form: web::Form<RecoveryForm>,
 ) -> Result<HttpResponse, PageError> {
     admin.0.check_csrf(Some(&form.csrf))?;
-    recovery::request(&state, &admin.0, &actor(&req, &admin), &id, &form.reason).await?;
-    Ok(HttpResponse::SeeOther()
-        .insert_header(("Location", format!("/admin/members/{id}")))
-        .finish())
+    recovery::request(&state, &admin.0, &admin.actor(&req), &id, &form.reason).await?;
+    Ok(see_other(format!("/admin/members/{id}")))
 }
 
 #[post("/admin/recovery/{id}/approve")]
@@ -52,7 +46,7 @@ pub async fn approve_form(
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
     admin.0.check_csrf(Some(&form.csrf))?;
-    let issued = recovery::approve(&state, &admin.0, &actor(&req, &admin), &id).await?;
+    let issued = recovery::approve(&state, &admin.0, &admin.actor(&req), &id).await?;
     let member = members::detail(&state, &issued.request.user_id).await?;
     Ok(views::ok(&AdminRecoveryLinkPage {
         nav: Nav::of(Some(&admin.0)),
@@ -79,7 +73,7 @@ pub async fn api_request(
     body: web::Json<RecoveryRequestBody>,
 ) -> Result<HttpResponse, ApiError> {
     admin.0.check_csrf(csrf_header(&req))?;
-    let view = recovery::request(&state, &admin.0, &actor(&req, &admin), &id, &body.reason).await?;
+    let view = recovery::request(&state, &admin.0, &admin.actor(&req), &id, &body.reason).await?;
     Ok(HttpResponse::Created().json(view))
 }
 
@@ -91,6 +85,6 @@ pub async fn api_approve(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     admin.0.check_csrf(csrf_header(&req))?;
-    let issued = recovery::approve(&state, &admin.0, &actor(&req, &admin), &id).await?;
+    let issued = recovery::approve(&state, &admin.0, &admin.actor(&req), &id).await?;
     Ok(HttpResponse::Created().json(issued))
 }

@@ -4,9 +4,10 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use crate::http::errors::{ApiError, PageError};
-use crate::http::extract::{client_ip, csrf_header, AdminSession};
+use crate::http::extract::{csrf_header, AdminSession};
+use crate::http::extract::{see_other, CsrfForm};
 use crate::http::views::{self, AdminWorkspacePage, AdminWorkspacesPage, Nav};
-use crate::service::{workspaces, Actor};
+use crate::service::workspaces;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -24,21 +25,6 @@ pub struct MemberForm {
     #[serde(default)]
     pub csrf: String,
     pub email: String,
-}
-
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    pub csrf: String,
-}
-
-fn actor(req: &HttpRequest, admin: &AdminSession) -> Actor {
-    Actor::user(admin.user_id(), client_ip(req))
-}
-
-fn back_to(path: String) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header(("Location", path))
-        .finish()
 }
 
 #[get("/admin/workspaces")]
@@ -62,8 +48,8 @@ pub async fn create_form(
     form: web::Form<NewWorkspace>,
 ) -> Result<HttpResponse, PageError> {
     admin.0.check_csrf(Some(&form.csrf))?;
-    match workspaces::create(&state, &actor(&req, &admin), &form.name, &form.external_id).await {
-        Ok(w) => Ok(back_to(format!("/admin/workspaces/{}", w.id))),
+    match workspaces::create(&state, &admin.actor(&req), &form.name, &form.external_id).await {
+        Ok(w) => Ok(see_other(format!("/admin/workspaces/{}", w.id))),
         Err(
             e @ (crate::error::Error::BadRequest { .. } | crate::error::Error::Conflict { .. }),
         ) => Ok(views::render(
@@ -101,8 +87,8 @@ pub async fn add_member_form(
     form: web::Form<MemberForm>,
 ) -> Result<HttpResponse, PageError> {
     admin.0.check_csrf(Some(&form.csrf))?;
-    workspaces::add_member(&state, &actor(&req, &admin), &id, &form.email).await?;
-    Ok(back_to(format!("/admin/workspaces/{id}")))
+    workspaces::add_member(&state, &admin.actor(&req), &id, &form.email).await?;
+    Ok(see_other(format!("/admin/workspaces/{id}")))
 }
 
 #[post("/admin/workspaces/{id}/members/{user}/remove")]
@@ -111,12 +97,12 @@ pub async fn remove_member_form(
     req: HttpRequest,
     admin: AdminSession,
     path: web::Path<(String, String)>,
-    form: web::Form<CsrfOnly>,
+    form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
     admin.0.check_csrf(Some(&form.csrf))?;
     let (id, user) = path.into_inner();
-    workspaces::remove_member(&state, &actor(&req, &admin), &id, &user).await?;
-    Ok(back_to(format!("/admin/workspaces/{id}")))
+    workspaces::remove_member(&state, &admin.actor(&req), &id, &user).await?;
+    Ok(see_other(format!("/admin/workspaces/{id}")))
 }
 
 #[get("/api/admin/workspaces")]
@@ -135,7 +121,7 @@ pub async fn api_create(
     body: web::Json<NewWorkspace>,
 ) -> Result<HttpResponse, ApiError> {
     admin.0.check_csrf(csrf_header(&req))?;
-    let w = workspaces::create(&state, &actor(&req, &admin), &body.name, &body.external_id).await?;
+    let w = workspaces::create(&state, &admin.actor(&req), &body.name, &body.external_id).await?;
     Ok(HttpResponse::Created().json(w))
 }
 
@@ -148,7 +134,7 @@ pub async fn api_add_member(
     body: web::Json<MemberForm>,
 ) -> Result<HttpResponse, ApiError> {
     admin.0.check_csrf(csrf_header(&req))?;
-    workspaces::add_member(&state, &actor(&req, &admin), &id, &body.email).await?;
+    workspaces::add_member(&state, &admin.actor(&req), &id, &body.email).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -161,6 +147,6 @@ pub async fn api_remove_member(
 ) -> Result<HttpResponse, ApiError> {
     admin.0.check_csrf(csrf_header(&req))?;
     let (id, user) = path.into_inner();
-    workspaces::remove_member(&state, &actor(&req, &admin), &id, &user).await?;
+    workspaces::remove_member(&state, &admin.actor(&req), &id, &user).await?;
     Ok(HttpResponse::NoContent().finish())
 }
