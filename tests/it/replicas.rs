@@ -42,6 +42,11 @@ async fn exchange(rp: &mut Client, code: &str, pkce: &Pkce) -> Reply {
 #[actix_web::test]
 async fn any_replica_serves_any_step() {
     if std::env::var("KEYGATE_TEST_REDIS_URL").is_err() {
+        // The embedded pass has nothing to share; any other CI run without Redis is wrong.
+        assert!(
+            !crate::support::db::in_ci() || std::env::var("KEYGATE_TEST_EMBEDDED").is_ok(),
+            "CI=true but KEYGATE_TEST_REDIS_URL is not set: the replica test must run"
+        );
         eprintln!(
             "note: replicas need a shared store; this test runs in the PostgreSQL + Redis pass"
         );
