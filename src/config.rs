@@ -52,6 +52,8 @@ pub struct Config {
     pub workspaces: Vec<crate::service::workspaces::WorkspaceConfig>,
     /// The OpenID Connect provider: token lifetimes, keys and declared clients.
     pub oidc: crate::service::oidc::OidcConfig,
+    /// The SAML identity provider: lifetimes, skew and declared service providers.
+    pub saml: crate::service::saml::SamlConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -677,6 +679,7 @@ impl Config {
         self.alerts.validate()?;
         self.audit.validate()?;
         self.oidc.validate().map_err(ConfigError::Invalid)?;
+        self.saml.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 

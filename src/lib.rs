@@ -14,6 +14,7 @@ pub mod ephemeral;
 pub mod error;
 pub mod http;
 pub mod oidc;
+pub mod saml;
 pub mod service;
 pub mod state;
 pub mod storage;
@@ -132,6 +133,9 @@ pub async fn build(
         service::oidc::keys::KeyCache::load(&storage, clock.now(), config.oidc.key_reload_secs)
             .await?;
     let oidc = service::oidc::Provider::new(&config, keys)?;
+    let saml_keys =
+        service::saml::keys::KeyCache::load(&storage, now, config.saml.key_reload_secs).await?;
+    let saml = service::saml::Idp::new(&config, saml_keys)?;
     let proxies: Vec<(std::net::IpAddr, u8)> = config
         .server
         .trusted_proxies
@@ -150,9 +154,11 @@ pub async fn build(
         lookup_key: lookup_key.into_bytes().into(),
         alerts: Arc::new(alerts),
         oidc: Arc::new(oidc),
+        saml: Arc::new(saml),
     };
     service::workspaces::sync_from_config(&state).await?;
     service::oidc::clients::sync_from_config(&state).await?;
+    service::saml::registry::sync_from_config(&state).await?;
     let bootstrap = if opts.bootstrap {
         service::invitations::ensure_bootstrap(&state).await?
     } else {

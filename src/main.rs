@@ -290,6 +290,13 @@ enum AuditCommand {
         #[arg(long, env = "KEYGATE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// One step of a SAML signing-key rotation: the first run publishes the next
+    /// certificate in the metadata (it does not sign yet); the next run makes it the
+    /// signing key. SPs re-read the metadata in between.
+    RotateSaml {
+        #[arg(long, env = "KEYGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 async fn audit(command: AuditCommand) -> Result<(), String> {
@@ -344,6 +351,23 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
                 out.map(|p| format!(" to {}", p.display()))
                     .unwrap_or_default()
             );
+            Ok(())
+        }
+        KeysCommand::RotateSaml { config } => {
+            use keygate::service::saml::keys::Rotation;
+            let app = existing(config.as_ref()).await?;
+            match keygate::service::saml::keys::rotate(&app.state, &Actor::cli())
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Rotation::Staged { fingerprint } => println!(
+                    "next SAML signing certificate published in the metadata (SHA-256 {fingerprint}); \
+                     run this again once the service providers have it"
+                ),
+                Rotation::Promoted { fingerprint } => {
+                    println!("SAML responses are now signed with the key of certificate SHA-256 {fingerprint}")
+                }
+            }
             Ok(())
         }
     }

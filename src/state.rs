@@ -42,6 +42,8 @@ pub struct AppState {
     pub alerts: Arc<crate::service::alerts::Alerts>,
     /// The OpenID Connect provider: token settings, discovery, signing keys.
     pub oidc: Arc<crate::service::oidc::Provider>,
+    /// The SAML identity provider: entity ID, endpoints, signing keys.
+    pub saml: Arc<crate::service::saml::Idp>,
 }
 
 impl AppState {

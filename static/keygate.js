@@ -131,7 +131,8 @@
     show("Signed in.", "ok");
     // Back to the application that asked for the sign-in, if one did.
     const next = form.dataset.continue;
-    window.location.assign(next ? "/oauth2/authorize/continue?id=" + encodeURIComponent(next) : "/me");
+    // The server wrote where to continue (a path of this gateway, never a full URL).
+    window.location.assign(next && next.startsWith("/") && !next.startsWith("//") ? next : "/me");
   }
 
   const ceremonies = { enrol: enrol, signin: signin };
@@ -164,3 +165,8 @@
     });
   });
 })();
+
+// A SAML response page posts itself to the service provider.
+for (const form of document.querySelectorAll("form[data-autosubmit]")) {
+  form.submit();
+}

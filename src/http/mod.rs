@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::state::AppState;
 use errors::{ApiError, PageError};
 use handlers::{
-    admin, assets, audit, clients, compliance, enrol, health, me, oidc, recovery, signin,
+    admin, assets, audit, clients, compliance, enrol, health, me, oidc, recovery, saml, saml_admin, signin,
     workspaces,
 };
 
@@ -142,6 +142,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(oidc::revoke)
     .service(oidc::logout_get)
     .service(oidc::logout_post)
+    .service(saml::metadata)
+    .service(saml::sso_redirect)
+    .service(saml::sso_post)
+    .service(saml::sso_continue)
+    .service(saml::idp_initiated)
+    .service(saml_admin::list_page)
+    .service(saml_admin::save_form)
+    .service(saml_admin::import_form)
+    .service(saml_admin::enabled_form)
+    .service(saml_admin::api_list)
+    .service(saml_admin::api_save)
+    .service(saml_admin::api_import)
+    .service(saml_admin::api_enabled)
     .default_service(web::to(|req: HttpRequest| async move {
         let err = Error::NotFound;
         if req.path().starts_with("/api/") {

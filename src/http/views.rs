@@ -184,6 +184,100 @@ pub struct AdminDashboardPage {
     pub d: crate::service::dashboard::Dashboard,
 }
 
+/// The SAML service providers page.
+#[derive(Template)]
+#[template(path = "admin_saml.html")]
+pub struct AdminSamlPage {
+    pub nav: Nav,
+    pub csrf: String,
+    pub sps: Vec<crate::service::saml::registry::RegisteredSp>,
+    pub workspaces: Vec<crate::storage::Workspace>,
+    /// The form's values: an imported registration to review, a rejected one to fix, or
+    /// the defaults.
+    pub draft: SamlSpDraft,
+    pub entity_id: String,
+    pub sso_url: String,
+    pub fingerprint: String,
+    pub next_fingerprint: Option<String>,
+    pub notice: Option<String>,
+    pub error: Option<String>,
+}
+
+/// A registration as the form shows it (lists one per line).
+pub struct SamlSpDraft {
+    pub entity_id: String,
+    pub name: String,
+    pub acs_urls: String,
+    pub name_id_format: String,
+    pub authn_context: String,
+    pub workspace: String,
+    pub attributes: String,
+    pub signing_certs: String,
+    pub encryption_cert: String,
+    pub require_signed_requests: bool,
+    pub idp_initiated: bool,
+    pub sign_response: bool,
+}
+
+impl SamlSpDraft {
+    pub fn of(sp: Option<&crate::saml::sp::ServiceProvider>) -> SamlSpDraft {
+        let defaults;
+        let sp = match sp {
+            Some(sp) => sp,
+            None => {
+                defaults = crate::saml::sp::ServiceProvider {
+                    entity_id: String::new(),
+                    name: String::new(),
+                    acs_urls: Vec::new(),
+                    name_id_format: Default::default(),
+                    attributes: crate::saml::sp::AttributeSource::ALL
+                        .into_iter()
+                        .map(|s| (s, s.key().to_string()))
+                        .collect(),
+                    authn_context: crate::saml::context::REFEDS_MFA.into(),
+                    require_signed_requests: false,
+                    signing_certs: Vec::new(),
+                    idp_initiated: false,
+                    encryption_cert: None,
+                    sign_response: true,
+                    workspace: None,
+                };
+                &defaults
+            }
+        };
+        SamlSpDraft {
+            entity_id: sp.entity_id.clone(),
+            name: sp.name.clone(),
+            acs_urls: sp.acs_urls.iter().map(|a| a.url()).collect::<Vec<_>>().join("\n"),
+            name_id_format: format!("{:?}", sp.name_id_format).to_lowercase(),
+            authn_context: sp.authn_context.clone(),
+            workspace: sp.workspace.clone().unwrap_or_default(),
+            attributes: sp
+                .attributes
+                .iter()
+                .map(|(s, n)| format!("{} = {n}", s.key()))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            signing_certs: sp.signing_certs.join("\n"),
+            encryption_cert: sp.encryption_cert.clone().unwrap_or_default(),
+            require_signed_requests: sp.require_signed_requests,
+            idp_initiated: sp.idp_initiated,
+            sign_response: sp.sign_response,
+        }
+    }
+}
+
+/// Carries a SAML response to the SP's ACS URL (submitted by the page's script, or by
+/// the member's click without JavaScript).
+#[derive(Template)]
+#[template(path = "saml_post.html")]
+pub struct SamlPostPage {
+    pub nav: Nav,
+    pub action: String,
+    pub saml_response: String,
+    pub relay_state: Option<String>,
+}
+
 #[derive(Template)]
 #[template(path = "oidc_logout.html")]
 pub struct OidcLogoutPage {

@@ -12,6 +12,7 @@ pub mod limits;
 pub mod members;
 pub mod oidc;
 pub mod recovery;
+pub mod saml;
 pub mod session;
 pub mod siem;
 pub mod signin;

@@ -20,6 +20,7 @@ mod invitations;
 mod models;
 mod oidc;
 mod recovery;
+mod saml;
 mod schema;
 mod sessions;
 mod settings;
@@ -42,6 +43,7 @@ pub use models::{
 };
 pub use oidc::{OidcClient, OidcGrant, RefreshTokenRecord};
 pub use recovery::RecoveryRequest;
+pub use saml::SamlSpRecord;
 pub use sessions::{SessionRecord, SessionScope};
 pub use workspaces::Workspace;
 

@@ -198,3 +198,16 @@ diesel::table! {
         status -> Text,
     }
 }
+
+diesel::table! {
+    saml_service_providers (entity_id) {
+        entity_id -> Text,
+        name -> Text,
+        settings -> Text,
+        workspace_id -> Nullable<Text>,
+        source -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        disabled_at -> Nullable<BigInt>,
+    }
+}

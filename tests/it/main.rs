@@ -29,6 +29,8 @@ mod oidc_http_policy;
 mod oidc_tokens;
 mod recovery_http;
 mod replicas;
+mod saml_errors;
+mod saml_http;
 mod sessions_http;
 mod signin_http;
 mod storage;

@@ -10,5 +10,7 @@ pub mod health;
 pub mod me;
 pub mod oidc;
 pub mod recovery;
+pub mod saml;
+pub mod saml_admin;
 pub mod signin;
 pub mod workspaces;

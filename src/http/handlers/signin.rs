@@ -21,6 +21,9 @@ pub struct IndexQuery {
     resume: Option<String>,
     #[serde(default)]
     why: Option<String>,
+    /// `saml` when the pending request is a SAML one.
+    #[serde(default)]
+    via: Option<String>,
 }
 
 /// The start page: signed-in members go to their keys; others get the sign-in form.
@@ -35,7 +38,11 @@ pub async fn index(
     let resume = query
         .resume
         .clone()
-        .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()));
+        .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(|id| match query.via.as_deref() {
+            Some("saml") => format!("/saml/continue?id={id}"),
+            _ => format!("/oauth2/authorize/continue?id={id}"),
+        });
     let notice = resume.as_ref().map(|_| match query.why.as_deref() {
         Some("prompt_login" | "max_age" | "select_account") => {
             "The application asks for a fresh touch of your key."

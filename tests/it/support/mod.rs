@@ -6,3 +6,4 @@ pub mod browser;
 pub mod db;
 pub mod fixtures;
 pub mod oidc;
+pub mod saml;

@@ -1,0 +1,134 @@
+//! The SAML identity provider's endpoints: metadata, single sign-on over both bindings,
+//! the return after the key touch, and IdP-initiated sign-in. Each reads the request,
+//! calls one service and renders what it says.
+
+use actix_web::http::header;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+
+use crate::error::Error;
+use crate::http::errors::PageError;
+use crate::http::extract::{client_ip, MaybeSession};
+use crate::http::views::{self, Nav, SamlPostPage};
+use crate::service::saml::sso::{self, Next};
+use crate::state::AppState;
+
+#[get("/saml/metadata")]
+pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/samlmetadata+xml")
+        .insert_header(("Cache-Control", "public, max-age=300"))
+        .body(state.saml.metadata(&state).await)
+}
+
+/// The response page may post to the SP's ACS URL and nowhere else.
+fn post_csp(action: &str) -> Result<String, Error> {
+    let origin = url::Url::parse(action)
+        .map(|u| u.origin().ascii_serialization())
+        .map_err(|e| Error::Internal(format!("registered ACS URL: {e}")))?;
+    Ok(crate::http::CSP.replace("form-action 'self'", &format!("form-action {origin}")))
+}
+
+fn answer(next: Next, session: &MaybeSession) -> Result<HttpResponse, PageError> {
+    match next {
+        Next::Redirect(location) => Ok(HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, location))
+            .finish()),
+        Next::Show(e) => Err(PageError(Error::bad_request(e.code(), e.to_string()))),
+        Next::Post(form) => {
+            let csp = post_csp(&form.action)?;
+            let mut res = views::ok(&SamlPostPage {
+                nav: Nav::of(session.0.as_ref()),
+                action: form.action,
+                saml_response: form.saml_response,
+                relay_state: form.relay_state,
+            });
+            let headers = res.headers_mut();
+            headers.insert(
+                header::CONTENT_SECURITY_POLICY,
+                header::HeaderValue::from_str(&csp).map_err(|e| Error::Internal(e.to_string()))?,
+            );
+            headers.insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-store"),
+            );
+            Ok(res)
+        }
+    }
+}
+
+/// HTTP-Redirect binding.
+#[get("/saml/sso")]
+pub async fn sso_redirect(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: MaybeSession,
+) -> Result<HttpResponse, PageError> {
+    let received = sso::from_redirect(req.query_string());
+    let next = sso::receive(&state, session.0.as_ref(), received, client_ip(&req)).await?;
+    answer(next, &session)
+}
+
+/// HTTP-POST binding. A malformed form body is answered like a malformed request.
+#[post("/saml/sso")]
+pub async fn sso_post(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: MaybeSession,
+    body: web::Bytes,
+) -> Result<HttpResponse, PageError> {
+    let (mut saml_request, mut relay_state) = (None, None);
+    for (name, value) in url::form_urlencoded::parse(&body) {
+        match name.as_ref() {
+            "SAMLRequest" => saml_request = Some(value.into_owned()),
+            "RelayState" => relay_state = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    let received = sso::from_post(saml_request.as_deref(), relay_state);
+    let next = sso::receive(&state, session.0.as_ref(), received, client_ip(&req)).await?;
+    answer(next, &session)
+}
+
+#[derive(serde::Deserialize)]
+pub struct ContinueQuery {
+    #[serde(default)]
+    id: String,
+}
+
+#[get("/saml/continue")]
+pub async fn sso_continue(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: MaybeSession,
+    query: web::Query<ContinueQuery>,
+) -> Result<HttpResponse, PageError> {
+    let next = sso::resume(&state, session.0.as_ref(), &query.id, client_ip(&req)).await?;
+    answer(next, &session)
+}
+
+#[derive(serde::Deserialize)]
+pub struct IdpInitiatedQuery {
+    #[serde(default)]
+    sp: String,
+    #[serde(rename = "RelayState")]
+    relay_state: Option<String>,
+}
+
+#[get("/saml/idp-initiated")]
+pub async fn idp_initiated(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: MaybeSession,
+    query: web::Query<IdpInitiatedQuery>,
+) -> Result<HttpResponse, PageError> {
+    let q = query.into_inner();
+    let next = sso::idp_initiated(
+        &state,
+        session.0.as_ref(),
+        &q.sp,
+        q.relay_state,
+        client_ip(&req),
+    )
+    .await?;
+    answer(next, &session)
+}

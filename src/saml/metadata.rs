@@ -1,0 +1,152 @@
+//! Metadata: the identity provider's own document, and importing an SP's.
+
+use samael::metadata::EntityDescriptor;
+
+use super::keys::SigningKey;
+use super::sp::{Acs, NameIdFormat, ServiceProvider};
+use super::xml::{self, Writer};
+use super::{SamlError, BINDING_POST, BINDING_REDIRECT, NS_DSIG, NS_METADATA, NS_PROTOCOL};
+
+/// What the IdP metadata names.
+pub struct IdpMetadata<'a> {
+    pub entity_id: &'a str,
+    pub sso_url: &'a str,
+    pub current: &'a SigningKey,
+    /// Published ahead of a rotation so SPs trust it before it signs.
+    pub next: Option<&'a SigningKey>,
+    pub want_requests_signed: bool,
+}
+
+/// The IdP's `md:EntityDescriptor`.
+pub fn idp(m: &IdpMetadata<'_>) -> String {
+    let mut w = Writer::new();
+    w.raw("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    w.open(
+        "md:EntityDescriptor",
+        &[("md", NS_METADATA), ("ds", NS_DSIG)],
+        &[("entityID", m.entity_id)],
+    );
+    let want = if m.want_requests_signed {
+        "true"
+    } else {
+        "false"
+    };
+    w.open(
+        "md:IDPSSODescriptor",
+        &[],
+        &[
+            ("WantAuthnRequestsSigned", want),
+            ("protocolSupportEnumeration", NS_PROTOCOL),
+        ],
+    );
+    for key in std::iter::once(m.current).chain(m.next) {
+        w.open("md:KeyDescriptor", &[], &[("use", "signing")]);
+        w.open("ds:KeyInfo", &[], &[]);
+        w.open("ds:X509Data", &[], &[]);
+        w.leaf("ds:X509Certificate", &[], &[], &key.cert_b64);
+        w.close("ds:X509Data");
+        w.close("ds:KeyInfo");
+        w.close("md:KeyDescriptor");
+    }
+    for f in [
+        NameIdFormat::Email,
+        NameIdFormat::Persistent,
+        NameIdFormat::Unspecified,
+    ] {
+        w.leaf("md:NameIDFormat", &[], &[], f.urn());
+    }
+    for binding in [BINDING_REDIRECT, BINDING_POST] {
+        w.leaf(
+            "md:SingleSignOnService",
+            &[],
+            &[("Binding", binding), ("Location", m.sso_url)],
+            "",
+        );
+    }
+    w.close("md:IDPSSODescriptor");
+    w.close("md:EntityDescriptor");
+    w.finish()
+}
+
+/// Reads an SP's metadata into a registration: entity ID, the HTTP-POST ACS endpoints (by
+/// index, default first), signing and encryption certificates, whether it signs its
+/// requests, and its preferred NameID format. Everything else keeps keygate's defaults;
+/// the admin reviews the result before it is saved.
+pub fn import_sp(metadata: &str) -> Result<ServiceProvider, SamlError> {
+    if metadata.len() > 512 * 1024 {
+        return Err(SamlError::Malformed("the metadata is too large".into()));
+    }
+    xml::refuse_dtd(metadata)?;
+    let body = metadata.trim_start_matches('\u{feff}');
+    let ed: EntityDescriptor = body
+        .parse()
+        .map_err(|_| SamlError::Malformed("the metadata is not a SAML EntityDescriptor".into()))?;
+    let entity_id = ed
+        .entity_id
+        .clone()
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| SamlError::Malformed("the metadata names no entityID".into()))?;
+    let sp = ed
+        .sp_sso_descriptors
+        .as_ref()
+        .and_then(|d| d.first())
+        .ok_or_else(|| SamlError::Malformed("the metadata has no SPSSODescriptor".into()))?;
+    let mut endpoints: Vec<_> = sp
+        .assertion_consumer_services
+        .iter()
+        .filter(|e| e.binding == BINDING_POST)
+        .collect();
+    endpoints.sort_by_key(|e| (!e.is_default.unwrap_or(false), e.index));
+    let acs_urls: Vec<Acs> = endpoints
+        .iter()
+        .map(|e| Acs::Indexed {
+            url: e.location.trim().to_string(),
+            index: e.index as u32,
+        })
+        .collect();
+    if acs_urls.is_empty() {
+        return Err(SamlError::Malformed(
+            "the metadata has no HTTP-POST AssertionConsumerService".into(),
+        ));
+    }
+    let certs = |wanted: &str| -> Vec<String> {
+        sp.key_descriptors
+            .iter()
+            .flatten()
+            .filter(|k| k.key_use.as_deref().is_none_or(|u| u == wanted))
+            .filter_map(|k| k.key_info.x509_data.as_ref())
+            .flat_map(|x| x.certificates.iter())
+            .map(|c| c.split_whitespace().collect::<String>())
+            .collect()
+    };
+    let signing_certs = certs("signing");
+    let encryption_cert = certs("encryption").into_iter().next();
+    let name_id_format = sp
+        .name_id_formats
+        .iter()
+        .flatten()
+        .find_map(|f| NameIdFormat::from_urn(f.trim()))
+        .unwrap_or_default();
+    let mut imported = ServiceProvider {
+        name: ed
+            .organization
+            .as_ref()
+            .and_then(|o| o.organization_display_names.as_ref())
+            .and_then(|n| n.first())
+            .map(|n| n.value.clone())
+            .unwrap_or_default(),
+        entity_id,
+        acs_urls,
+        name_id_format,
+        require_signed_requests: sp.authn_requests_signed.unwrap_or(false)
+            && !signing_certs.is_empty(),
+        signing_certs,
+        encryption_cert,
+        ..toml::from_str::<ServiceProvider>("entity_id = \"x\"\nacs_urls = []")
+            .map_err(|e| SamlError::Registration(e.to_string()))?
+    };
+    imported.name = imported.name.trim().to_string();
+    imported.validate()?;
+    Ok(imported)
+}

@@ -1,0 +1,301 @@
+//! SAML test support: a running keygate with registered service providers and an enrolled
+//! admin, RSA key pairs for the SPs, and pysaml2 (`tests/it/sp/pysaml2_sp.py`) as the
+//! independent service provider that builds requests and validates responses.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+
+use crate::support::app::{Client, Reply};
+use crate::support::db::in_ci;
+use crate::support::oidc::{provider_with_config, Provider};
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/sp/pysaml2_sp.py");
+
+/// The SP bound to the admin's workspace (`acme`).
+pub const SP: &str = "https://sp.example/metadata";
+pub const ACS: &str = "https://sp.example/acs";
+/// An SP that must sign its requests.
+pub const SIGNED_SP: &str = "https://signed.example/metadata";
+pub const SIGNED_ACS: &str = "https://signed.example/acs";
+/// An SP bound to a workspace the admin is not in.
+pub const OTHER_SP: &str = "https://other-sp.example/metadata";
+pub const OTHER_ACS: &str = "https://other-sp.example/acs";
+/// An SP that wants encrypted assertions, persistent NameIDs and allows IdP-initiated.
+pub const ENC_SP: &str = "https://enc.example/metadata";
+pub const ENC_ACS: &str = "https://enc.example/acs";
+
+/// An RSA key pair with a self-signed certificate, as PEM files.
+pub struct KeyPair {
+    pub key_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub cert_pem: String,
+    _dir: tempfile::TempDir,
+}
+
+impl KeyPair {
+    pub fn new(cn: &str) -> KeyPair {
+        use openssl::{asn1::Asn1Time, hash::MessageDigest, pkey::PKey, rsa::Rsa, x509};
+        let pkey = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+        let mut name = x509::X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", cn).unwrap();
+        let name = name.build();
+        let mut b = x509::X509::builder().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&pkey).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
+            .unwrap();
+        b.sign(&pkey, MessageDigest::sha256()).unwrap();
+        let cert_pem = String::from_utf8(b.build().to_pem().unwrap()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("sp.key");
+        let cert_file = dir.path().join("sp.crt");
+        std::fs::write(&key_file, pkey.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        std::fs::write(&cert_file, &cert_pem).unwrap();
+        KeyPair {
+            key_file,
+            cert_file,
+            cert_pem,
+            _dir: dir,
+        }
+    }
+}
+
+/// A keygate with four SPs, its metadata on disk, and the SPs' keys.
+pub struct Idp {
+    pub p: Provider,
+    pub signing: KeyPair,
+    pub encryption: KeyPair,
+    pub metadata_file: tempfile::NamedTempFile,
+    pub entity_id: String,
+}
+
+pub fn sp_config(signing: &KeyPair, encryption: &KeyPair) -> String {
+    format!(
+        r#"
+[[saml.service_providers]]
+entity_id = "{SP}"
+name = "Vendor SSO"
+acs_urls = ["{ACS}"]
+workspace = "acme"
+
+[[saml.service_providers]]
+entity_id = "{SIGNED_SP}"
+acs_urls = ["{SIGNED_ACS}"]
+require_signed_requests = true
+signing_certs = ["""{cert}"""]
+workspace = "acme"
+
+[[saml.service_providers]]
+entity_id = "{OTHER_SP}"
+acs_urls = ["{OTHER_ACS}"]
+workspace = "other"
+
+[[saml.service_providers]]
+entity_id = "{ENC_SP}"
+acs_urls = ["{ENC_ACS}"]
+name_id_format = "persistent"
+idp_initiated = true
+sign_response = false
+encryption_cert = """{enc}"""
+authn_context = "http://idmanagement.gov/ns/assurance/aal/2?phishing_resistant=true"
+"#,
+        cert = signing.cert_pem,
+        enc = encryption.cert_pem,
+    )
+}
+
+pub async fn idp() -> Idp {
+    let signing = KeyPair::new("signed.example");
+    let encryption = KeyPair::new("enc.example");
+    let p = provider_with_config(&sp_config(&signing, &encryption)).await;
+    let metadata = p.app.client().get("/saml/metadata").await;
+    assert_eq!(metadata.status, 200, "{}", metadata.body);
+    let metadata_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(metadata_file.path(), &metadata.body).unwrap();
+    let entity_id = format!("{}/saml/metadata", p.app.base);
+    Idp {
+        p,
+        signing,
+        encryption,
+        metadata_file,
+        entity_id,
+    }
+}
+
+/// Whether pysaml2 and xmlsec1 are here (CI must have them).
+pub fn pysaml2_available() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import saml2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new("xmlsec1")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ok && in_ci() {
+        panic!("pysaml2 and xmlsec1 are required in CI: run scripts/setup");
+    }
+    if !ok {
+        eprintln!("skipped: pysaml2 or xmlsec1 is missing (run scripts/setup)");
+    }
+    ok
+}
+
+impl Idp {
+    /// The arguments pysaml2 needs to act as the SP `entity_id`.
+    pub fn sp_args(&self, entity_id: &str) -> Value {
+        let acs = match entity_id {
+            SIGNED_SP => SIGNED_ACS,
+            OTHER_SP => OTHER_ACS,
+            ENC_SP => ENC_ACS,
+            _ => ACS,
+        };
+        let mut args = json!({
+            "entity_id": entity_id,
+            "acs_urls": [acs],
+            "idp_metadata_file": self.metadata_file.path(),
+            "idp_entity_id": self.entity_id,
+            "key_file": self.signing.key_file,
+            "cert_file": self.signing.cert_file,
+        });
+        if entity_id == ENC_SP {
+            args["encryption_key_file"] = json!(self.encryption.key_file);
+            args["encryption_cert_file"] = json!(self.encryption.cert_file);
+            args["allow_unsolicited"] = json!(true);
+        }
+        args
+    }
+}
+
+/// Runs one pysaml2 command (blocking pool: it may take a moment).
+pub async fn pysaml2(command: &str, mut args: Value) -> Value {
+    args["command"] = json!(command);
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = Command::new("python3")
+            .arg(SCRIPT)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start python3");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(args.to_string().as_bytes())
+            .unwrap();
+        child.wait_with_output().expect("pysaml2 exits")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
+        panic!(
+            "pysaml2 said: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// A request built by pysaml2, sent by `browser` to keygate the way the SP's page would.
+pub async fn send(idp: &Idp, browser: &mut Client, request: &Value) -> Reply {
+    let url = request["url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{request}"));
+    let path = url
+        .strip_prefix(&idp.p.app.base)
+        .expect("keygate's SSO URL");
+    match request.get("form") {
+        Some(form) => {
+            let fields: Vec<(&str, &str)> = form
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str().unwrap()))
+                .collect();
+            browser.post_form(path, &fields).await
+        }
+        None => browser.get(path).await,
+    }
+}
+
+/// The hidden fields of the response page: (action, SAMLResponse, RelayState).
+pub fn posted(reply: &Reply) -> (String, String, Option<String>) {
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let field = |name: &str| -> Option<String> {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = reply.body.find(&marker)? + marker.len();
+        let end = reply.body[start..].find('"')? + start;
+        Some(html_unescape(&reply.body[start..end]))
+    };
+    let action = {
+        let marker = "action=\"";
+        let start = reply
+            .body
+            .find("id=\"saml-post\"")
+            .map(|_| reply.body.find(marker).unwrap() + marker.len())
+            .expect("a response form");
+        let end = reply.body[start..].find('"').unwrap() + start;
+        html_unescape(&reply.body[start..end])
+    };
+    (
+        action,
+        field("SAMLResponse").expect("SAMLResponse"),
+        field("RelayState"),
+    )
+}
+
+fn html_unescape(s: &str) -> String {
+    s.replace("&#x2f;", "/")
+        .replace("&#x2F;", "/")
+        .replace("&#x3d;", "=")
+        .replace("&#x3D;", "=")
+        .replace("&#43;", "+")
+        .replace("&#x2b;", "+")
+        .replace("&#x2B;", "+")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The decoded response XML.
+pub fn decoded(saml_response: &str) -> String {
+    use base64::Engine;
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(saml_response)
+            .expect("base64"),
+    )
+    .expect("utf-8")
+}
+
+/// `xmlsec1 --verify` of the element with `ID` named by `id_attr` (e.g. the response or
+/// the assertion), trusting only keygate's signing certificate.
+pub fn xmlsec1_verifies(xml: &str, cert_pem: &str, id_attr: &str) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = dir.path().join("doc.xml");
+    let cert = dir.path().join("idp.pem");
+    std::fs::write(&doc, xml).unwrap();
+    std::fs::write(&cert, cert_pem).unwrap();
+    let out = Command::new("xmlsec1")
+        .args(["--verify", "--trusted-pem"])
+        .arg(&cert)
+        .args(["--id-attr:ID", id_attr])
+        .arg(&doc)
+        .output()
+        .expect("run xmlsec1");
+    out.status.success()
+}
