@@ -13,6 +13,7 @@ pub mod config;
 pub mod ephemeral;
 pub mod error;
 pub mod http;
+pub mod managed_config;
 pub mod oidc;
 pub mod saml;
 pub mod service;

@@ -124,6 +124,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(workspaces::api_create)
     .service(workspaces::api_add_member)
     .service(workspaces::api_remove_member)
+    .service(workspaces::codex_requirements)
+    .service(workspaces::api_codex_requirements)
     .service(clients::list_page)
     .service(clients::create_form)
     .service(clients::disable_form)

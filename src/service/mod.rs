@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod enrolment;
 pub mod invitations;
 pub mod limits;
+pub mod managed_config;
 pub mod members;
 pub mod oidc;
 pub mod recovery;

@@ -7,7 +7,7 @@ use crate::http::errors::{ApiError, PageError};
 use crate::http::extract::{csrf_header, AdminSession};
 use crate::http::extract::{see_other, CsrfForm};
 use crate::http::views::{self, AdminWorkspacePage, AdminWorkspacesPage, Nav};
-use crate::service::workspaces;
+use crate::service::{managed_config, workspaces};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -105,6 +105,26 @@ pub async fn remove_member_form(
     Ok(see_other(format!("/admin/workspaces/{id}")))
 }
 
+/// `GET /admin/workspaces/{id}/managed-config/codex`: Codex's `requirements.toml` pinned to
+/// this workspace, as a download (audited).
+#[get("/admin/workspaces/{id}/managed-config/codex")]
+pub async fn codex_requirements(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    id: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let done = managed_config::codex_requirements(&state, &admin.actor(&req), &id).await?;
+    Ok(HttpResponse::Ok()
+        .content_type(done.file.media_type)
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"{}\"", done.file.filename),
+        ))
+        .insert_header(("Cache-Control", "no-store"))
+        .body(done.file.body))
+}
+
 #[get("/api/admin/workspaces")]
 pub async fn api_list(
     state: web::Data<AppState>,
@@ -149,4 +169,23 @@ pub async fn api_remove_member(
     let (id, user) = path.into_inner();
     workspaces::remove_member(&state, &admin.actor(&req), &id, &user).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// The same file as JSON: `{workspace, external_id, tool, filename, media_type, content}`.
+#[get("/api/admin/workspaces/{id}/managed-config/codex")]
+pub async fn api_codex_requirements(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let done = managed_config::codex_requirements(&state, &admin.actor(&req), &id).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "workspace": done.workspace.id,
+        "external_id": done.workspace.external_id,
+        "tool": "codex",
+        "filename": done.file.filename,
+        "media_type": done.file.media_type,
+        "content": done.file.body,
+    })))
 }
