@@ -155,9 +155,25 @@ pub async fn sign_in(
     role: &str,
     context: SignInContext,
 ) -> Result<Session> {
-    if let Some(old) = old {
-        state.ephemeral.delete(&key(&old.token)).await?;
-    }
+    let fresh = prepare(state, user_id, role, context);
+    let record = fresh.record.clone();
+    state
+        .storage
+        .run(move |s| s.insert_session(&record))
+        .await?;
+    activate(state, old, fresh).await
+}
+
+/// A signed-in session made but not live yet: write [`NewSession::record`] (e.g. in the
+/// transaction that audits the sign-in), then [`activate`] it.
+pub struct NewSession {
+    pub record: SessionRecord,
+    token: String,
+    data: SessionData,
+}
+
+/// Makes the session `sign_in` would, without storing anything.
+pub fn prepare(state: &AppState, user_id: &str, role: &str, context: SignInContext) -> NewSession {
     let now = state.now();
     let data = SessionData {
         id: tokens::new_id(),
@@ -185,17 +201,33 @@ pub async fn sign_in(
         ended_at: None,
         ended_by: None,
     };
-    let alert = state
-        .alerts
-        .enabled()
-        .then(|| alerts::NewSession::of(&record));
-    state
-        .storage
-        .run(move |s| s.insert_session(&record))
-        .await?;
+    NewSession {
+        record,
+        token,
+        data,
+    }
+}
+
+/// After its record was written: ends the old session (no session fixation), makes the
+/// new one live and sends the new-session alert.
+pub async fn activate(
+    state: &AppState,
+    old: Option<&Session>,
+    fresh: NewSession,
+) -> Result<Session> {
+    let NewSession {
+        record,
+        token,
+        data,
+    } = fresh;
+    if let Some(old) = old {
+        state.ephemeral.delete(&key(&old.token)).await?;
+    }
     save(state, &token, &data).await?;
-    if let Some(alert) = alert {
-        state.alerts.session_created(state, alert);
+    if state.alerts.enabled() {
+        state
+            .alerts
+            .session_created(state, alerts::NewSession::of(&record));
     }
     Ok(Session { token, data })
 }

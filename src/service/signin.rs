@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{NewAuditEvent, Outcome};
 use crate::error::{Error, Result};
-use crate::service::session::Session;
+use crate::service::session::{self, Session, SignInContext};
 use crate::service::{ceremony, limits, tokens, Actor};
 use crate::state::AppState;
 use crate::storage::UserStatus;
@@ -138,13 +138,16 @@ pub async fn begin(
     Ok(options)
 }
 
-/// Finishes an authentication ceremony. On success the caller rotates the session.
+/// Finishes an authentication ceremony and rotates the browser into a signed-in session
+/// (recorded with the key, `ip` and `user_agent`). The key's counter, the session record
+/// and the audit event are written in one transaction (a group commit).
 pub async fn finish(
     state: &AppState,
     session: &Session,
     ip: Option<String>,
+    user_agent: Option<String>,
     body: &[u8],
-) -> Result<SignedIn> {
+) -> Result<(SignedIn, Session)> {
     let actor = Actor {
         id: "anonymous".into(),
         ip,
@@ -162,21 +165,62 @@ pub async fn finish(
         Some(pending) => verify(state, &pending, body).await,
     };
     match outcome {
-        Ok((signed_in, details)) => {
-            let event = NewAuditEvent {
-                actor: format!("user:{}", signed_in.user_id),
+        Ok(proven) => {
+            let Proven {
+                signed_in,
+                sign_count,
+                details,
+                refusal_details,
+            } = proven;
+            let subject = format!("user:{}", signed_in.user_id);
+            let success = NewAuditEvent {
+                actor: subject.clone(),
                 action: "signin.success".into(),
-                subject: format!("user:{}", signed_in.user_id),
+                subject: subject.clone(),
                 outcome: Outcome::Success,
                 reason: None,
                 details: serde_json::json!({ "key": details, "ip": actor.ip }),
             };
-            let now = state.now();
-            state
+            let cloned = possible_clone();
+            let refused = NewAuditEvent {
+                actor: actor.id.clone(),
+                action: "signin.refused".into(),
+                subject,
+                outcome: Outcome::Refused,
+                reason: Some(cloned.code().to_string()),
+                details: serde_json::json!({ "message": cloned.to_string(), "key": refusal_details, "ip": actor.ip }),
+            };
+            let fresh = session::prepare(
+                state,
+                &signed_in.user_id,
+                &signed_in.role,
+                SignInContext {
+                    key_id: Some(signed_in.key_id.clone()),
+                    user_verified: signed_in.user_verified,
+                    ip: actor.ip.clone(),
+                    user_agent,
+                },
+            );
+            let (key_id, record, now) =
+                (signed_in.key_id.clone(), fresh.record.clone(), state.now());
+            let recorded = state
                 .storage
-                .run(move |s| s.append_audit(&event, now).map(|_| ()))
+                .audited(move |tx| {
+                    if !tx.update_sign_count_and_last_used(&key_id, sign_count, now)? {
+                        // Revoked meanwhile, or the same counter value used twice at once.
+                        tx.queue_audit(&refused, now)?;
+                        return Ok(false);
+                    }
+                    tx.insert_session(&record)?;
+                    tx.queue_audit(&success, now)?;
+                    Ok(true)
+                })
                 .await?;
-            Ok(signed_in)
+            if !recorded {
+                return Err(cloned);
+            }
+            let fresh = session::activate(state, Some(session), fresh).await?;
+            Ok((signed_in, fresh))
         }
         // Nothing proven about any account (no challenge, malformed, unknown key): log
         // only, so anonymous callers cannot write to the audit chain at will.
@@ -211,11 +255,30 @@ pub async fn finish(
 /// and details for the audit event.
 type Refused = (Error, Option<String>, serde_json::Value);
 
+/// A key proved its member: what to record once its counter is stored.
+struct Proven {
+    signed_in: SignedIn,
+    sign_count: i64,
+    /// For the success event.
+    details: serde_json::Value,
+    /// For a refusal event, should the counter not be stored.
+    refusal_details: serde_json::Value,
+}
+
+/// The key's signature counter did not go up.
+fn possible_clone() -> Error {
+    Error::Refused(vec![crate::attestation::Refusal {
+        rule: "possible_cloned_key",
+        message: "the key's signature counter did not go up: it may have been cloned".into(),
+        remedy: "contact your admin; sign in with your backup key meanwhile".into(),
+    }])
+}
+
 async fn verify(
     state: &AppState,
     pending: &Pending,
     body: &[u8],
-) -> std::result::Result<(SignedIn, serde_json::Value), Refused> {
+) -> std::result::Result<Proven, Refused> {
     let plain = |e: Error| (e, None, serde_json::json!({}));
     let req: FinishRequest = serde_json::from_slice(body).map_err(|e| {
         plain(Error::bad_request(
@@ -330,42 +393,26 @@ async fn verify(
             remedy: "use a key with a PIN or fingerprint set, and enter it when asked".into(),
         }])));
     }
-    let cloned = || {
-        refuse(Error::Refused(vec![crate::attestation::Refusal {
-            rule: "possible_cloned_key",
-            message: "the key's signature counter did not go up: it may have been cloned".into(),
-            remedy: "contact your admin; sign in with your backup key meanwhile".into(),
-        }]))
-    };
     if verified.counter_regressed {
-        return Err(cloned());
+        return Err(refuse(possible_clone()));
     }
-    let now = state.now();
-    let key_id = key.id.clone();
-    let count = i64::from(verified.sign_count);
-    let recorded = state
-        .storage
-        .run(move |s| s.update_sign_count_and_last_used(&key_id, count, now))
-        .await
-        .map_err(|e| refuse(e.into()))?;
-    if !recorded {
-        // Revoked meanwhile, or the same counter value used twice at once.
-        return Err(cloned());
-    }
+    let refusal_details = details.clone();
     let details = serde_json::json!({
         "key_id": key.id, "aaguid": key.aaguid, "model": key.model,
         "user_verified": verified.flags.user_verified,
         "phishing_resistant": key.phishing_resistant && verified.flags.user_verified,
     });
-    Ok((
-        SignedIn {
+    Ok(Proven {
+        signed_in: SignedIn {
             user_id: user.id,
             role: user.role.as_str().into(),
             key_id: key.id,
             user_verified: verified.flags.user_verified,
         },
+        sign_count: i64::from(verified.sign_count),
         details,
-    ))
+        refusal_details,
+    })
 }
 
 /// Whether `signature` is the key's signature over authenticatorData ‖ SHA-256(clientDataJSON),

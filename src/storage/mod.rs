@@ -15,6 +15,7 @@
 mod audit_log;
 mod credentials;
 mod error;
+mod group_commit;
 mod ids;
 mod invitations;
 mod models;
@@ -27,6 +28,7 @@ mod settings;
 mod users;
 mod workspaces;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -175,6 +177,11 @@ impl CustomizeConnection<DbConnection, r2d2::Error> for ConnectionSetup {
 pub struct Storage {
     pool: Pool<Manager>,
     backend: Backend,
+    /// SQLite: held by this process's writing transactions, so they queue here instead of
+    /// sleeping in SQLite's busy handler.
+    write_gate: Arc<Mutex<()>>,
+    /// Audited writes of concurrent requests committed together ([`Storage::audited`]).
+    group: Arc<group_commit::GroupCommit>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -218,7 +225,18 @@ impl Storage {
                     backend.as_str()
                 ))
             })?;
-        Ok(Storage { pool, backend })
+        let write_gate = Arc::new(Mutex::new(()));
+        let group = Arc::new(group_commit::GroupCommit::new(
+            pool.clone(),
+            backend,
+            write_gate.clone(),
+        ));
+        Ok(Storage {
+            pool,
+            backend,
+            write_gate,
+            group,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -317,7 +335,49 @@ impl Storage {
         F: FnOnce(&mut Tx<'_>) -> Result<T, StorageError>,
     {
         let mut conn = self.conn()?;
+        let _gate = (self.backend == Backend::Sqlite).then(|| {
+            self.write_gate
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        });
         in_transaction(&mut conn, f)
+    }
+
+    /// Runs `f` in a transaction shared with other callers' audited writes (group commit,
+    /// see `group_commit.rs`) and waits for the commit. Audit events go in with
+    /// [`Tx::queue_audit`]. `f` may run twice (after a rollback, when another job of its
+    /// batch failed), so it must only touch the database.
+    pub async fn audited<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        F: FnMut(&mut Tx<'_>) -> Result<T, StorageError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.group.submit(
+            f,
+            Box::new(move |outcome| {
+                let _ = tx.send(outcome.map(|(value, _)| value));
+            }),
+        );
+        rx.await
+            .map_err(|_| StorageError::Unavailable("the audit committer has stopped".into()))?
+    }
+
+    /// [`Storage::audited`] for blocking callers; also returns the audit records `f` queued.
+    pub fn audited_blocking<T, F>(&self, f: F) -> Result<(T, Vec<AuditRecord>), StorageError>
+    where
+        F: FnMut(&mut Tx<'_>) -> Result<T, StorageError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.group.submit(
+            f,
+            Box::new(move |outcome| {
+                let _ = tx.send(outcome);
+            }),
+        );
+        rx.recv()
+            .map_err(|_| StorageError::Unavailable("the audit committer has stopped".into()))?
     }
 
     /// Runs `f` on one connection without a transaction: each statement commits on
@@ -330,6 +390,7 @@ impl Storage {
         f(&mut Tx {
             conn: &mut conn,
             in_transaction: false,
+            queued: None,
         })
     }
 
@@ -396,6 +457,7 @@ where
     let outcome = f(&mut Tx {
         conn,
         in_transaction: true,
+        queued: None,
     });
     match outcome {
         Ok(value) => {
@@ -418,6 +480,8 @@ where
 pub struct Tx<'c> {
     conn: &'c mut DbConnection,
     in_transaction: bool,
+    /// Inside a group commit: audit events waiting to be chained at commit.
+    queued: Option<Vec<group_commit::QueuedAudit>>,
 }
 
 impl Tx<'_> {

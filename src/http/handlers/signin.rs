@@ -5,8 +5,7 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use crate::error::Error;
 use crate::http::errors::{ApiError, PageError};
 use crate::http::extract::{
-    ceremony_session, client_ip, csrf_header, page_csrf, session_cookie, signed_in_cookie,
-    MaybeSession,
+    ceremony_session, client_ip, csrf_header, page_csrf, session_cookie, user_agent, MaybeSession,
 };
 use crate::http::views::{self, IndexPage, Nav};
 use crate::service::{limits, signin};
@@ -104,19 +103,9 @@ pub async fn finish(
     session.check_csrf(csrf_header(&req))?;
     let ip = client_ip(&req);
     limits::check(&state, "signin", ip.as_deref().unwrap_or_default()).await?;
-    let signed_in = signin::finish(&state, &session, ip, &body).await?;
-    let cookie = signed_in_cookie(
-        &state,
-        &req,
-        &session,
-        &signed_in.user_id,
-        &signed_in.role,
-        &signed_in.key_id,
-        signed_in.user_verified,
-    )
-    .await?;
+    let (signed_in, fresh) = signin::finish(&state, &session, ip, user_agent(&req), &body).await?;
     let mut res = HttpResponse::Ok().json(&signed_in);
-    res.add_cookie(&cookie)
+    res.add_cookie(&session_cookie(&state, &fresh))
         .map_err(|e| Error::Internal(e.to_string()))?;
     Ok(res)
 }

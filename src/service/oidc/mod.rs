@@ -114,7 +114,7 @@ impl From<EphemeralError> for Failure {
     }
 }
 
-/// Appends one audit event (its own statement).
+/// Appends one audit event (through the group commit) and waits for it.
 pub(crate) async fn audit(
     state: &AppState,
     event: crate::audit::NewAuditEvent,
@@ -122,7 +122,7 @@ pub(crate) async fn audit(
     let now = state.now();
     state
         .storage
-        .run(move |s| s.append_audit(&event, now).map(|_| ()))
+        .audited(move |tx| tx.queue_audit(&event, now))
         .await
 }
 

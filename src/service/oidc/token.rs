@@ -327,19 +327,18 @@ async fn exchange_code(
             "ip": ip,
         }),
     );
-    let written = state
-        .storage
-        .run(move |s| {
-            s.transaction(|tx| {
-                tx.insert_oidc_grant(&row)?;
-                if let Some(r) = &refresh {
-                    tx.insert_refresh_token(r)?;
-                }
-                tx.append_audit(&issued_event, at)?;
-                Ok(())
-            })
-        })
-        .await;
+    let written = state.storage.audited(move |tx| {
+        tx.insert_oidc_grant(&row)?;
+        if let Some(r) = &refresh {
+            tx.insert_refresh_token(r)?;
+        }
+        tx.queue_audit(&issued_event, at)
+    });
+    // The access token's bookkeeping goes to the shared store meanwhile: until the
+    // response is sent nobody holds the token, and a failed write leaves an entry no
+    // token will ever name.
+    let (written, remembered) =
+        tokio::join!(written, remember_access_token(state, &issued, &grant_id));
     match written {
         Ok(()) => {}
         // The grant row exists already: a second use of the code revoked it first.
@@ -352,7 +351,7 @@ async fn exchange_code(
         }
         Err(e) => return Err(e.into()),
     }
-    remember_access_token(state, &issued, &grant_id).await?;
+    remembered?;
     to_json(&issued.response())
 }
 

@@ -1,0 +1,329 @@
+//! Group commit for audited writes: the writes of many requests, each with its audit
+//! events, share one transaction and one append to the chain.
+//!
+//! One committer thread per [`Storage`] takes every job queued while the previous batch
+//! was committing, runs them in order inside one transaction (each job's audit events
+//! are queued with [`Tx::queue_audit`]), then chains the queued events in that order onto
+//! the stored head, inserts them, moves the head and commits. The head row is locked
+//! only for that last step, after the jobs' own writes, as a plain append does, so
+//! batches of several replicas and plain appends serialise on it as before and the chain
+//! stays one exact sequence (`keygate audit verify` checks it unchanged).
+//!
+//! A caller's answer waits for the commit: its writes and its audit events are durable
+//! together or not at all, and an audit write that fails fails the caller. A job that
+//! returns an error (a conflict, say) must not take the batch down with it: the batch is
+//! rolled back and each of its jobs is run again in a transaction of its own, so jobs are
+//! `FnMut` and must only touch the database.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use diesel::prelude::*;
+use diesel::r2d2::Pool;
+
+use crate::audit::{link_hash, AuditRecord, LinkInput, NewAuditEvent};
+
+use super::error::{db_err, StorageError};
+use super::ids::new_id;
+use super::schema::{audit_events, audit_head};
+use super::{in_transaction, Backend, Manager, Tx};
+
+/// Most jobs in one transaction (more wait for the next one).
+const MAX_BATCH: usize = 256;
+/// Audit rows per `INSERT` (11 parameters each; SQLite allows 32,766 per statement).
+const INSERT_CHUNK: usize = 128;
+const HEAD_ID: i32 = 1;
+
+/// An audit event queued inside a batch, chained when the batch commits.
+pub(super) struct QueuedAudit {
+    id: String,
+    at: i64,
+    actor: String,
+    action: String,
+    subject: String,
+    outcome: &'static str,
+    reason: Option<String>,
+    details_json: String,
+}
+
+impl QueuedAudit {
+    pub(super) fn new(event: &NewAuditEvent, at: i64) -> Result<Self, StorageError> {
+        Ok(QueuedAudit {
+            id: new_id()?,
+            at,
+            actor: event.actor.clone(),
+            action: event.action.clone(),
+            subject: event.subject.clone(),
+            outcome: event.outcome.as_str(),
+            reason: event.reason.clone(),
+            details_json: serde_json::to_string(&event.details)
+                .map_err(|err| StorageError::Backend(format!("audit details: {err}")))?,
+        })
+    }
+}
+
+type Reply<T> = Box<dyn FnOnce(Result<(T, Vec<AuditRecord>), StorageError>) + Send>;
+
+/// A caller's writes, run (perhaps twice, see the module docs) then answered once.
+trait Job: Send {
+    fn run(&mut self, tx: &mut Tx<'_>) -> Result<(), StorageError>;
+    fn answer(self: Box<Self>, outcome: Result<Vec<AuditRecord>, StorageError>);
+}
+
+struct TypedJob<T, F> {
+    f: F,
+    value: Option<T>,
+    reply: Reply<T>,
+}
+
+impl<T, F> Job for TypedJob<T, F>
+where
+    T: Send,
+    F: FnMut(&mut Tx<'_>) -> Result<T, StorageError> + Send,
+{
+    fn run(&mut self, tx: &mut Tx<'_>) -> Result<(), StorageError> {
+        self.value = Some((self.f)(tx)?);
+        Ok(())
+    }
+
+    fn answer(self: Box<Self>, outcome: Result<Vec<AuditRecord>, StorageError>) {
+        let TypedJob { value, reply, .. } = *self;
+        reply(outcome.and_then(|records| {
+            value
+                .map(|v| (v, records))
+                .ok_or_else(|| StorageError::Backend("group commit: job did not run".into()))
+        }));
+    }
+}
+
+/// The committer of one [`Storage`]: started on first use, ends when the last clone of
+/// the storage handle is dropped.
+pub(super) struct GroupCommit {
+    sender: OnceLock<Mutex<mpsc::Sender<Box<dyn Job>>>>,
+    pool: Pool<Manager>,
+    backend: Backend,
+    write_gate: Arc<Mutex<()>>,
+}
+
+impl GroupCommit {
+    pub(super) fn new(pool: Pool<Manager>, backend: Backend, write_gate: Arc<Mutex<()>>) -> Self {
+        GroupCommit {
+            sender: OnceLock::new(),
+            pool,
+            backend,
+            write_gate,
+        }
+    }
+
+    /// Queues `f`; `reply` gets its value and the audit records it queued, after commit.
+    pub(super) fn submit<T, F>(&self, f: F, reply: Reply<T>)
+    where
+        T: Send + 'static,
+        F: FnMut(&mut Tx<'_>) -> Result<T, StorageError> + Send + 'static,
+    {
+        let job: Box<dyn Job> = Box::new(TypedJob {
+            f,
+            value: None,
+            reply,
+        });
+        let sender = self.sender.get_or_init(|| Mutex::new(self.start()));
+        let sent = sender
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .send(job);
+        if let Err(mpsc::SendError(job)) = sent {
+            job.answer(Err(StorageError::Unavailable(
+                "the audit committer has stopped".into(),
+            )));
+        }
+    }
+
+    fn start(&self) -> mpsc::Sender<Box<dyn Job>> {
+        let (sender, receiver) = mpsc::channel::<Box<dyn Job>>();
+        let (pool, backend, gate) = (self.pool.clone(), self.backend, self.write_gate.clone());
+        let spawned = std::thread::Builder::new()
+            .name("keygate-audit-commit".into())
+            .spawn(move || {
+                while let Ok(first) = receiver.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match receiver.try_recv() {
+                            Ok(job) => batch.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    commit_batch(&pool, backend, &gate, batch);
+                }
+            });
+        if let Err(err) = spawned {
+            // Without a thread every submit is answered at once with this error.
+            tracing::error!(error = %err, "cannot start the audit committer");
+            let (dead, _) = mpsc::channel();
+            return dead;
+        }
+        sender
+    }
+}
+
+fn commit_batch(
+    pool: &Pool<Manager>,
+    backend: Backend,
+    gate: &Mutex<()>,
+    mut batch: Vec<Box<dyn Job>>,
+) {
+    let mut conn = match pool.get() {
+        Ok(conn) => conn,
+        Err(err) => {
+            let err = StorageError::Unavailable(format!("no database connection: {err}"));
+            for job in batch {
+                job.answer(Err(err.clone()));
+            }
+            return;
+        }
+    };
+    // SQLite has one writer: writers of this process queue here rather than in
+    // SQLite's sleeping busy handler.
+    let _gate = (backend == Backend::Sqlite)
+        .then(|| gate.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    match run_together(&mut conn, &mut batch) {
+        Ok(records) => {
+            for (job, records) in batch.into_iter().zip(records) {
+                job.answer(Ok(records));
+            }
+        }
+        Err(err) if batch.len() == 1 => {
+            for job in batch {
+                job.answer(Err(err.clone()));
+            }
+        }
+        Err(_) => {
+            // One job failed (or the commit did): give each its own transaction.
+            for mut job in batch {
+                let outcome = run_together(&mut conn, std::slice::from_mut(&mut job));
+                job.answer(outcome.map(|mut records| records.pop().unwrap_or_default()));
+            }
+        }
+    }
+}
+
+/// Runs `jobs` in one transaction and chains their queued events; returns each job's
+/// audit records.
+fn run_together(
+    conn: &mut super::DbConnection,
+    jobs: &mut [Box<dyn Job>],
+) -> Result<Vec<Vec<AuditRecord>>, StorageError> {
+    in_transaction(conn, |tx| {
+        tx.queued = Some(Vec::new());
+        let mut ends = Vec::with_capacity(jobs.len());
+        for job in jobs.iter_mut() {
+            job.run(tx)?;
+            ends.push(tx.queued.as_ref().map_or(0, Vec::len));
+        }
+        let queued = tx.queued.take().unwrap_or_default();
+        let mut records = tx.append_queued(queued)?.into_iter();
+        let mut start = 0;
+        Ok(ends
+            .into_iter()
+            .map(|end| {
+                let mine = records.by_ref().take(end - start).collect();
+                start = end;
+                mine
+            })
+            .collect())
+    })
+}
+
+impl Tx<'_> {
+    /// Records `event` at `at` (unix seconds) with this transaction's writes: chained when
+    /// the batch commits inside [`super::Storage::audited`], appended at once elsewhere.
+    pub fn queue_audit(&mut self, event: &NewAuditEvent, at: i64) -> Result<(), StorageError> {
+        match self.queued.as_mut() {
+            Some(queued) => {
+                queued.push(QueuedAudit::new(event, at)?);
+                Ok(())
+            }
+            None => self.append_audit(event, at).map(|_| ()),
+        }
+    }
+
+    /// Chains `queued` onto the head (locking it), inserts the records and moves the head.
+    fn append_queued(
+        &mut self,
+        queued: Vec<QueuedAudit>,
+    ) -> Result<Vec<AuditRecord>, StorageError> {
+        if queued.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = queued.len() as i64;
+        let (last_seq, mut prev_hash): (i64, String) =
+            diesel::update(audit_head::table.find(HEAD_ID))
+                .set(audit_head::seq.eq(audit_head::seq + n))
+                .returning((audit_head::seq, audit_head::hash))
+                .get_result(self.conn)
+                .optional()
+                .map_err(db_err)?
+                .ok_or_else(|| StorageError::Backend("audit head row is missing".into()))?;
+        let mut records = Vec::with_capacity(queued.len());
+        for (i, q) in queued.into_iter().enumerate() {
+            let mut record = AuditRecord {
+                seq: last_seq - n + 1 + i as i64,
+                id: q.id,
+                at: q.at,
+                actor: q.actor,
+                action: q.action,
+                subject: q.subject,
+                outcome_text: q.outcome.to_owned(),
+                reason: q.reason,
+                details_json: q.details_json,
+                prev_hash,
+                hash: String::new(),
+            };
+            record.hash = link_hash(&LinkInput::of(&record));
+            prev_hash = record.hash.clone();
+            records.push(record);
+        }
+        for chunk in records.chunks(INSERT_CHUNK) {
+            let rows: Vec<_> = chunk
+                .iter()
+                .map(|r| {
+                    (
+                        audit_events::seq.eq(r.seq),
+                        audit_events::id.eq(&r.id),
+                        audit_events::at.eq(r.at),
+                        audit_events::actor.eq(&r.actor),
+                        audit_events::action.eq(&r.action),
+                        audit_events::subject.eq(&r.subject),
+                        audit_events::outcome.eq(&r.outcome_text),
+                        audit_events::reason.eq(&r.reason),
+                        audit_events::details.eq(&r.details_json),
+                        audit_events::prev_hash.eq(&r.prev_hash),
+                        audit_events::hash.eq(&r.hash),
+                    )
+                })
+                .collect();
+            match &mut *self.conn {
+                // One statement per chunk: each is a round trip on PostgreSQL.
+                super::DbConnection::Pg(pg) => {
+                    diesel::insert_into(audit_events::table)
+                        .values(rows)
+                        .execute(pg)
+                        .map_err(db_err)?;
+                }
+                // In-process: diesel has no multi-row insert for SQLite, and needs none.
+                super::DbConnection::Sqlite(sqlite) => {
+                    for row in rows {
+                        diesel::insert_into(audit_events::table)
+                            .values(row)
+                            .execute(sqlite)
+                            .map_err(db_err)?;
+                    }
+                }
+            }
+        }
+        diesel::update(audit_head::table.find(HEAD_ID))
+            .set(audit_head::hash.eq(&prev_hash))
+            .execute(self.conn)
+            .map_err(db_err)?;
+        Ok(records)
+    }
+}
