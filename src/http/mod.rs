@@ -16,8 +16,8 @@ use crate::error::Error;
 use crate::state::AppState;
 use errors::{ApiError, PageError};
 use handlers::{
-    admin, assets, audit, clients, compliance, enrol, health, me, oidc, recovery, saml, saml_admin, signin,
-    workspaces,
+    admin, assets, audit, clients, compliance, enrol, health, me, oidc, recovery, saml, saml_admin,
+    signin, workspaces,
 };
 
 /// Content-Security-Policy: scripts and styles only from here, no inline script, no framing.

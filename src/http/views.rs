@@ -248,7 +248,12 @@ impl SamlSpDraft {
         SamlSpDraft {
             entity_id: sp.entity_id.clone(),
             name: sp.name.clone(),
-            acs_urls: sp.acs_urls.iter().map(|a| a.url()).collect::<Vec<_>>().join("\n"),
+            acs_urls: sp
+                .acs_urls
+                .iter()
+                .map(|a| a.url())
+                .collect::<Vec<_>>()
+                .join("\n"),
             name_id_format: format!("{:?}", sp.name_id_format).to_lowercase(),
             authn_context: sp.authn_context.clone(),
             workspace: sp.workspace.clone().unwrap_or_default(),

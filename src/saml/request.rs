@@ -245,8 +245,38 @@ fn parse(xml: &str) -> Result<samael::schema::AuthnRequest, SamlError> {
         .map_err(|_| malformed("the AuthnRequest cannot be read"))
 }
 
-fn has_xml_signature(r: &samael::schema::AuthnRequest) -> bool {
-    r.signature.is_some()
+/// Whether the root element has an XML-DSig `Signature` child.
+fn has_xml_signature(xml: &str) -> bool {
+    let mut reader = quick_xml::NsReader::from_str(xml);
+    let mut depth = 0usize;
+    loop {
+        match reader.read_resolved_event() {
+            Ok((ns, Event::Start(e))) => {
+                if depth == 1 && is_dsig_signature(&ns, e.local_name().as_ref()) {
+                    return true;
+                }
+                depth += 1;
+            }
+            Ok((ns, Event::Empty(e))) => {
+                if depth == 1 && is_dsig_signature(&ns, e.local_name().as_ref()) {
+                    return true;
+                }
+            }
+            Ok((_, Event::End(_))) => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return false;
+                }
+            }
+            Ok((_, Event::Eof)) | Err(_) => return false,
+            Ok(_) => {}
+        }
+    }
+}
+
+fn is_dsig_signature(ns: &quick_xml::name::ResolveResult<'_>, local: &[u8]) -> bool {
+    matches!(ns, quick_xml::name::ResolveResult::Bound(n) if n.as_ref() == super::NS_DSIG.as_bytes())
+        && local == b"Signature"
 }
 
 impl Received {
@@ -286,7 +316,7 @@ impl Received {
                 }
                 _ => (outer, false),
             },
-            Binding::Post if has_xml_signature(&outer) && !trust.certs.is_empty() => {
+            Binding::Post if has_xml_signature(&self.xml) && !trust.certs.is_empty() => {
                 let certs: Vec<CertificateDer> = trust
                     .certs
                     .iter()
@@ -410,4 +440,19 @@ fn check(
         requested_context,
         signed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_root_signature_is_found_and_a_nested_one_is_not() {
+        let signed = "<?xml version=\"1.0\"?>\n<ns0:AuthnRequest xmlns:ns0=\"urn:oasis:names:tc:SAML:2.0:protocol\" xmlns:ns1=\"urn:oasis:names:tc:SAML:2.0:assertion\" xmlns:ns2=\"http://www.w3.org/2000/09/xmldsig#\" ID=\"id-1\" Version=\"2.0\"><ns1:Issuer>x</ns1:Issuer><ns2:Signature Id=\"Signature1\"><ns2:SignedInfo/></ns2:Signature></ns0:AuthnRequest>\n";
+        assert!(has_xml_signature(signed));
+        let nested = "<p:AuthnRequest xmlns:p=\"urn:oasis:names:tc:SAML:2.0:protocol\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"><p:Extensions><ds:Signature/></p:Extensions></p:AuthnRequest>";
+        assert!(!has_xml_signature(nested));
+        let other_ns = "<p:AuthnRequest xmlns:p=\"urn:oasis:names:tc:SAML:2.0:protocol\"><p:Signature/></p:AuthnRequest>";
+        assert!(!has_xml_signature(other_ns));
+    }
 }

@@ -11,6 +11,7 @@ mod audit_viewer;
 mod browser_enrolment;
 mod browser_oidc;
 mod browser_recovery;
+mod browser_saml;
 mod browser_smoke;
 mod cli;
 mod compliance_api;

@@ -9,6 +9,18 @@ use serde_json::json;
 use crate::support::app::{Client, Reply};
 use crate::support::saml::*;
 
+/// The document without its XML declaration, to embed it in another.
+fn without_declaration(xml: &str) -> &str {
+    let xml = xml.trim_start();
+    match xml.strip_prefix("<?xml") {
+        Some(rest) => rest
+            .split_once("?>")
+            .map(|(_, r)| r.trim_start())
+            .unwrap_or(xml),
+        None => xml,
+    }
+}
+
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
@@ -39,7 +51,7 @@ fn instant(offset_secs: i64) -> String {
 /// A hand-written AuthnRequest.
 fn request(id: &str, issuer: &str, acs: &str, issued: &str) -> String {
     format!(
-        r#"<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{issued}" AssertionConsumerServiceURL="{acs}" ProtocolBinding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"><saml:Issuer>{issuer}</saml:Issuer></samlp:AuthnRequest>"#
+        r#"<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" xmlns:ns2="http://www.w3.org/2000/09/xmldsig#" ID="{id}" Version="2.0" IssueInstant="{issued}" AssertionConsumerServiceURL="{acs}" ProtocolBinding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"><saml:Issuer>{issuer}</saml:Issuer></samlp:AuthnRequest>"#
     )
 }
 
@@ -247,39 +259,41 @@ async fn bad_signatures_and_signature_wrapping_are_refused() {
 
     // Wrapping: an unsigned request (another ID, the attacker's ACS URL) carrying the
     // genuine signed request inside it. The signature verifies — over the wrong element.
-    let inner = xml.trim_start_matches(|c| c != '<');
-    let inner = inner
-        .strip_prefix("<?xml version='1.0' encoding='UTF-8'?>")
-        .unwrap_or(inner);
+    let inner = without_declaration(&xml);
     let wrapper = format!(
         r#"<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_wrapper" Version="2.0" IssueInstant="{now}" AssertionConsumerServiceURL="{SIGNED_ACS}"><saml:Issuer>{SIGNED_SP}</saml:Issuer><samlp:Extensions>{inner}</samlp:Extensions></samlp:AuthnRequest>"#,
         now = instant(0)
     );
+    // The request keygate would act on is the unsigned wrapper: refused as unsigned.
     refused(
         &idp,
         &post_xml(&mut browser, &wrapper).await,
-        "saml_bad_signature",
+        "saml_signature_required",
     )
     .await;
 
     // The signature moved out of the signed request into a wrapper that names the same ID.
-    let sig_start = xml.find("<ds:Signature").unwrap();
-    let sig_end = xml.find("</ds:Signature>").unwrap() + "</ds:Signature>".len();
+    let sig_start = xml.find("<ns2:Signature").unwrap();
+    let sig_end = xml.find("</ns2:Signature>").unwrap() + "</ns2:Signature>".len();
     let signature = &xml[sig_start..sig_end];
     let stripped = xml.replace(signature, "");
     let id_start = xml.find(" ID=\"").unwrap() + 5;
     let id = &xml[id_start..id_start + xml[id_start..].find('"').unwrap()];
     let wrapped2 = format!(
-        r#"<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{now}" AssertionConsumerServiceURL="https://evil.example/acs"><saml:Issuer>{SIGNED_SP}</saml:Issuer>{signature}<samlp:Extensions>{inner}</samlp:Extensions></samlp:AuthnRequest>"#,
+        r#"<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" xmlns:ns2="http://www.w3.org/2000/09/xmldsig#" ID="{id}" Version="2.0" IssueInstant="{now}" AssertionConsumerServiceURL="https://evil.example/acs"><saml:Issuer>{SIGNED_SP}</saml:Issuer>{signature}<samlp:Extensions>{inner}</samlp:Extensions></samlp:AuthnRequest>"#,
         now = instant(0),
-        inner = stripped
-            .trim_start_matches(|c| c != '<')
-            .strip_prefix("<?xml version='1.0' encoding='UTF-8'?>")
-            .unwrap_or(&stripped),
+        inner = without_declaration(&stripped),
     );
-    let r = post_xml(&mut browser, &wrapped2).await;
-    assert_eq!(r.status, 400, "{}", r.body);
-    assert!(!r.body.contains("SAMLResponse"));
+    assert!(
+        wrapped2.contains("<ns2:Signature"),
+        "the signature moved: {wrapped2}"
+    );
+    refused(
+        &idp,
+        &post_xml(&mut browser, &wrapped2).await,
+        "saml_bad_signature",
+    )
+    .await;
 
     // Redirect binding: a RelayState changed after signing breaks the query signature.
     args["binding"] = json!("redirect");

@@ -188,7 +188,7 @@ async fn signed_post_binding_requests_are_verified() {
     args["sign"] = json!(true);
     let request = pysaml2("request", args.clone()).await;
     assert!(
-        request["xml"].as_str().unwrap().contains("<ds:Signature"),
+        request["xml"].as_str().unwrap().contains(":Signature "),
         "{request}"
     );
     let reply = send(&idp, &mut browser, &request).await;

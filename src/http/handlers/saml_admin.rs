@@ -67,7 +67,12 @@ fn bad(message: impl Into<String>) -> Error {
 impl SpForm {
     fn to_sp(&self) -> Result<ServiceProvider, Error> {
         let mut attributes = BTreeMap::new();
-        for line in self.attributes.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        for line in self
+            .attributes
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+        {
             let (source, name) = line
                 .split_once('=')
                 .ok_or_else(|| bad(format!("attribute line `{line}` is not `source = name`")))?;
@@ -80,7 +85,11 @@ impl SpForm {
         Ok(ServiceProvider {
             entity_id: self.entity_id.trim().to_string(),
             name: self.name.trim().to_string(),
-            acs_urls: self.acs_urls.split_whitespace().map(|u| Acs::Url(u.to_string())).collect(),
+            acs_urls: self
+                .acs_urls
+                .split_whitespace()
+                .map(|u| Acs::Url(u.to_string()))
+                .collect(),
             name_id_format: match self.name_id_format.as_str() {
                 "" | "email" => NameIdFormat::Email,
                 "persistent" => NameIdFormat::Persistent,
@@ -95,7 +104,8 @@ impl SpForm {
             require_signed_requests: self.require_signed_requests.is_some(),
             signing_certs: pem_blocks(&self.signing_certs),
             idp_initiated: self.idp_initiated.is_some(),
-            encryption_cert: Some(self.encryption_cert.trim().to_string()).filter(|c| !c.is_empty()),
+            encryption_cert: Some(self.encryption_cert.trim().to_string())
+                .filter(|c| !c.is_empty()),
             sign_response: self.sign_response.is_some(),
             workspace: Some(self.workspace.clone()).filter(|w| !w.is_empty()),
         })
@@ -131,7 +141,10 @@ async fn page(
 }
 
 #[get("/admin/saml")]
-pub async fn list_page(state: web::Data<AppState>, admin: AdminSession) -> Result<HttpResponse, PageError> {
+pub async fn list_page(
+    state: web::Data<AppState>,
+    admin: AdminSession,
+) -> Result<HttpResponse, PageError> {
     page(&state, &admin, StatusCode::OK, None, None, None).await
 }
 
@@ -155,7 +168,15 @@ pub async fn save_form(
         }
         Err(e @ (Error::BadRequest { .. } | Error::Conflict { .. })) => {
             let draft = form.to_sp().ok();
-            page(&state, &admin, StatusCode::BAD_REQUEST, draft, None, Some(e.to_string())).await
+            page(
+                &state,
+                &admin,
+                StatusCode::BAD_REQUEST,
+                draft,
+                None,
+                Some(e.to_string()),
+            )
+            .await
         }
         Err(e) => Err(e.into()),
     }
@@ -182,7 +203,17 @@ pub async fn import_form(
             let notice = "Metadata read: review the registration below and save it.".to_string();
             page(&state, &admin, StatusCode::OK, Some(sp), Some(notice), None).await
         }
-        Err(e) => page(&state, &admin, StatusCode::BAD_REQUEST, None, None, Some(e.to_string())).await,
+        Err(e) => {
+            page(
+                &state,
+                &admin,
+                StatusCode::BAD_REQUEST,
+                None,
+                None,
+                Some(e.to_string()),
+            )
+            .await
+        }
     }
 }
 
@@ -203,12 +234,21 @@ pub async fn enabled_form(
     form: web::Form<EnableForm>,
 ) -> Result<HttpResponse, PageError> {
     admin.0.check_csrf(Some(&form.csrf))?;
-    registry::set_enabled(&state, &admin.actor(&req), &form.entity_id, form.enabled == "true").await?;
+    registry::set_enabled(
+        &state,
+        &admin.actor(&req),
+        &form.entity_id,
+        form.enabled == "true",
+    )
+    .await?;
     Ok(see_other("/admin/saml"))
 }
 
 #[get("/api/admin/saml/service-providers")]
-pub async fn api_list(state: web::Data<AppState>, _admin: AdminSession) -> Result<HttpResponse, ApiError> {
+pub async fn api_list(
+    state: web::Data<AppState>,
+    _admin: AdminSession,
+) -> Result<HttpResponse, ApiError> {
     let list: Vec<serde_json::Value> = registry::list(&state)
         .await?
         .into_iter()
@@ -234,18 +274,28 @@ pub async fn api_save(
     admin: AdminSession,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    admin.0.check_csrf(crate::http::extract::csrf_header(&req))?;
+    admin
+        .0
+        .check_csrf(crate::http::extract::csrf_header(&req))?;
     let sp: ServiceProvider = serde_json::from_slice(&body)
         .map_err(|e| Error::bad_request("invalid_saml_sp", e.to_string()))?;
     let saved = registry::save(&state, &admin.actor(&req), sp).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "service_provider": saved.sp, "source": saved.source })))
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({ "service_provider": saved.sp, "source": saved.source })))
 }
 
 /// Reads SP metadata (the request body) into a registration, for review; saves nothing.
 #[post("/api/admin/saml/service-providers/import")]
-pub async fn api_import(req: HttpRequest, admin: AdminSession, body: web::Bytes) -> Result<HttpResponse, ApiError> {
-    admin.0.check_csrf(crate::http::extract::csrf_header(&req))?;
-    let text = std::str::from_utf8(&body).map_err(|_| Error::bad_request("invalid_metadata", "the metadata is not UTF-8"))?;
+pub async fn api_import(
+    req: HttpRequest,
+    admin: AdminSession,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    admin
+        .0
+        .check_csrf(crate::http::extract::csrf_header(&req))?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| Error::bad_request("invalid_metadata", "the metadata is not UTF-8"))?;
     Ok(HttpResponse::Ok().json(registry::import(text)?))
 }
 
@@ -263,7 +313,9 @@ pub async fn api_enabled(
     admin: AdminSession,
     body: web::Json<EnableBody>,
 ) -> Result<HttpResponse, ApiError> {
-    admin.0.check_csrf(crate::http::extract::csrf_header(&req))?;
+    admin
+        .0
+        .check_csrf(crate::http::extract::csrf_header(&req))?;
     registry::set_enabled(&state, &admin.actor(&req), &body.entity_id, body.enabled).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -239,12 +239,13 @@ pub fn posted(reply: &Reply) -> (String, String, Option<String>) {
         Some(html_unescape(&reply.body[start..end]))
     };
     let action = {
-        let marker = "action=\"";
-        let start = reply
+        let form = reply
             .body
             .find("id=\"saml-post\"")
-            .map(|_| reply.body.find(marker).unwrap() + marker.len())
             .expect("a response form");
+        let tag = reply.body[..form].rfind("<form").expect("the form tag");
+        let marker = "action=\"";
+        let start = reply.body[tag..].find(marker).unwrap() + tag + marker.len();
         let end = reply.body[start..].find('"').unwrap() + start;
         html_unescape(&reply.body[start..end])
     };
@@ -256,7 +257,33 @@ pub fn posted(reply: &Reply) -> (String, String, Option<String>) {
 }
 
 fn html_unescape(s: &str) -> String {
-    s.replace("&#x2f;", "/")
+    // Numeric references first (askama writes `&#38;`, `&#60;`…), then the named ones.
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("&#") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let end = after.find(';');
+        let code = end.and_then(|e| {
+            let n = &after[..e];
+            match n.strip_prefix(['x', 'X']) {
+                Some(hex) => u32::from_str_radix(hex, 16).ok(),
+                None => n.parse().ok(),
+            }
+        });
+        match (code.and_then(char::from_u32), end) {
+            (Some(c), Some(e)) => {
+                out.push(c);
+                rest = &after[e + 1..];
+            }
+            _ => {
+                out.push_str("&#");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out.replace("&#x2f;", "/")
         .replace("&#x2F;", "/")
         .replace("&#x3d;", "=")
         .replace("&#x3D;", "=")
