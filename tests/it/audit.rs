@@ -231,6 +231,92 @@ fn audit_concurrent_appends_keep_the_chain() {
 }
 
 #[test]
+fn audit_group_commit_keeps_one_chain_beside_plain_appends() {
+    const THREADS: usize = 8;
+    const EACH: usize = 30;
+    let db = test_storage_with_pool(Some(4));
+    let barrier = Arc::new(Barrier::new(THREADS));
+    std::thread::scope(|scope| {
+        for t in 0..THREADS {
+            let storage = db.storage.clone();
+            let barrier = Arc::clone(&barrier);
+            scope.spawn(move || {
+                barrier.wait();
+                for i in 0..EACH {
+                    let n = t * EACH + i;
+                    if t == 0 {
+                        // Plain appends interleave with the batches.
+                        storage.append_audit(&event(n), T0).unwrap();
+                        continue;
+                    }
+                    let (value, records) = storage
+                        .audited_blocking(move |tx| {
+                            tx.put_setting(&format!("k{n}"), "v", T0)?;
+                            tx.queue_audit(&event(n), T0)?;
+                            tx.queue_audit(&event(n + 1), T0)?;
+                            Ok(n)
+                        })
+                        .unwrap();
+                    assert_eq!(value, n);
+                    assert_eq!(records.len(), 2);
+                    assert_eq!(records[1].seq, records[0].seq + 1);
+                    assert_eq!(records[1].prev_hash, records[0].hash);
+                }
+            });
+        }
+    });
+    let ok = db.verify_audit_chain().unwrap().unwrap();
+    let total = (EACH + (THREADS - 1) * EACH * 2) as i64;
+    assert_eq!((ok.count, ok.head_seq), (total as u64, total));
+    assert_eq!(ok.head(), db.audit_head().unwrap());
+}
+
+#[test]
+fn audit_group_commit_failed_job_leaves_no_trace_and_others_commit() {
+    const THREADS: usize = 8;
+    const EACH: usize = 20;
+    let db = test_storage_with_pool(Some(4));
+    let barrier = Arc::new(Barrier::new(THREADS));
+    std::thread::scope(|scope| {
+        for t in 0..THREADS {
+            let storage = db.storage.clone();
+            let barrier = Arc::clone(&barrier);
+            scope.spawn(move || {
+                barrier.wait();
+                for i in 0..EACH {
+                    let n = t * EACH + i;
+                    let fail = n % 3 == 0;
+                    let outcome = storage.audited_blocking(move |tx| {
+                        tx.put_setting(&format!("k{n}"), "v", T0)?;
+                        tx.queue_audit(&event(n), T0)?;
+                        if fail {
+                            return Err(StorageError::Conflict("refused".into()));
+                        }
+                        Ok(())
+                    });
+                    assert_eq!(outcome.is_err(), fail, "job {n}");
+                }
+            });
+        }
+    });
+    let total = THREADS * EACH;
+    let committed = (0..total).filter(|n| n % 3 != 0).count() as i64;
+    let ok = db.verify_audit_chain().unwrap().unwrap();
+    assert_eq!((ok.count, ok.head_seq), (committed as u64, committed));
+    for n in 0..total {
+        let stored = db.get_setting(&format!("k{n}")).unwrap();
+        assert_eq!(stored.is_some(), n % 3 != 0, "setting k{n}");
+    }
+    let subjects: std::collections::HashSet<String> = db
+        .audit_range(0, i64::MAX, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.subject)
+        .collect();
+    assert!(subjects.iter().all(|s| s[5..].parse::<usize>().unwrap() % 3 != 0));
+}
+
+#[test]
 fn audit_list_filters_and_pages() {
     let db = filled(30);
     let all = |q: AuditQuery| -> Vec<i64> {
