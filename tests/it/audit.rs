@@ -313,7 +313,9 @@ fn audit_group_commit_failed_job_leaves_no_trace_and_others_commit() {
         .into_iter()
         .map(|r| r.subject)
         .collect();
-    assert!(subjects.iter().all(|s| s[5..].parse::<usize>().unwrap() % 3 != 0));
+    assert!(subjects
+        .iter()
+        .all(|s| s[5..].parse::<usize>().unwrap() % 3 != 0));
 }
 
 #[test]
