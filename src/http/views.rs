@@ -239,7 +239,7 @@ impl SamlSpDraft {
                     signing_certs: Vec::new(),
                     idp_initiated: false,
                     encryption_cert: None,
-                    sign_response: true,
+                    sign_response: false,
                     workspace: None,
                 };
                 &defaults

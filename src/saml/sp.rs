@@ -103,10 +103,6 @@ fn default_context() -> String {
     context::REFEDS_MFA.into()
 }
 
-fn yes() -> bool {
-    true
-}
-
 /// `[[saml.service_providers]]`, an admin's form, or imported metadata.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,8 +131,8 @@ pub struct ServiceProvider {
     /// When set, assertions are encrypted for this certificate's key.
     #[serde(default)]
     pub encryption_cert: Option<String>,
-    /// Sign the response as well as the assertion.
-    #[serde(default = "yes")]
+    /// Sign the response as well as the assertion (the assertion is always signed).
+    #[serde(default)]
     pub sign_response: bool,
     /// The workspace (its keygate ID) the SP is bound to.
     #[serde(default)]
@@ -259,7 +255,7 @@ mod tests {
         assert_eq!(sp.authn_context, context::REFEDS_MFA);
         assert_eq!(sp.name_id_format, NameIdFormat::Email);
         assert_eq!(sp.attributes.len(), AttributeSource::ALL.len());
-        assert!(sp.sign_response && !sp.idp_initiated);
+        assert!(!sp.sign_response && !sp.idp_initiated);
         assert_eq!(sp.acs_for(None, None).unwrap(), "https://sp.example/acs");
         assert_eq!(
             sp.acs_for(None, Some(7)).unwrap(),

@@ -341,3 +341,39 @@ async fn unmet_contexts_and_other_workspaces_get_saml_statuses() {
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+#[actix_web::test]
+async fn force_authn_asks_for_a_fresh_touch_even_with_a_session() {
+    if !pysaml2_available() {
+        return;
+    }
+    let mut idp = idp().await;
+    let mut browser = idp.p.browser().await;
+    let mut args = idp.sp_args(SP);
+    args["binding"] = json!("post");
+    args["force_authn"] = json!(true);
+    let request = pysaml2("request", args.clone()).await;
+    let reply = send(&idp, &mut browser, &request).await;
+    assert_eq!(
+        reply.status, 303,
+        "a live session is not enough: {}",
+        reply.body
+    );
+    let detour = reply.header("location").unwrap();
+    assert!(detour.contains("why=prompt_login"), "{detour}");
+    let id = detour
+        .split("continue=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_string();
+    idp.p.touch(&mut browser).await;
+    let (_, saml_response, _) = posted(&browser.get(&format!("/saml/continue?id={id}")).await);
+    args["saml_response"] = json!(saml_response);
+    args["outstanding"] = json!([request["request_id"]]);
+    let seen = pysaml2("validate", args).await;
+    assert!(seen.get("error").is_none(), "pysaml2 refused: {seen}");
+    idp.p.app.stop().await;
+}

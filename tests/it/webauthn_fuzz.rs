@@ -24,17 +24,17 @@ const ROUNDS: usize = 600;
 const MAX_CALL: Duration = Duration::from_secs(2);
 
 /// xorshift64*: deterministic, good enough to pick mutations.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         if n == 0 {
             0
         } else {
@@ -47,7 +47,7 @@ const INTERESTING: [u8; 12] = [
     0x00, 0x01, 0x7f, 0x80, 0xff, 0x17, 0x18, 0x1f, 0x5f, 0x9f, 0xbf, 0xfe,
 ];
 
-fn mutate(rng: &mut Rng, input: &[u8], corpus: &[Vec<u8>]) -> Vec<u8> {
+pub(crate) fn mutate(rng: &mut Rng, input: &[u8], corpus: &[Vec<u8>]) -> Vec<u8> {
     let mut out = input.to_vec();
     let steps = 1 + rng.below(3);
     for _ in 0..steps {

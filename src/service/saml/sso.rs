@@ -50,6 +50,10 @@ struct Pending {
     acs_url: String,
     relay_state: Option<String>,
     received_at: i64,
+    /// Set when the browser was sent to touch its key for this request: only then can a
+    /// `ForceAuthn` request be answered (a touch made before the request never counts).
+    #[serde(default)]
+    touch_asked: bool,
 }
 
 fn pending_key(id: &str) -> String {
@@ -223,6 +227,7 @@ pub async fn receive(
         acs_url,
         relay_state: received.relay_state.clone(),
         received_at: state.now(),
+        touch_asked: false,
     };
     decide(state, session, &registered, pending, ip).await
 }
@@ -272,6 +277,7 @@ pub async fn idp_initiated(
         acs_url: registered.sp.acs_urls[0].url().to_string(),
         relay_state,
         received_at: state.now(),
+        touch_asked: false,
     };
     decide(state, session, &registered, pending, ip).await
 }
@@ -361,7 +367,7 @@ async fn decide(
     let force = pending.request.as_ref().is_some_and(|r| r.force_authn);
     let fresh_enough = signed
         .as_ref()
-        .is_some_and(|s| !force || s.auth_time >= pending.received_at);
+        .is_some_and(|s| !force || (pending.touch_asked && s.auth_time >= pending.received_at));
     if !fresh_enough {
         if pending.request.as_ref().is_some_and(|r| r.is_passive) {
             return answer_status(
@@ -375,6 +381,8 @@ async fn decide(
             )
             .await;
         }
+        let mut pending = pending;
+        pending.touch_asked = true;
         let id = tokens::new_id();
         let body = serde_json::to_vec(&pending).map_err(|e| Error::Internal(e.to_string()))?;
         state

@@ -83,6 +83,7 @@ entity_id = "{SP}"
 name = "Vendor SSO"
 acs_urls = ["{ACS}"]
 workspace = "acme"
+sign_response = true
 
 [[saml.service_providers]]
 entity_id = "{SIGNED_SP}"
