@@ -20,6 +20,7 @@ mod compliance_verify;
 mod dashboard_http;
 mod enrolment_http;
 mod ephemeral;
+mod managed_config_http;
 mod oidc_authlib;
 mod oidc_authorize;
 mod oidc_core;
