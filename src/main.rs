@@ -73,7 +73,8 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
-    /// Exports: the signed compliance attestation and the public JWKS that verifies it.
+    /// Exports: the signed compliance attestation, the public JWKS that verifies it, and the
+    /// managed configuration that pins a vendor's tool to a workspace.
     Export {
         #[command(subcommand)]
         command: ExportCommand,
@@ -120,6 +121,18 @@ enum ExportCommand {
     },
     /// The public JWKS that verifies signed reports (and tokens).
     Jwks {
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, env = "KEYGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// The managed configuration that pins a vendor's tool to a workspace: Codex's
+    /// `requirements.toml` (ChatGPT sign-in, this workspace only), for device management.
+    ManagedConfig {
+        /// The workspace's ID or external ID.
+        #[arg(long)]
+        workspace: String,
         /// Write here instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -192,6 +205,36 @@ async fn export(command: ExportCommand) -> Result<(), String> {
             bytes.push(b'\n');
             write_out(out.as_ref(), &bytes)
         }
+        ExportCommand::ManagedConfig {
+            workspace,
+            out,
+            config,
+        } => {
+            let app = existing(config.as_ref()).await?;
+            let done = keygate::service::managed_config::codex_requirements(
+                &app.state,
+                &Actor::cli(),
+                &workspace,
+            )
+            .await
+            .map_err(|e| match e {
+                keygate::error::Error::NotFound => format!(
+                    "there is no workspace with ID {:?}",
+                    workspace.chars().take(64).collect::<String>()
+                ),
+                other => other.to_string(),
+            })?;
+            write_out(out.as_ref(), done.file.body.as_bytes())?;
+            eprintln!(
+                "exported Codex's {} for workspace {} (ChatGPT workspace {}){}",
+                done.file.filename,
+                done.workspace.id,
+                done.workspace.external_id,
+                out.map(|p| format!(" to {}", p.display()))
+                    .unwrap_or_default()
+            );
+            Ok(())
+        }
     }
 }
 
@@ -236,6 +279,13 @@ enum KeysCommand {
         #[arg(long, env = "KEYGATE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// One step of a SAML signing-key rotation: the first run publishes the next
+    /// certificate in the metadata (it does not sign yet); the next run makes it the
+    /// signing key. SPs re-read the metadata in between.
+    RotateSaml {
+        #[arg(long, env = "KEYGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 async fn keys(command: KeysCommand) -> Result<(), String> {
@@ -260,6 +310,23 @@ async fn keys(command: KeysCommand) -> Result<(), String> {
                     String::new()
                 }
             );
+            Ok(())
+        }
+        KeysCommand::RotateSaml { config } => {
+            use keygate::service::saml::keys::Rotation;
+            let app = existing(config.as_ref()).await?;
+            match keygate::service::saml::keys::rotate(&app.state, &Actor::cli())
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Rotation::Staged { fingerprint } => println!(
+                    "next SAML signing certificate published in the metadata (SHA-256 {fingerprint}); \
+                     run this again once the service providers have it"
+                ),
+                Rotation::Promoted { fingerprint } => {
+                    println!("SAML responses are now signed with the key of certificate SHA-256 {fingerprint}")
+                }
+            }
             Ok(())
         }
     }
@@ -287,13 +354,6 @@ enum AuditCommand {
         /// Write here instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
-        #[arg(long, env = "KEYGATE_CONFIG")]
-        config: Option<PathBuf>,
-    },
-    /// One step of a SAML signing-key rotation: the first run publishes the next
-    /// certificate in the metadata (it does not sign yet); the next run makes it the
-    /// signing key. SPs re-read the metadata in between.
-    RotateSaml {
         #[arg(long, env = "KEYGATE_CONFIG")]
         config: Option<PathBuf>,
     },
@@ -351,23 +411,6 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
                 out.map(|p| format!(" to {}", p.display()))
                     .unwrap_or_default()
             );
-            Ok(())
-        }
-        KeysCommand::RotateSaml { config } => {
-            use keygate::service::saml::keys::Rotation;
-            let app = existing(config.as_ref()).await?;
-            match keygate::service::saml::keys::rotate(&app.state, &Actor::cli())
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                Rotation::Staged { fingerprint } => println!(
-                    "next SAML signing certificate published in the metadata (SHA-256 {fingerprint}); \
-                     run this again once the service providers have it"
-                ),
-                Rotation::Promoted { fingerprint } => {
-                    println!("SAML responses are now signed with the key of certificate SHA-256 {fingerprint}")
-                }
-            }
             Ok(())
         }
     }
