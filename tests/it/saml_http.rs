@@ -377,3 +377,36 @@ async fn force_authn_asks_for_a_fresh_touch_even_with_a_session() {
     assert!(seen.get("error").is_none(), "pysaml2 refused: {seen}");
     idp.p.app.stop().await;
 }
+
+/// SPEC §4: a sign-in with a key keygate could not attest never earns the context an SP
+/// is configured with; only an SP that accepts `unspecified` signs the member in.
+#[actix_web::test]
+async fn an_unattested_key_never_earns_the_phishing_resistant_context() {
+    if !pysaml2_available() {
+        return;
+    }
+    let mut idp = unattested_idp().await;
+    let mut browser = idp.p.browser().await;
+    let mut args = idp.sp_args(SP);
+    args["binding"] = json!("redirect");
+    let request = pysaml2("request", args.clone()).await;
+    let (_, saml_response, _) = posted(&send(&idp, &mut browser, &request).await);
+    let xml = decoded(&saml_response);
+    assert!(xml.contains("status:NoAuthnContext"), "{xml}");
+    assert!(!xml.contains("<saml:Assertion"));
+
+    let mut args = idp.sp_args(PLAIN_SP);
+    args["binding"] = json!("redirect");
+    let request = pysaml2("request", args.clone()).await;
+    let (_, saml_response, _) = posted(&send(&idp, &mut browser, &request).await);
+    args["saml_response"] = json!(saml_response);
+    args["outstanding"] = json!([request["request_id"]]);
+    let seen = pysaml2("validate", args).await;
+    assert!(seen.get("error").is_none(), "pysaml2 refused: {seen}");
+    assert_eq!(
+        seen["authn_contexts"],
+        json!(["urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified"])
+    );
+    assert_eq!(seen["attributes"]["key_fips"], json!(["false"]));
+    idp.p.app.stop().await;
+}

@@ -55,6 +55,16 @@ pub async fn unattested_provider() -> Provider {
     build(None, &[("policy.require_trusted_attestation", "false")]).await
 }
 
+/// [`unattested_provider`] with more config text.
+pub async fn unattested_provider_with_config(extra: &str) -> Provider {
+    build_with(
+        None,
+        &[("policy.require_trusted_attestation", "false")],
+        extra,
+    )
+    .await
+}
+
 /// [`provider`] with more config text (e.g. more clients); `SECRET_FILE` in it stands for
 /// the path of the file holding the confidential clients' secret.
 pub async fn provider_with_config(extra: &str) -> Provider {

@@ -22,6 +22,9 @@ pub const SIGNED_ACS: &str = "https://signed.example/acs";
 /// An SP bound to a workspace the admin is not in.
 pub const OTHER_SP: &str = "https://other-sp.example/metadata";
 pub const OTHER_ACS: &str = "https://other-sp.example/acs";
+/// An SP that accepts any sign-in (`unspecified` context), bound to no workspace.
+pub const PLAIN_SP: &str = "https://plain.example/metadata";
+pub const PLAIN_ACS: &str = "https://plain.example/acs";
 /// An SP that wants encrypted assertions, persistent NameIDs and allows IdP-initiated.
 pub const ENC_SP: &str = "https://enc.example/metadata";
 pub const ENC_ACS: &str = "https://enc.example/acs";
@@ -105,6 +108,11 @@ idp_initiated = true
 sign_response = false
 encryption_cert = """{enc}"""
 authn_context = "http://idmanagement.gov/ns/assurance/aal/2?phishing_resistant=true"
+
+[[saml.service_providers]]
+entity_id = "{PLAIN_SP}"
+acs_urls = ["{PLAIN_ACS}"]
+authn_context = "urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified"
 "#,
         cert = signing.cert_pem,
         enc = encryption.cert_pem,
@@ -112,9 +120,23 @@ authn_context = "http://idmanagement.gov/ns/assurance/aal/2?phishing_resistant=t
 }
 
 pub async fn idp() -> Idp {
+    idp_of(false).await
+}
+
+/// [`idp`] whose admin enrolled a key keygate cannot attest (policy allows it).
+pub async fn unattested_idp() -> Idp {
+    idp_of(true).await
+}
+
+async fn idp_of(unattested: bool) -> Idp {
     let signing = KeyPair::new("signed.example");
     let encryption = KeyPair::new("enc.example");
-    let p = provider_with_config(&sp_config(&signing, &encryption)).await;
+    let config = sp_config(&signing, &encryption);
+    let p = if unattested {
+        crate::support::oidc::unattested_provider_with_config(&config).await
+    } else {
+        provider_with_config(&config).await
+    };
     let metadata = p.app.client().get("/saml/metadata").await;
     assert_eq!(metadata.status, 200, "{}", metadata.body);
     let metadata_file = tempfile::NamedTempFile::new().unwrap();
@@ -158,6 +180,7 @@ impl Idp {
             SIGNED_SP => SIGNED_ACS,
             OTHER_SP => OTHER_ACS,
             ENC_SP => ENC_ACS,
+            PLAIN_SP => PLAIN_ACS,
             _ => ACS,
         };
         let mut args = json!({
