@@ -245,6 +245,15 @@ fn parse(xml: &str) -> Result<samael::schema::AuthnRequest, SamlError> {
         .map_err(|_| malformed("the AuthnRequest cannot be read"))
 }
 
+fn issuer_of(r: &samael::schema::AuthnRequest) -> Result<String, SamlError> {
+    r.issuer
+        .as_ref()
+        .and_then(|i| i.value.as_deref())
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| malformed("the AuthnRequest names no Issuer"))
+}
+
 /// Whether the root element has an XML-DSig `Signature` child.
 fn has_xml_signature(xml: &str) -> bool {
     let mut reader = quick_xml::NsReader::from_str(xml);
@@ -283,14 +292,10 @@ impl Received {
     /// Who the request says it is from; nothing else is read before it is verified.
     pub fn peek(&self) -> Result<Peek, SamlError> {
         let r = parse(&self.xml)?;
-        let issuer = r
-            .issuer
-            .as_ref()
-            .and_then(|i| i.value.clone())
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| malformed("the AuthnRequest names no Issuer"))?;
-        Ok(Peek { issuer, id: r.id })
+        Ok(Peek {
+            issuer: issuer_of(&r)?,
+            id: r.id,
+        })
     }
 
     /// Checks the signature (as `trust` requires), then the request itself.
@@ -387,13 +392,7 @@ fn check(
             return Err(SamlError::Destination);
         }
     }
-    let issuer = r
-        .issuer
-        .as_ref()
-        .and_then(|i| i.value.clone())
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| malformed("the AuthnRequest names no Issuer"))?;
+    let issuer = issuer_of(&r)?;
     let requested_context = r.requested_authn_context.as_ref().and_then(|c| {
         let class_refs: Vec<String> = c
             .authn_context_class_refs

@@ -44,3 +44,23 @@ pub fn same_secret(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+/// What a person is told when a request parked for their key touch is gone.
+pub const DETOUR_EXPIRED: &str =
+    "this sign-in request expired or was already used; go back to the application and start again";
+
+/// Takes (once) the request a sign-in detour parked under `key(id)`: `None` when `id` is not
+/// an id keygate makes ([`new_id`]), or the request expired, was taken, or does not parse.
+pub async fn take_parked<T: serde::de::DeserializeOwned>(
+    state: &crate::state::AppState,
+    id: &str,
+    key: impl Fn(&str) -> String,
+) -> crate::error::Result<Option<T>> {
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    let Some(raw) = state.ephemeral.take(&key(id)).await? else {
+        return Ok(None);
+    };
+    Ok(serde_json::from_slice(&raw).ok())
+}

@@ -35,16 +35,10 @@ fn deflate(xml: &str) -> Vec<u8> {
     e.finish().unwrap()
 }
 
+/// Now plus `offset_secs`, as SAML writes instants.
 fn instant(offset_secs: i64) -> String {
-    let t = time::OffsetDateTime::now_utc() + time::Duration::seconds(offset_secs);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
+    keygate::saml::response::instant(
+        time::OffsetDateTime::now_utc() + time::Duration::seconds(offset_secs),
     )
 }
 

@@ -74,17 +74,14 @@ async fn sp_initiated_redirect_binding_signs_the_member_in() {
     let mut args = idp.sp_args(SP);
     args["binding"] = json!("redirect");
     args["relay_state"] = json!("/dashboard?tab=1&x=<y>");
-    let request = pysaml2("request", args.clone()).await;
-    let reply = send(&idp, &mut browser, &request).await;
+    let (request, reply) = start(&idp, &mut browser, &args).await;
     let (action, saml_response, relay) = posted(&reply);
     assert_eq!(action, ACS);
     assert_eq!(relay.as_deref(), Some("/dashboard?tab=1&x=<y>"));
     let csp = reply.header("content-security-policy").unwrap();
     assert!(csp.contains("form-action https://sp.example"), "{csp}");
 
-    args["saml_response"] = json!(saml_response);
-    args["outstanding"] = json!([request["request_id"]]);
-    let seen = pysaml2("validate", args).await;
+    let seen = validate(&args, &saml_response, Some(&request)).await;
     assert!(seen.get("error").is_none(), "pysaml2 refused: {seen}");
     assert_eq!(seen["issuer"], idp.entity_id.as_str());
     assert_eq!(seen["in_response_to"], request["request_id"]);
@@ -142,8 +139,7 @@ async fn a_request_without_a_session_waits_for_the_key_touch() {
     let mut browser = idp.p.app.client();
     let mut args = idp.sp_args(SP);
     args["binding"] = json!("redirect");
-    let request = pysaml2("request", args.clone()).await;
-    let reply = send(&idp, &mut browser, &request).await;
+    let (request, reply) = start(&idp, &mut browser, &args).await;
     assert_eq!(reply.status, 303, "{}", reply.body);
     let detour = reply.header("location").unwrap();
     assert!(
@@ -166,9 +162,7 @@ async fn a_request_without_a_session_waits_for_the_key_touch() {
         .unwrap();
     let reply = browser.get(&format!("/saml/continue?id={id}")).await;
     let (_, saml_response, _) = posted(&reply);
-    args["saml_response"] = json!(saml_response);
-    args["outstanding"] = json!([request["request_id"]]);
-    let seen = pysaml2("validate", args).await;
+    let seen = validate(&args, &saml_response, Some(&request)).await;
     assert!(seen.get("error").is_none(), "pysaml2 refused: {seen}");
     // The pending request is single-use.
     let again = browser.get(&format!("/saml/continue?id={id}")).await;
@@ -194,9 +188,7 @@ async fn signed_post_binding_requests_are_verified() {
     let reply = send(&idp, &mut browser, &request).await;
     let (action, saml_response, _) = posted(&reply);
     assert_eq!(action, SIGNED_ACS);
-    args["saml_response"] = json!(saml_response);
-    args["outstanding"] = json!([request["request_id"]]);
-    let seen = pysaml2("validate", args.clone()).await;
+    let seen = validate(&args, &saml_response, Some(&request)).await;
     assert!(seen.get("error").is_none(), "pysaml2 refused: {seen}");
 
     // The same SP over HTTP-Redirect: the query signature is checked.
@@ -205,17 +197,12 @@ async fn signed_post_binding_requests_are_verified() {
     assert!(request["url"].as_str().unwrap().contains("Signature="));
     let reply = send(&idp, &mut browser, &request).await;
     let (_, saml_response, _) = posted(&reply);
-    args["saml_response"] = json!(saml_response);
-    args["outstanding"] = json!([request["request_id"]]);
-    assert!(pysaml2("validate", args.clone())
-        .await
-        .get("error")
-        .is_none());
+    let seen = validate(&args, &saml_response, Some(&request)).await;
+    assert!(seen.get("error").is_none(), "pysaml2 refused: {seen}");
 
     // Unsigned requests from this SP are refused, and nothing is posted.
     args["sign"] = json!(false);
-    let request = pysaml2("request", args.clone()).await;
-    let reply = send(&idp, &mut browser, &request).await;
+    let (_, reply) = start(&idp, &mut browser, &args).await;
     assert_eq!(reply.status, 400, "{}", reply.body);
     assert!(
         reply.body.contains("must sign its requests"),
@@ -248,9 +235,8 @@ async fn encrypted_assertions_persistent_ids_and_idp_initiated_sign_in() {
         !xml.contains("admin@example.com"),
         "the assertion must be encrypted"
     );
-    let mut args = idp.sp_args(ENC_SP);
-    args["saml_response"] = json!(saml_response);
-    let seen = pysaml2("validate", args.clone()).await;
+    let args = idp.sp_args(ENC_SP);
+    let seen = validate(&args, &saml_response, None).await;
     assert!(seen.get("error").is_none(), "pysaml2 refused: {seen}");
     assert_eq!(
         seen["name_id_format"],
@@ -268,8 +254,7 @@ async fn encrypted_assertions_persistent_ids_and_idp_initiated_sign_in() {
         .get(&format!("/saml/idp-initiated?sp={}", urlencode(ENC_SP)))
         .await;
     let (_, again, _) = posted(&reply);
-    args["saml_response"] = json!(again);
-    let seen: Value = pysaml2("validate", args).await;
+    let seen: Value = validate(&args, &again, None).await;
     assert_eq!(seen["name_id"].as_str(), Some(first_id.as_str()));
 
     // IdP-initiated sign-in is off for the other SPs.
@@ -291,15 +276,12 @@ async fn unmet_contexts_and_other_workspaces_get_saml_statuses() {
     let mut args = idp.sp_args(SP);
     args["binding"] = json!("redirect");
     args["contexts"] = json!(["urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"]);
-    let request = pysaml2("request", args.clone()).await;
-    let reply = send(&idp, &mut browser, &request).await;
+    let (request, reply) = start(&idp, &mut browser, &args).await;
     let (_, saml_response, _) = posted(&reply);
     let xml = decoded(&saml_response);
     assert!(xml.contains("status:NoAuthnContext"), "{xml}");
     assert!(!xml.contains("<saml:Assertion"));
-    args["saml_response"] = json!(saml_response);
-    args["outstanding"] = json!([request["request_id"]]);
-    let seen = pysaml2("validate", args).await;
+    let seen = validate(&args, &saml_response, Some(&request)).await;
     assert_eq!(seen["error"], "StatusNoAuthnContext", "{seen}");
 
     // `minimum` of MFA is met by the key touch, with the SP's configured context.
@@ -307,11 +289,9 @@ async fn unmet_contexts_and_other_workspaces_get_saml_statuses() {
     args["binding"] = json!("post");
     args["contexts"] = json!(["https://refeds.org/profile/mfa"]);
     args["comparison"] = json!("minimum");
-    let request = pysaml2("request", args.clone()).await;
-    let (_, saml_response, _) = posted(&send(&idp, &mut browser, &request).await);
-    args["saml_response"] = json!(saml_response);
-    args["outstanding"] = json!([request["request_id"]]);
-    let seen = pysaml2("validate", args).await;
+    let (request, reply) = start(&idp, &mut browser, &args).await;
+    let (_, saml_response, _) = posted(&reply);
+    let seen = validate(&args, &saml_response, Some(&request)).await;
     assert_eq!(
         seen["authn_contexts"],
         json!(["https://refeds.org/profile/mfa"]),
@@ -321,14 +301,12 @@ async fn unmet_contexts_and_other_workspaces_get_saml_statuses() {
     // The admin is not a member of the other SP's workspace.
     let mut args = idp.sp_args(OTHER_SP);
     args["binding"] = json!("redirect");
-    let request = pysaml2("request", args.clone()).await;
-    let (action, saml_response, _) = posted(&send(&idp, &mut browser, &request).await);
+    let (request, reply) = start(&idp, &mut browser, &args).await;
+    let (action, saml_response, _) = posted(&reply);
     assert_eq!(action, OTHER_ACS);
     let xml = decoded(&saml_response);
     assert!(xml.contains("status:RequestDenied"), "{xml}");
-    args["saml_response"] = json!(saml_response);
-    args["outstanding"] = json!([request["request_id"]]);
-    let seen = pysaml2("validate", args).await;
+    let seen = validate(&args, &saml_response, Some(&request)).await;
     assert_eq!(seen["error"], "StatusRequestDenied", "{seen}");
     let actions = audit_actions(&idp).await;
     assert!(
@@ -352,8 +330,7 @@ async fn force_authn_asks_for_a_fresh_touch_even_with_a_session() {
     let mut args = idp.sp_args(SP);
     args["binding"] = json!("post");
     args["force_authn"] = json!(true);
-    let request = pysaml2("request", args.clone()).await;
-    let reply = send(&idp, &mut browser, &request).await;
+    let (request, reply) = start(&idp, &mut browser, &args).await;
     assert_eq!(
         reply.status, 303,
         "a live session is not enough: {}",
@@ -371,9 +348,7 @@ async fn force_authn_asks_for_a_fresh_touch_even_with_a_session() {
         .to_string();
     idp.p.touch(&mut browser).await;
     let (_, saml_response, _) = posted(&browser.get(&format!("/saml/continue?id={id}")).await);
-    args["saml_response"] = json!(saml_response);
-    args["outstanding"] = json!([request["request_id"]]);
-    let seen = pysaml2("validate", args).await;
+    let seen = validate(&args, &saml_response, Some(&request)).await;
     assert!(seen.get("error").is_none(), "pysaml2 refused: {seen}");
     idp.p.app.stop().await;
 }
@@ -389,19 +364,17 @@ async fn an_unattested_key_never_earns_the_phishing_resistant_context() {
     let mut browser = idp.p.browser().await;
     let mut args = idp.sp_args(SP);
     args["binding"] = json!("redirect");
-    let request = pysaml2("request", args.clone()).await;
-    let (_, saml_response, _) = posted(&send(&idp, &mut browser, &request).await);
+    let (_, reply) = start(&idp, &mut browser, &args).await;
+    let (_, saml_response, _) = posted(&reply);
     let xml = decoded(&saml_response);
     assert!(xml.contains("status:NoAuthnContext"), "{xml}");
     assert!(!xml.contains("<saml:Assertion"));
 
     let mut args = idp.sp_args(PLAIN_SP);
     args["binding"] = json!("redirect");
-    let request = pysaml2("request", args.clone()).await;
-    let (_, saml_response, _) = posted(&send(&idp, &mut browser, &request).await);
-    args["saml_response"] = json!(saml_response);
-    args["outstanding"] = json!([request["request_id"]]);
-    let seen = pysaml2("validate", args).await;
+    let (request, reply) = start(&idp, &mut browser, &args).await;
+    let (_, saml_response, _) = posted(&reply);
+    let seen = validate(&args, &saml_response, Some(&request)).await;
     assert!(seen.get("error").is_none(), "pysaml2 refused: {seen}");
     assert_eq!(
         seen["authn_contexts"],

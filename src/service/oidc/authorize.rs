@@ -85,19 +85,11 @@ pub async fn resume(
     id: &str,
     ip: Option<String>,
 ) -> Result<Next> {
-    let expired = || {
-        Next::Show(OidcError::InvalidRequest(
-            "this sign-in request expired or was already used; go back to the application and start again".into(),
-        ))
-    };
-    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Ok(expired());
-    }
-    let Some(raw) = state.ephemeral.take(&request_key(id)).await? else {
-        return Ok(expired());
-    };
-    let Ok(request) = serde_json::from_slice::<AuthorizationRequest>(&raw) else {
-        return Ok(expired());
+    let Some(request) = tokens::take_parked::<AuthorizationRequest>(state, id, request_key).await?
+    else {
+        return Ok(Next::Show(OidcError::InvalidRequest(
+            tokens::DETOUR_EXPIRED.into(),
+        )));
     };
     let Some(client) = clients::find_enabled(state, &request.client_id).await? else {
         return Ok(Next::Show(OidcError::UnknownClient(

@@ -289,19 +289,10 @@ pub async fn resume(
     id: &str,
     ip: Option<String>,
 ) -> Result<Next> {
-    let expired = || {
-        Next::Show(SamlError::Malformed(
-        "this sign-in request expired or was already used; go back to the application and start again".into(),
-    ))
-    };
-    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Ok(expired());
-    }
-    let Some(raw) = state.ephemeral.take(&pending_key(id)).await? else {
-        return Ok(expired());
-    };
-    let Ok(pending) = serde_json::from_slice::<Pending>(&raw) else {
-        return Ok(expired());
+    let Some(pending) = tokens::take_parked::<Pending>(state, id, pending_key).await? else {
+        return Ok(Next::Show(SamlError::Malformed(
+            tokens::DETOUR_EXPIRED.into(),
+        )));
     };
     let Some(registered) = registry::find_enabled(state, &pending.sp).await? else {
         return show(

@@ -340,7 +340,9 @@ pub async fn continue_after_touch(p: &mut Provider, browser: &mut Client, detour
         page.status, 200,
         "the sign-in page shows even when signed in"
     );
-    assert!(page.body.contains(&format!("data-continue=\"{id}\"")));
+    assert!(page.body.contains(&format!(
+        "data-continue=\"/oauth2/authorize/continue?id={id}\""
+    )));
     p.touch(browser).await;
     browser
         .get(&format!("/oauth2/authorize/continue?id={id}"))

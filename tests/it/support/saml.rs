@@ -350,3 +350,22 @@ pub fn xmlsec1_verifies(xml: &str, cert_pem: &str, id_attr: &str) -> bool {
         .expect("run xmlsec1");
     out.status.success()
 }
+
+/// pysaml2 builds a request as the SP `args` describe and `browser` sends it to keygate:
+/// (the request, keygate's reply).
+pub async fn start(idp: &Idp, browser: &mut Client, args: &Value) -> (Value, Reply) {
+    let request = pysaml2("request", args.clone()).await;
+    let reply = send(idp, browser, &request).await;
+    (request, reply)
+}
+
+/// pysaml2, as the SP `args` describe, validates `saml_response` (the answer to `request`,
+/// or unsolicited).
+pub async fn validate(args: &Value, saml_response: &str, request: Option<&Value>) -> Value {
+    let mut args = args.clone();
+    args["saml_response"] = json!(saml_response);
+    if let Some(r) = request {
+        args["outstanding"] = json!([r["request_id"]]);
+    }
+    pysaml2("validate", args).await
+}
