@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::http::errors::{ApiError, PageError};
 use crate::http::extract::{see_other, AdminSession};
 use crate::http::views::{self, AdminSamlPage, Nav, SamlSpDraft};
+use crate::saml::keys::PeerCert;
 use crate::saml::sp::{Acs, AttributeSource, NameIdFormat, ServiceProvider};
 use crate::service::saml::registry;
 use crate::state::AppState;
@@ -55,13 +56,53 @@ fn pem_blocks(text: &str) -> Vec<String> {
         rest = rest[i + END.len()..].trim_start();
     }
     if !rest.is_empty() {
-        out.push(rest.to_string());
+        // Bare base64 DER (as metadata carries it, and as an imported draft shows it):
+        // one certificate per line when every line is one, else one wrapped certificate.
+        let lines: Vec<&str> = rest
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        if lines.len() > 1 && lines.iter().all(|l| PeerCert::parse(l).is_ok()) {
+            out.extend(lines.into_iter().map(str::to_string));
+        } else {
+            out.push(rest.to_string());
+        }
     }
     out
 }
 
 fn bad(message: impl Into<String>) -> Error {
     Error::bad_request("invalid_saml_sp", message)
+}
+
+/// One line of the ACS list: a URL, optionally followed by its index (as metadata
+/// numbers its endpoints; without one, the position is the index).
+fn acs_line(line: &str) -> Result<Acs, Error> {
+    let mut parts = line.split_whitespace();
+    let url = parts.next().unwrap_or_default().to_string();
+    match (parts.next(), parts.next()) {
+        (None, _) => Ok(Acs::Url(url)),
+        (Some(index), None) => index
+            .parse()
+            .map(|index| Acs::Indexed { url, index })
+            .map_err(|_| bad(format!("ACS line `{line}` is not `URL` or `URL index`"))),
+        _ => Err(bad(format!(
+            "ACS line `{line}` is not `URL` or `URL index`"
+        ))),
+    }
+}
+
+/// The ACS list as the form shows it: indexed endpoints keep their index.
+fn acs_lines(acs_urls: &[Acs]) -> String {
+    acs_urls
+        .iter()
+        .map(|a| match a {
+            Acs::Url(url) => url.clone(),
+            Acs::Indexed { url, index } => format!("{url} {index}"),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl SpForm {
@@ -87,9 +128,11 @@ impl SpForm {
             name: self.name.trim().to_string(),
             acs_urls: self
                 .acs_urls
-                .split_whitespace()
-                .map(|u| Acs::Url(u.to_string()))
-                .collect(),
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(acs_line)
+                .collect::<Result<_, _>>()?,
             name_id_format: match self.name_id_format.as_str() {
                 "" | "email" => NameIdFormat::Email,
                 "persistent" => NameIdFormat::Persistent,
@@ -122,6 +165,10 @@ async fn page(
 ) -> Result<HttpResponse, PageError> {
     let workspaces = state.storage.run(|s| s.list_workspaces()).await?;
     let keys = state.saml.keys.get(state).await;
+    let mut shown = SamlSpDraft::of(draft.as_ref());
+    if let Some(sp) = &draft {
+        shown.acs_urls = acs_lines(&sp.acs_urls);
+    }
     Ok(views::render(
         status,
         &AdminSamlPage {
@@ -129,7 +176,7 @@ async fn page(
             csrf: admin.0.data.csrf.clone(),
             sps: registry::list(state).await?,
             workspaces,
-            draft: SamlSpDraft::of(draft.as_ref()),
+            draft: shown,
             entity_id: state.saml.entity_id.clone(),
             sso_url: state.saml.sso_url.clone(),
             fingerprint: keys.current.fingerprint.clone(),
