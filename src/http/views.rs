@@ -248,10 +248,14 @@ impl SamlSpDraft {
         SamlSpDraft {
             entity_id: sp.entity_id.clone(),
             name: sp.name.clone(),
+            // One endpoint a line; an indexed one keeps its index (`URL index`).
             acs_urls: sp
                 .acs_urls
                 .iter()
-                .map(|a| a.url())
+                .map(|a| match a {
+                    crate::saml::sp::Acs::Url(url) => url.clone(),
+                    crate::saml::sp::Acs::Indexed { url, index } => format!("{url} {index}"),
+                })
                 .collect::<Vec<_>>()
                 .join("\n"),
             name_id_format: format!("{:?}", sp.name_id_format).to_lowercase(),

@@ -93,18 +93,6 @@ fn acs_line(line: &str) -> Result<Acs, Error> {
     }
 }
 
-/// The ACS list as the form shows it: indexed endpoints keep their index.
-fn acs_lines(acs_urls: &[Acs]) -> String {
-    acs_urls
-        .iter()
-        .map(|a| match a {
-            Acs::Url(url) => url.clone(),
-            Acs::Indexed { url, index } => format!("{url} {index}"),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 impl SpForm {
     fn to_sp(&self) -> Result<ServiceProvider, Error> {
         let mut attributes = BTreeMap::new();
@@ -165,10 +153,7 @@ async fn page(
 ) -> Result<HttpResponse, PageError> {
     let workspaces = state.storage.run(|s| s.list_workspaces()).await?;
     let keys = state.saml.keys.get(state).await;
-    let mut shown = SamlSpDraft::of(draft.as_ref());
-    if let Some(sp) = &draft {
-        shown.acs_urls = acs_lines(&sp.acs_urls);
-    }
+    let shown = SamlSpDraft::of(draft.as_ref());
     Ok(views::render(
         status,
         &AdminSamlPage {
