@@ -59,10 +59,17 @@ const MIGRATION_LOCK_KEY: i64 = 0x6b65_7967_6174_6501;
 
 /// SQLite settings applied to every pooled connection. `busy_timeout` comes first so
 /// that switching to WAL waits for other connections instead of failing.
+/// `wal_autocheckpoint = 0`: a server's checkpoints run on their own thread
+/// ([`spawn_checkpointer`]), not inside whichever commit crosses the threshold (a
+/// checkpoint syncs the files: milliseconds a commit would otherwise wait).
 const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; \
      PRAGMA journal_mode = WAL; \
      PRAGMA synchronous = NORMAL; \
+     PRAGMA wal_autocheckpoint = 0; \
      PRAGMA foreign_keys = ON;";
+
+/// How often the checkpointer copies the write-ahead log into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 const DEFAULT_POOL_POSTGRES: u32 = 8;
 const DEFAULT_POOL_SQLITE: u32 = 4;
@@ -182,6 +189,8 @@ pub struct Storage {
     write_gate: Arc<Mutex<()>>,
     /// Audited writes of concurrent requests committed together ([`Storage::audited`]).
     group: Arc<group_commit::GroupCommit>,
+    /// Dropped with the last clone: the SQLite checkpointer then stops.
+    _alive: Arc<()>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -231,11 +240,16 @@ impl Storage {
             backend,
             write_gate.clone(),
         ));
+        let alive = Arc::new(());
+        if backend == Backend::Sqlite {
+            spawn_checkpointer(pool.clone(), Arc::downgrade(&alive));
+        }
         Ok(Storage {
             pool,
             backend,
             write_gate,
             group,
+            _alive: alive,
         })
     }
 
@@ -419,6 +433,29 @@ impl Storage {
     pub fn debug_execute(&self, sql: &str) -> Result<(), StorageError> {
         let mut conn = self.conn()?;
         conn.batch_execute(sql).map_err(db_err)
+    }
+}
+
+/// Checkpoints the SQLite write-ahead log every [`CHECKPOINT_EVERY`] while the storage
+/// handle lives. `PASSIVE` neither waits for nor blocks readers and writers; the log
+/// restarts from its beginning once a checkpoint has caught up.
+fn spawn_checkpointer(pool: Pool<Manager>, alive: std::sync::Weak<()>) {
+    let spawned = std::thread::Builder::new()
+        .name("keygate-sqlite-checkpoint".into())
+        .spawn(move || loop {
+            std::thread::sleep(CHECKPOINT_EVERY);
+            if alive.strong_count() == 0 {
+                break;
+            }
+            if let Ok(mut conn) = pool.get() {
+                if let Err(err) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+                    tracing::warn!(error = %err, "SQLite checkpoint failed");
+                }
+            }
+        });
+    if let Err(err) = spawned {
+        // Without it the log is still checkpointed when the last connection closes.
+        tracing::warn!(error = %err, "cannot start the SQLite checkpointer");
     }
 }
 
