@@ -723,8 +723,12 @@ impl Config {
     /// Cookies are `Secure` everywhere except plain-http localhost development.
     /// Asked for every cookie set, so it reads the scheme without parsing the URL.
     pub fn cookies_secure(&self) -> bool {
-        let url = self.server.public_url.trim_start_matches(|c: char| c <= ' ');
-        !url.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("http:"))
+        let url = self
+            .server
+            .public_url
+            .trim_start_matches(|c: char| c <= ' ');
+        !url.get(..5)
+            .is_some_and(|s| s.eq_ignore_ascii_case("http:"))
     }
 
     /// The effective configuration as TOML, secrets redacted.
