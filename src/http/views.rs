@@ -221,30 +221,8 @@ pub struct SamlSpDraft {
 
 impl SamlSpDraft {
     pub fn of(sp: Option<&crate::saml::sp::ServiceProvider>) -> SamlSpDraft {
-        let defaults;
-        let sp = match sp {
-            Some(sp) => sp,
-            None => {
-                defaults = crate::saml::sp::ServiceProvider {
-                    entity_id: String::new(),
-                    name: String::new(),
-                    acs_urls: Vec::new(),
-                    name_id_format: Default::default(),
-                    attributes: crate::saml::sp::AttributeSource::ALL
-                        .into_iter()
-                        .map(|s| (s, s.key().to_string()))
-                        .collect(),
-                    authn_context: crate::saml::context::REFEDS_MFA.into(),
-                    require_signed_requests: false,
-                    signing_certs: Vec::new(),
-                    idp_initiated: false,
-                    encryption_cert: None,
-                    sign_response: false,
-                    workspace: None,
-                };
-                &defaults
-            }
-        };
+        let defaults = crate::saml::sp::ServiceProvider::new(String::new(), Vec::new());
+        let sp = sp.unwrap_or(&defaults);
         SamlSpDraft {
             entity_id: sp.entity_id.clone(),
             name: sp.name.clone(),

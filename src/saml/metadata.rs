@@ -128,25 +128,19 @@ pub fn import_sp(metadata: &str) -> Result<ServiceProvider, SamlError> {
         .flatten()
         .find_map(|f| NameIdFormat::from_urn(f.trim()))
         .unwrap_or_default();
-    let mut imported = ServiceProvider {
-        name: ed
-            .organization
-            .as_ref()
-            .and_then(|o| o.organization_display_names.as_ref())
-            .and_then(|n| n.first())
-            .map(|n| n.value.clone())
-            .unwrap_or_default(),
-        entity_id,
-        acs_urls,
-        name_id_format,
-        require_signed_requests: sp.authn_requests_signed.unwrap_or(false)
-            && !signing_certs.is_empty(),
-        signing_certs,
-        encryption_cert,
-        ..toml::from_str::<ServiceProvider>("entity_id = \"x\"\nacs_urls = []")
-            .map_err(|e| SamlError::Registration(e.to_string()))?
-    };
-    imported.name = imported.name.trim().to_string();
+    let mut imported = ServiceProvider::new(entity_id, acs_urls);
+    imported.name = ed
+        .organization
+        .as_ref()
+        .and_then(|o| o.organization_display_names.as_ref())
+        .and_then(|n| n.first())
+        .map(|n| n.value.trim().to_string())
+        .unwrap_or_default();
+    imported.name_id_format = name_id_format;
+    imported.require_signed_requests =
+        sp.authn_requests_signed.unwrap_or(false) && !signing_certs.is_empty();
+    imported.signing_certs = signing_certs;
+    imported.encryption_cert = encryption_cert;
     imported.validate()?;
     Ok(imported)
 }

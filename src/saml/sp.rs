@@ -152,6 +152,25 @@ fn check_url(url: &str) -> Result<(), String> {
 }
 
 impl ServiceProvider {
+    /// A registration with keygate's defaults for everything but its identity (the same
+    /// defaults a config entry gets).
+    pub fn new(entity_id: String, acs_urls: Vec<Acs>) -> Self {
+        ServiceProvider {
+            entity_id,
+            name: String::new(),
+            acs_urls,
+            name_id_format: NameIdFormat::default(),
+            attributes: default_attributes(),
+            authn_context: default_context(),
+            require_signed_requests: false,
+            signing_certs: Vec::new(),
+            idp_initiated: false,
+            encryption_cert: None,
+            sign_response: false,
+            workspace: None,
+        }
+    }
+
     /// Everything a registration must satisfy before keygate trusts it.
     pub fn validate(&self) -> Result<(), SamlError> {
         let bad = |m: String| Err(SamlError::Registration(m));
@@ -252,6 +271,11 @@ mod tests {
     fn defaults_and_acs_selection() {
         let sp = sp();
         sp.validate().unwrap();
+        let built = ServiceProvider::new(sp.entity_id.clone(), sp.acs_urls.clone());
+        assert_eq!(
+            built, sp,
+            "config entries and built registrations share their defaults"
+        );
         assert_eq!(sp.authn_context, context::REFEDS_MFA);
         assert_eq!(sp.name_id_format, NameIdFormat::Email);
         assert_eq!(sp.attributes.len(), AttributeSource::ALL.len());

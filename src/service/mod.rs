@@ -50,3 +50,15 @@ impl Actor {
         }
     }
 }
+
+/// Appends one audit event (through the group commit) and waits for it.
+pub(crate) async fn audit(
+    state: &crate::state::AppState,
+    event: crate::audit::NewAuditEvent,
+) -> Result<(), crate::storage::StorageError> {
+    let now = state.now();
+    state
+        .storage
+        .audited(move |tx| tx.queue_audit(&event, now))
+        .await
+}

@@ -67,47 +67,6 @@ fn sp_metadata_with(signing: &[&KeyPair], encryption: &KeyPair) -> String {
     )
 }
 
-fn html_unescape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let Some(end) = after.find(';').filter(|e| *e <= 8) else {
-            out.push('&');
-            rest = after;
-            continue;
-        };
-        let entity = &after[..end];
-        let c = match entity {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            _ => entity.strip_prefix('#').and_then(|n| {
-                match n.strip_prefix(['x', 'X']) {
-                    Some(hex) => u32::from_str_radix(hex, 16).ok(),
-                    None => n.parse().ok(),
-                }
-                .and_then(char::from_u32)
-            }),
-        };
-        match c {
-            Some(c) => {
-                out.push(c);
-                rest = &after[end + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 /// The registration form of the admin page (after the table's own small forms).
 fn sp_form(page: &str) -> &str {
     let start = page

@@ -34,7 +34,6 @@ use crate::error::Error;
 use crate::oidc::discovery::{self, Endpoints};
 use crate::oidc::tokens::TokenSettings;
 use crate::oidc::OidcError;
-use crate::state::AppState;
 use crate::storage::StorageError;
 
 /// The provider's fixed parts, built once at start-up.
@@ -114,17 +113,7 @@ impl From<EphemeralError> for Failure {
     }
 }
 
-/// Appends one audit event (through the group commit) and waits for it.
-pub(crate) async fn audit(
-    state: &AppState,
-    event: crate::audit::NewAuditEvent,
-) -> Result<(), StorageError> {
-    let now = state.now();
-    state
-        .storage
-        .audited(move |tx| tx.queue_audit(&event, now))
-        .await
-}
+pub(crate) use crate::service::audit;
 
 pub(crate) fn code_key(digest: &str) -> String {
     format!("oidc:code:{digest}")

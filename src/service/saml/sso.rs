@@ -82,7 +82,7 @@ fn refused(
 }
 
 async fn audit(state: &AppState, event: NewAuditEvent) -> Result<()> {
-    crate::service::oidc::audit(state, event).await?;
+    crate::service::audit(state, event).await?;
     Ok(())
 }
 

@@ -280,46 +280,46 @@ pub fn posted(reply: &Reply) -> (String, String, Option<String>) {
     )
 }
 
-fn html_unescape(s: &str) -> String {
-    // Numeric references first (askama writes `&#38;`, `&#60;`…), then the named ones.
+/// Undoes HTML escaping, in one pass (named and numeric references).
+pub fn html_unescape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
-    while let Some(i) = rest.find("&#") {
+    while let Some(i) = rest.find('&') {
         out.push_str(&rest[..i]);
-        let after = &rest[i + 2..];
-        let end = after.find(';');
-        let code = end.and_then(|e| {
-            let n = &after[..e];
-            match n.strip_prefix(['x', 'X']) {
-                Some(hex) => u32::from_str_radix(hex, 16).ok(),
-                None => n.parse().ok(),
-            }
-        });
-        match (code.and_then(char::from_u32), end) {
-            (Some(c), Some(e)) => {
+        let after = &rest[i + 1..];
+        let Some(end) = after.find(';').filter(|e| *e <= 8) else {
+            out.push('&');
+            rest = after;
+            continue;
+        };
+        let entity = &after[..end];
+        let c = match entity {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => entity.strip_prefix('#').and_then(|n| {
+                match n.strip_prefix(['x', 'X']) {
+                    Some(hex) => u32::from_str_radix(hex, 16).ok(),
+                    None => n.parse().ok(),
+                }
+                .and_then(char::from_u32)
+            }),
+        };
+        match c {
+            Some(c) => {
                 out.push(c);
-                rest = &after[e + 1..];
+                rest = &after[end + 1..];
             }
-            _ => {
-                out.push_str("&#");
+            None => {
+                out.push('&');
                 rest = after;
             }
         }
     }
     out.push_str(rest);
-    out.replace("&#x2f;", "/")
-        .replace("&#x2F;", "/")
-        .replace("&#x3d;", "=")
-        .replace("&#x3D;", "=")
-        .replace("&#43;", "+")
-        .replace("&#x2b;", "+")
-        .replace("&#x2B;", "+")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&#x27;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
+    out
 }
 
 /// The decoded response XML.
