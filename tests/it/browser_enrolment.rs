@@ -200,7 +200,8 @@ impl Page {
     /// Waits for `/me` with `keys` rows; returns (compliance text, rows of cell texts).
     pub(crate) fn me_page(&mut self, keys: usize) -> (String, Vec<Vec<String>>) {
         let got = self.wait(&format!(
-            "location.pathname === '/me' && document.getElementById('compliance') !== null \
+            "location.pathname === '/me' && document.readyState === 'complete' \
+             && document.getElementById('compliance') !== null \
              && document.querySelectorAll('#keys tbody tr').length === {keys} && {{ \
                compliance: document.getElementById('compliance').textContent.replace(/\\s+/g, ' ').trim(), \
                rows: [...document.querySelectorAll('#keys tbody tr')].map(tr => \
