@@ -29,6 +29,8 @@ return count
 pub struct RedisStore {
     conn: ConnectionManager,
     prefix: String,
+    /// [`INCR_EX_SCRIPT`], sent by its SHA-1 (`EVALSHA`; loaded once on `NOSCRIPT`).
+    incr_ex: redis::Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -70,6 +72,7 @@ impl RedisStore {
         Ok(RedisStore {
             conn,
             prefix: prefix.to_owned(),
+            incr_ex: redis::Script::new(INCR_EX_SCRIPT),
         })
     }
 
@@ -146,12 +149,10 @@ impl EphemeralStore for RedisStore {
     async fn incr_ex(&self, key: &str, ttl: Duration) -> Result<u64, EphemeralError> {
         let millis = ttl_millis(ttl)?;
         let mut conn = self.conn.clone();
-        redis::cmd("EVAL")
-            .arg(INCR_EX_SCRIPT)
-            .arg(1)
-            .arg(self.key(key))
+        self.incr_ex
+            .key(self.key(key))
             .arg(millis)
-            .query_async(&mut conn)
+            .invoke_async(&mut conn)
             .await
             .map_err(redis_err)
     }

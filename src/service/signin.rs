@@ -139,8 +139,9 @@ pub async fn begin(
 }
 
 /// Finishes an authentication ceremony and rotates the browser into a signed-in session
-/// (recorded with the key, `ip` and `user_agent`). The key's counter, the session record
-/// and the audit event are written in one transaction (a group commit).
+/// (recorded with the key, `ip` and `user_agent`). Counts against the sign-in rate limit
+/// of `ip`. The key's counter, the session record and the audit event are written in one
+/// transaction (a group commit).
 pub async fn finish(
     state: &AppState,
     session: &Session,
@@ -152,7 +153,14 @@ pub async fn finish(
         id: "anonymous".into(),
         ip,
     };
-    let pending: Option<Pending> = ceremony::take(state, "auth", session).await?;
+    // The limit and the challenge in one trip to the shared store: a refused attempt uses
+    // its challenge up too.
+    let (limited, pending) = tokio::join!(
+        limits::check(state, "signin", actor.ip.as_deref().unwrap_or_default()),
+        ceremony::take::<Pending>(state, "auth", session)
+    );
+    limited?;
+    let pending = pending?;
     let outcome = match pending.filter(|p| p.expires_at > state.now()) {
         None => Err((
             Error::gone(
@@ -313,13 +321,7 @@ async fn verify(
     let lookup_id = raw_id.clone();
     let found = state
         .storage
-        .run(move |s| {
-            let Some(key) = s.credential_by_credential_id(&lookup_id)? else {
-                return Ok(None);
-            };
-            let user = s.user_by_id(&key.user_id)?;
-            Ok(Some((key, user)))
-        })
+        .read(move |tx| tx.credential_and_user(&lookup_id))
         .await
         .map_err(|e| plain(e.into()))?;
     let unknown = || {
@@ -328,7 +330,7 @@ async fn verify(
             "this key is not enrolled here",
         ))
     };
-    let Some((key, Some(user))) = found else {
+    let Some((key, user)) = found else {
         return Err(unknown());
     };
     if pending.user_id.as_deref().is_some_and(|u| u != user.id) {

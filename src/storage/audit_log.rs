@@ -9,12 +9,10 @@
 use diesel::prelude::*;
 
 use crate::audit::{
-    link_hash, AuditRecord, ChainBreak, ChainHead, ChainVerifier, LinkInput, NewAuditEvent,
-    VerifiedChain,
+    AuditRecord, ChainBreak, ChainHead, ChainVerifier, NewAuditEvent, VerifiedChain,
 };
 
 use super::error::{db_err, StorageError};
-use super::ids::new_id;
 use super::models::AuditQuery;
 use super::schema::{audit_events, audit_head};
 use super::{Storage, Tx};
@@ -106,53 +104,12 @@ impl Tx<'_> {
         event: &NewAuditEvent,
         at: i64,
     ) -> Result<AuditRecord, StorageError> {
-        let details_json = serde_json::to_string(&event.details)
-            .map_err(|err| StorageError::Backend(format!("audit details: {err}")))?;
-        let id = new_id()?;
+        let queued = vec![super::group_commit::QueuedAudit::new(event, at)?];
         self.atomically(|tx| {
-            // Takes the lock that serialises appends, and reads the head under it.
-            let (seq, prev_hash): (i64, String) = diesel::update(audit_head::table.find(HEAD_ID))
-                .set(audit_head::seq.eq(audit_head::seq + 1))
-                .returning((audit_head::seq, audit_head::hash))
-                .get_result(tx.conn)
-                .optional()
-                .map_err(db_err)?
-                .ok_or_else(|| StorageError::Backend("audit head row is missing".into()))?;
-            let mut record = AuditRecord {
-                seq,
-                id,
-                at,
-                actor: event.actor.clone(),
-                action: event.action.clone(),
-                subject: event.subject.clone(),
-                outcome_text: event.outcome.as_str().to_owned(),
-                reason: event.reason.clone(),
-                details_json,
-                prev_hash,
-                hash: String::new(),
-            };
-            record.hash = link_hash(&LinkInput::of(&record));
-            diesel::insert_into(audit_events::table)
-                .values((
-                    audit_events::seq.eq(record.seq),
-                    audit_events::id.eq(&record.id),
-                    audit_events::at.eq(record.at),
-                    audit_events::actor.eq(&record.actor),
-                    audit_events::action.eq(&record.action),
-                    audit_events::subject.eq(&record.subject),
-                    audit_events::outcome.eq(&record.outcome_text),
-                    audit_events::reason.eq(&record.reason),
-                    audit_events::details.eq(&record.details_json),
-                    audit_events::prev_hash.eq(&record.prev_hash),
-                    audit_events::hash.eq(&record.hash),
-                ))
-                .execute(tx.conn)
-                .map_err(db_err)?;
-            diesel::update(audit_head::table.find(HEAD_ID))
-                .set(audit_head::hash.eq(&record.hash))
-                .execute(tx.conn)
-                .map_err(db_err)?;
-            Ok(record)
+            // Takes the lock that serialises appends, as a group commit's batch does.
+            tx.append_queued(queued)?
+                .pop()
+                .ok_or_else(|| StorageError::Backend("audit append wrote nothing".into()))
         })
     }
 

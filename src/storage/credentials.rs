@@ -3,8 +3,9 @@
 use diesel::prelude::*;
 
 use super::error::{db_err, StorageError};
-use super::models::{Credential, NewCredential};
-use super::schema::credentials;
+use super::models::{Credential, NewCredential, User};
+use super::schema::{credentials, users};
+use super::users::UserRow;
 use super::{Storage, Tx};
 
 impl Tx<'_> {
@@ -71,6 +72,22 @@ impl Tx<'_> {
             .map_err(db_err)
     }
 
+    /// The credential with this WebAuthn credential id and its member, in one query (a
+    /// sign-in's lookup; revoked credentials included).
+    pub fn credential_and_user(
+        &mut self,
+        credential_id: &[u8],
+    ) -> Result<Option<(Credential, User)>, StorageError> {
+        credentials::table
+            .inner_join(users::table)
+            .filter(credentials::credential_id.eq(credential_id))
+            .first::<(Credential, UserRow)>(self.conn)
+            .optional()
+            .map_err(db_err)?
+            .map(|(key, user)| Ok((key, User::try_from(user)?)))
+            .transpose()
+    }
+
     /// A user's credentials, oldest first; only the not-revoked ones if `active_only`.
     pub fn credentials_for_user(
         &mut self,
@@ -128,25 +145,10 @@ impl Tx<'_> {
         sign_count: i64,
         at: i64,
     ) -> Result<bool, StorageError> {
-        let active = credentials::table
-            .find(id)
-            .filter(credentials::revoked_at.is_null());
-        let values = (
-            credentials::sign_count.eq(sign_count),
-            credentials::last_used_at.eq(Some(at)),
-        );
-        let changed = if sign_count == 0 {
-            // An authenticator without a counter always reports 0; once a counter was
-            // seen, 0 is a regression and writes nothing.
-            diesel::update(active.filter(credentials::sign_count.eq(0)))
-                .set(values)
-                .execute(self.conn)
-        } else {
-            diesel::update(active.filter(credentials::sign_count.lt(sign_count)))
-                .set(values)
-                .execute(self.conn)
-        }
-        .map_err(db_err)?;
+        // An authenticator without a counter always reports 0; once a counter was seen,
+        // 0 is a regression and writes nothing (see `UpdateSignCount`).
+        let update = super::prepared::UpdateSignCount { id, sign_count, at };
+        let changed = super::prepared::execute(self.conn, update).map_err(db_err)?;
         Ok(changed > 0)
     }
 }

@@ -25,7 +25,8 @@ use crate::audit::{link_hash, AuditRecord, LinkInput, NewAuditEvent};
 
 use super::error::{db_err, StorageError};
 use super::ids::new_id;
-use super::schema::{audit_events, audit_head};
+use super::prepared::{self, MoveAuditHead, ReserveAuditSeq};
+use super::schema::audit_events;
 use super::{in_transaction, Backend, Manager, Tx};
 
 /// Most jobs in one transaction (more wait for the next one).
@@ -247,7 +248,7 @@ impl Tx<'_> {
     }
 
     /// Chains `queued` onto the head (locking it), inserts the records and moves the head.
-    fn append_queued(
+    pub(super) fn append_queued(
         &mut self,
         queued: Vec<QueuedAudit>,
     ) -> Result<Vec<AuditRecord>, StorageError> {
@@ -255,14 +256,13 @@ impl Tx<'_> {
             return Ok(Vec::new());
         }
         let n = queued.len() as i64;
-        let (last_seq, mut prev_hash): (i64, String) =
-            diesel::update(audit_head::table.find(HEAD_ID))
-                .set(audit_head::seq.eq(audit_head::seq + n))
-                .returning((audit_head::seq, audit_head::hash))
-                .get_result(self.conn)
-                .optional()
-                .map_err(db_err)?
-                .ok_or_else(|| StorageError::Backend("audit head row is missing".into()))?;
+        let reserve = ReserveAuditSeq {
+            head_id: HEAD_ID,
+            n,
+        };
+        let (last_seq, mut prev_hash) = prepared::reserve_audit_seq(self.conn, reserve)
+            .map_err(db_err)?
+            .ok_or_else(|| StorageError::Backend("audit head row is missing".into()))?;
         let mut records = Vec::with_capacity(queued.len());
         for (i, q) in queued.into_iter().enumerate() {
             let mut record = AuditRecord {
@@ -320,10 +320,11 @@ impl Tx<'_> {
                 }
             }
         }
-        diesel::update(audit_head::table.find(HEAD_ID))
-            .set(audit_head::hash.eq(&prev_hash))
-            .execute(self.conn)
-            .map_err(db_err)?;
+        let head = MoveAuditHead {
+            head_id: HEAD_ID,
+            hash: &prev_hash,
+        };
+        prepared::execute(self.conn, head).map_err(db_err)?;
         Ok(records)
     }
 }

@@ -20,6 +20,7 @@ mod ids;
 mod invitations;
 mod models;
 mod oidc;
+mod prepared;
 mod recovery;
 mod saml;
 mod schema;
@@ -406,6 +407,28 @@ impl Storage {
             in_transaction: false,
             queued: None,
         })
+    }
+
+    /// Runs a short read for an async caller, such as a lookup by key. On SQLite, when a
+    /// connection is free at once, it runs in place: an indexed read of a file in this
+    /// process costs less than the trip to the blocking pool and back (WAL readers never
+    /// wait for the writer). Otherwise, and always on PostgreSQL (a network round trip),
+    /// it runs on the blocking pool like [`Storage::run`]. `f` must only read.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        F: FnOnce(&mut Tx<'_>) -> Result<T, StorageError> + Send + 'static,
+        T: Send + 'static,
+    {
+        if self.backend == Backend::Sqlite {
+            if let Some(mut conn) = self.pool.try_get() {
+                return f(&mut Tx {
+                    conn: &mut conn,
+                    in_transaction: false,
+                    queued: None,
+                });
+            }
+        }
+        self.run(move |s| s.with_conn(f)).await
     }
 
     /// Runs blocking storage work on tokio's blocking pool, for async callers:

@@ -253,20 +253,22 @@ impl Tx<'_> {
     }
 
     pub fn insert_oidc_grant(&mut self, grant: &OidcGrant) -> Result<(), StorageError> {
+        // Every column bound (NULLs too): one SQL text, prepared once per connection.
+        let g = grant;
         diesel::insert_into(oidc_grants::table)
-            .values(GrantRow {
-                id: grant.id.clone(),
-                user_id: grant.user_id.clone(),
-                client_id: grant.client_id.clone(),
-                session_id: grant.session_id.clone(),
-                key_id: grant.key_id.clone(),
-                auth_time: grant.auth_time,
-                acr: grant.acr.clone(),
-                amr: to_json(&grant.amr),
-                created_at: grant.created_at,
-                revoked_at: grant.revoked_at,
-                revoked_reason: grant.revoked_reason.clone(),
-            })
+            .values((
+                oidc_grants::id.eq(&g.id),
+                oidc_grants::user_id.eq(&g.user_id),
+                oidc_grants::client_id.eq(&g.client_id),
+                oidc_grants::session_id.eq(&g.session_id),
+                oidc_grants::key_id.eq(&g.key_id),
+                oidc_grants::auth_time.eq(g.auth_time),
+                oidc_grants::acr.eq(&g.acr),
+                oidc_grants::amr.eq(to_json(&g.amr)),
+                oidc_grants::created_at.eq(g.created_at),
+                oidc_grants::revoked_at.eq(g.revoked_at),
+                oidc_grants::revoked_reason.eq(&g.revoked_reason),
+            ))
             .execute(self.conn)
             .map_err(db_err)?;
         Ok(())

@@ -38,8 +38,22 @@ pub enum SessionScope<'a> {
 
 impl Tx<'_> {
     pub fn insert_session(&mut self, record: &SessionRecord) -> Result<(), StorageError> {
+        // Every column bound (NULLs too): one SQL text, prepared once per connection.
+        let r = record;
         diesel::insert_into(sessions::table)
-            .values(record)
+            .values((
+                sessions::id.eq(&r.id),
+                sessions::user_id.eq(&r.user_id),
+                sessions::token_hash.eq(&r.token_hash),
+                sessions::key_id.eq(&r.key_id),
+                sessions::user_verified.eq(r.user_verified),
+                sessions::ip.eq(&r.ip),
+                sessions::user_agent.eq(&r.user_agent),
+                sessions::created_at.eq(r.created_at),
+                sessions::expires_at.eq(r.expires_at),
+                sessions::ended_at.eq(r.ended_at),
+                sessions::ended_by.eq(&r.ended_by),
+            ))
             .execute(self.conn)
             .map_err(db_err)?;
         Ok(())

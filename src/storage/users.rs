@@ -10,7 +10,7 @@ use super::schema::{credentials, users};
 use super::{Storage, Tx};
 
 #[derive(Queryable)]
-struct UserRow {
+pub(super) struct UserRow {
     id: String,
     email: String,
     display_name: String,

@@ -300,7 +300,8 @@ fn storage_credentials_crud() {
     second.fips = true;
     second.firmware = None;
     let second = db.insert_credential(&second).unwrap();
-    db.insert_credential(&new_credential(&other.id, b"theirs"))
+    let theirs = db
+        .insert_credential(&new_credential(&other.id, b"theirs"))
         .unwrap();
 
     let ids = |creds: Vec<keygate::storage::Credential>| -> Vec<String> {
@@ -322,6 +323,41 @@ fn storage_credentials_crud() {
         (second.model, second.fips, second.firmware),
         (None, true, None)
     );
+    // The counter only goes up: the same value again, a lower one, or 0 once a counter
+    // was seen write nothing.
+    for regressed in [42, 41, 0] {
+        assert!(!db
+            .update_sign_count_and_last_used(&second.id, regressed, NOW + 25)
+            .unwrap());
+    }
+    assert_eq!(
+        db.credential_by_id(&second.id)
+            .unwrap()
+            .unwrap()
+            .last_used_at,
+        Some(NOW + 20)
+    );
+    // A key without a counter reports 0 every time.
+    assert_eq!(theirs.sign_count, 0);
+    for at in [NOW + 21, NOW + 22] {
+        assert!(db
+            .update_sign_count_and_last_used(&theirs.id, 0, at)
+            .unwrap());
+    }
+    // The sign-in's lookup: the key and its member in one query; unknown ids find nothing.
+    let (key, member) = db
+        .with_conn(|tx| tx.credential_and_user(b"theirs"))
+        .unwrap()
+        .expect("enrolled key");
+    assert_eq!(
+        (key.id, key.last_used_at),
+        (theirs.id.clone(), Some(NOW + 22))
+    );
+    assert_eq!(member.id, other.id);
+    assert!(db
+        .with_conn(|tx| tx.credential_and_user(b"nobody's"))
+        .unwrap()
+        .is_none());
 
     assert!(db
         .revoke_credential(&stored.id, "admin-1", NOW + 30)

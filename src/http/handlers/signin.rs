@@ -81,8 +81,14 @@ pub async fn begin(
     current: MaybeSession,
     body: web::Json<signin::BeginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let (session, fresh) = ceremony_session(&state, &req, current.0).await?;
-    limits::check(&state, "signin", &client_ip(&req).unwrap_or_default()).await?;
+    let ip = client_ip(&req).unwrap_or_default();
+    // Both trips to the shared store at once; a refused CSRF token still counts.
+    let (session, limited) = tokio::join!(
+        ceremony_session(&state, &req, current.0),
+        limits::check(&state, "signin", &ip)
+    );
+    let (session, fresh) = session?;
+    limited?;
     let options = signin::begin(&state, &session, body.into_inner()).await?;
     let mut res = HttpResponse::Ok().json(options);
     if fresh {
@@ -101,9 +107,8 @@ pub async fn finish(
 ) -> Result<HttpResponse, ApiError> {
     let session = current.0.ok_or(Error::Csrf)?;
     session.check_csrf(csrf_header(&req))?;
-    let ip = client_ip(&req);
-    limits::check(&state, "signin", ip.as_deref().unwrap_or_default()).await?;
-    let (signed_in, fresh) = signin::finish(&state, &session, ip, user_agent(&req), &body).await?;
+    let (signed_in, fresh) =
+        signin::finish(&state, &session, client_ip(&req), user_agent(&req), &body).await?;
     let mut res = HttpResponse::Ok().json(&signed_in);
     res.add_cookie(&session_cookie(&state, &fresh))
         .map_err(|e| Error::Internal(e.to_string()))?;

@@ -51,7 +51,7 @@ pub async fn find_enabled(state: &AppState, client_id: &str) -> Result<Option<Oi
     let id = client_id.to_string();
     Ok(state
         .storage
-        .run(move |s| s.oidc_client(&id))
+        .read(move |tx| tx.oidc_client(&id))
         .await?
         .filter(|c| c.disabled_at.is_none()))
 }
