@@ -1,5 +1,6 @@
 //! Load generator over HTTP, 64 concurrent clients, against keygate in this process:
-//! whole key sign-ins (start page → begin → key touch → finish with a new session), or with
+//! whole key sign-ins (begin → key touch → finish with a new session, from a start page each
+//! browser loaded once; `KEYGATE_BENCH_WITH_PAGE=1` loads the page in every sign-in), or with
 //! `KEYGATE_BENCH_MODE=exchange|discovery|jwks` OpenID Connect code exchanges (each after an
 //! authorize; the latency is the token endpoint's), the discovery document or the JWKS.
 //!
@@ -16,6 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use keygate::state::SystemClock;
+
+/// The allocator `keygate serve` runs with (src/main.rs), so the server side measures the same.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use keygate::storage::{NewCredential, NewUser, Role};
 use keygate::{build, BuildOptions, Config};
 
@@ -28,6 +33,9 @@ use authenticator::{
 
 struct Settings {
     clients: usize,
+    /// Sign-in mode: load the start page inside every measured sign-in
+    /// (`KEYGATE_BENCH_WITH_PAGE=1`), not once per browser.
+    with_page: bool,
     duration: Duration,
     mode: Mode,
 }
@@ -60,12 +68,14 @@ fn settings() -> Settings {
     if full {
         Settings {
             clients: env_usize("KEYGATE_BENCH_CLIENTS", 64),
+            with_page: env_usize("KEYGATE_BENCH_WITH_PAGE", 0) == 1,
             duration: Duration::from_secs(env_usize("KEYGATE_BENCH_SECONDS", 10) as u64),
             mode: mode(),
         }
     } else {
         Settings {
             clients: 4,
+            with_page: env_usize("KEYGATE_BENCH_WITH_PAGE", 0) == 1,
             duration: Duration::from_millis(500),
             mode: mode(),
         }
@@ -260,30 +270,56 @@ fn cookie_header(jar: &BTreeMap<String, String>) -> String {
         .join("; ")
 }
 
-/// One whole sign-in; `Err` names the step that failed.
-async fn sign_in(client: &awc::Client, base: &str, member: &mut Member) -> Result<(), String> {
-    let mut jar = BTreeMap::new();
-    sign_in_into(client, base, member, &mut jar).await
+/// A browser that has loaded the start page: its cookies (the double-submit CSRF cookie)
+/// and the page's CSRF token.
+#[derive(Clone)]
+struct StartPage {
+    jar: BTreeMap<String, String>,
+    csrf: String,
 }
 
-/// One whole sign-in, keeping the cookies in `jar`.
-async fn sign_in_into(
-    client: &awc::Client,
-    base: &str,
-    member: &mut Member,
-    jar: &mut BTreeMap<String, String>,
-) -> Result<(), String> {
+/// `GET /`, as a browser opening the start page.
+async fn open_start_page(client: &awc::Client, base: &str) -> Result<StartPage, String> {
+    let mut jar = BTreeMap::new();
     let mut res = client
         .get(format!("{base}/"))
         .send()
         .await
         .map_err(|e| format!("GET /: {e}"))?;
-    keep_cookies(jar, res.headers());
+    keep_cookies(&mut jar, res.headers());
     let page = res.body().await.map_err(|e| e.to_string())?;
     let page = String::from_utf8_lossy(&page);
     let csrf = between(&page, "name=\"csrf-token\" content=\"", "\"")
         .ok_or("no CSRF token")?
         .to_string();
+    Ok(StartPage { jar, csrf })
+}
+
+/// One measured sign-in: from a copy of `page` when given, else after loading the start page.
+async fn sign_in(
+    client: &awc::Client,
+    base: &str,
+    member: &mut Member,
+    page: Option<&StartPage>,
+) -> Result<(), String> {
+    let mut page = match page {
+        Some(p) => p.clone(),
+        None => open_start_page(client, base).await?,
+    };
+    sign_in_from(client, base, member, &mut page).await
+}
+
+/// The key sign-in from a loaded start page (SPEC §9 "start + finish + session"): begin
+/// (a new anonymous session and a challenge), the key's signature, finish (verified, a new
+/// signed-in session). The cookies end up in `page.jar`; `Err` names the step that failed.
+async fn sign_in_from(
+    client: &awc::Client,
+    base: &str,
+    member: &mut Member,
+    page: &mut StartPage,
+) -> Result<(), String> {
+    let jar = &mut page.jar;
+    let csrf = page.csrf.clone();
     let mut res = client
         .post(format!("{base}/api/signin/begin"))
         .insert_header(("Cookie", cookie_header(jar)))
@@ -336,9 +372,9 @@ async fn signed_in_browser(
     base: &str,
     member: &mut Member,
 ) -> Result<Browser, String> {
-    let mut jar = BTreeMap::new();
-    sign_in_into(client, base, member, &mut jar).await?;
-    Ok(Browser { jar })
+    let mut page = open_start_page(client, base).await?;
+    sign_in_from(client, base, member, &mut page).await?;
+    Ok(Browser { jar: page.jar })
 }
 
 /// authorize (302 with a code) then the token endpoint; returns the token step's latency.
@@ -432,6 +468,7 @@ fn main() {
     let client_cpu = Arc::new(Mutex::new(0.0f64));
     let started = Instant::now();
     let s_mode = s.mode;
+    let with_page = s.with_page;
     let load = {
         let (done, failed, stop, latencies, first_error, base) = (
             done.clone(),
@@ -463,6 +500,20 @@ fn main() {
                                 .timeout(Duration::from_secs(10))
                                 .finish();
                             let mut mine = Vec::new();
+                            // Sign-in mode: the start page is loaded once, as by a browser
+                            // on it; each sign-in then starts from its cookies (a new
+                            // anonymous session, challenge, touch, signed-in session).
+                            let start_page = if mode == Mode::Signin && !with_page {
+                                match open_start_page(&client, &base).await {
+                                    Ok(p) => Some(p),
+                                    Err(e) => {
+                                        first_error.lock().expect("lock").get_or_insert(e);
+                                        return;
+                                    }
+                                }
+                            } else {
+                                None
+                            };
                             let browser = if mode == Mode::Exchange {
                                 match signed_in_browser(&client, &base, &mut member).await {
                                     Ok(b) => Some(b),
@@ -481,9 +532,11 @@ fn main() {
                             while !stop.load(Ordering::Relaxed) {
                                 let t = Instant::now();
                                 let outcome = match (mode, &browser) {
-                                    (Mode::Signin, _) => sign_in(&client, &base, &mut member)
-                                        .await
-                                        .map(|()| t.elapsed()),
+                                    (Mode::Signin, _) => {
+                                        sign_in(&client, &base, &mut member, start_page.as_ref())
+                                            .await
+                                            .map(|()| t.elapsed())
+                                    }
                                     (Mode::Exchange, Some(b)) => exchange(&client, &base, b).await,
                                     (Mode::Discovery, _) => {
                                         get_ok(&client, &discovery).await.map(|()| t.elapsed())
@@ -535,8 +588,14 @@ fn main() {
             .unwrap_or(0.0)
     };
     println!(
-        "signin_load: {:?} on {backend}, {} concurrent clients, {elapsed:.1} s",
-        s.mode, s.clients
+        "signin_load: {:?}{} on {backend}, {} concurrent clients, {elapsed:.1} s",
+        s.mode,
+        if s.mode == Mode::Signin && s.with_page {
+            " (start page loaded in each)"
+        } else {
+            ""
+        },
+        s.clients
     );
     println!(
         "  per second {:.0}  (ok {ok}, failed {bad})  p50 {:.1} ms  p99 {:.1} ms",

@@ -12,6 +12,12 @@ use keygate::service::{audit_log, invitations, Actor};
 use keygate::state::SystemClock;
 use keygate::{build, BuildOptions, Config};
 
+/// mimalloc: the request path allocates many small, short-lived buffers (JSON, headers,
+/// SQL binds) across threads; it spends less CPU on them than glibc's allocator
+/// (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "keygate",
