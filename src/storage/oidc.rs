@@ -120,7 +120,7 @@ pub struct OidcGrant {
     pub revoked_reason: Option<String>,
 }
 
-#[derive(Queryable, Insertable)]
+#[derive(Queryable)]
 #[diesel(table_name = oidc_grants)]
 struct GrantRow {
     id: String,
