@@ -337,3 +337,45 @@ async fn adding_or_revoking_keys_needs_a_recent_touch() {
     assert_eq!(client.get("/me/keys/new").await.status, 200);
     app.stop().await;
 }
+
+/// SPEC §7: sign-in attempts are limited per address in the shared store, `begin` and
+/// `finish` both counting. A `finish` past the limit is refused and uses its challenge up,
+/// so the same answer is not accepted once the limit has passed; a new minute lets a new
+/// sign-in through.
+#[actix_web::test]
+async fn sign_in_is_rate_limited_per_address_and_a_refused_finish_uses_its_challenge() {
+    let ca = trusted_ca();
+    let app = TestApp::builder()
+        .with_toml(&ca.toml)
+        .with("rate_limit.ceremonies_per_minute", "3")
+        .start()
+        .await;
+    let (mut cred, user_id) = admin_with_key(&app, &SoftAuthenticator::new(&ca.ca)).await;
+
+    // Attempts 1 (begin) and 2 (finish): signed in.
+    let (_, r) = sign_in(&app, &mut cred, &user_id, None, |_| {}).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // Attempt 3 (begin) passes; attempt 4 (finish) is refused.
+    let mut client = app.client();
+    let (csrf, options) = start(&mut client, None).await;
+    let body = assertion_body(&mut cred, &app, &options, &user_id, |_| {});
+    let r = client
+        .post_json("/api/signin/finish", Some(&csrf), &body)
+        .await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.json()["error"], "rate_limited");
+
+    // A minute later the limit has passed, but that challenge is gone.
+    app.clock.advance(61);
+    let r = client
+        .post_json("/api/signin/finish", Some(&csrf), &body)
+        .await;
+    assert_eq!(r.status, 410, "{}", r.body);
+    assert_eq!(r.json()["error"], "challenge_expired");
+
+    // A new sign-in goes through.
+    let (_, r) = sign_in(&app, &mut cred, &user_id, None, |_| {}).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    app.stop().await;
+}
