@@ -26,6 +26,10 @@ use keygate::{build, BuildOptions, Config};
 
 #[path = "../tests/it/support/authenticator.rs"]
 mod authenticator;
+#[path = "support/http1.rs"]
+mod http1;
+
+use http1::{Conn, Response};
 
 use authenticator::{
     b64url, AssertOptions, RegisterOptions, SoftAuthenticator, SoftCredential, TestCa,
@@ -253,13 +257,9 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
     Some(&text[i..j])
 }
 
-fn keep_cookies(jar: &mut BTreeMap<String, String>, headers: &awc::http::header::HeaderMap) {
-    for v in headers.get_all("set-cookie") {
-        if let Some((pair, _)) = v.to_str().ok().and_then(|s| s.split_once(';')) {
-            if let Some((k, v)) = pair.split_once('=') {
-                jar.insert(k.to_string(), v.to_string());
-            }
-        }
+fn keep_cookies(jar: &mut BTreeMap<String, String>, res: &Response) {
+    for (k, v) in res.set_cookies() {
+        jar.insert(k.to_string(), v.to_string());
     }
 }
 
@@ -279,16 +279,14 @@ struct StartPage {
 }
 
 /// `GET /`, as a browser opening the start page.
-async fn open_start_page(client: &awc::Client, base: &str) -> Result<StartPage, String> {
+async fn open_start_page(conn: &mut Conn) -> Result<StartPage, String> {
     let mut jar = BTreeMap::new();
-    let mut res = client
-        .get(format!("{base}/"))
-        .send()
+    let res = conn
+        .request("GET", "/", &[], b"")
         .await
         .map_err(|e| format!("GET /: {e}"))?;
-    keep_cookies(&mut jar, res.headers());
-    let page = res.body().await.map_err(|e| e.to_string())?;
-    let page = String::from_utf8_lossy(&page);
+    keep_cookies(&mut jar, &res);
+    let page = String::from_utf8_lossy(&res.body);
     let csrf = between(&page, "name=\"csrf-token\" content=\"", "\"")
         .ok_or("no CSRF token")?
         .to_string();
@@ -297,45 +295,52 @@ async fn open_start_page(client: &awc::Client, base: &str) -> Result<StartPage, 
 
 /// One measured sign-in: from a copy of `page` when given, else after loading the start page.
 async fn sign_in(
-    client: &awc::Client,
-    base: &str,
+    conn: &mut Conn,
+    origin: &str,
     member: &mut Member,
     page: Option<&StartPage>,
 ) -> Result<(), String> {
     let mut page = match page {
         Some(p) => p.clone(),
-        None => open_start_page(client, base).await?,
+        None => open_start_page(conn).await?,
     };
-    sign_in_from(client, base, member, &mut page).await
+    sign_in_from(conn, origin, member, &mut page).await
 }
 
 /// The key sign-in from a loaded start page (SPEC §9 "start + finish + session"): begin
 /// (a new anonymous session and a challenge), the key's signature, finish (verified, a new
 /// signed-in session). The cookies end up in `page.jar`; `Err` names the step that failed.
 async fn sign_in_from(
-    client: &awc::Client,
-    base: &str,
+    conn: &mut Conn,
+    origin: &str,
     member: &mut Member,
     page: &mut StartPage,
 ) -> Result<(), String> {
     let jar = &mut page.jar;
     let csrf = page.csrf.clone();
-    let mut res = client
-        .post(format!("{base}/api/signin/begin"))
-        .insert_header(("Cookie", cookie_header(jar)))
-        .insert_header(("X-CSRF-Token", csrf.clone()))
-        .send_json(&serde_json::json!({}))
+    let res = conn
+        .request(
+            "POST",
+            "/api/signin/begin",
+            &[
+                ("Cookie", &cookie_header(jar)),
+                ("X-CSRF-Token", &csrf),
+                ("Content-Type", "application/json"),
+            ],
+            b"{}",
+        )
         .await
         .map_err(|e| format!("begin: {e}"))?;
-    keep_cookies(jar, res.headers());
-    let options: serde_json::Value = res.json().await.map_err(|e| format!("begin body: {e}"))?;
+    keep_cookies(jar, &res);
+    let options: serde_json::Value =
+        serde_json::from_slice(&res.body).map_err(|e| format!("begin body: {e}"))?;
     let challenge = options["challenge"]
         .as_str()
         .ok_or_else(|| format!("no challenge: {options}"))?;
     let challenge = keygate::service::tokens::from_b64url(challenge).ok_or("bad challenge")?;
     let a = member.credential.get(&AssertOptions {
         rp_id: "localhost".into(),
-        origin: base.into(),
+        origin: origin.into(),
         challenge,
         ..AssertOptions::default()
     });
@@ -348,17 +353,23 @@ async fn sign_in_from(
         "signature": b64url(&a.signature),
         "userHandle": b64url(&hex::decode(&member.user_id).unwrap_or_default()),
     }}});
-    let res = client
-        .post(format!("{base}/api/signin/finish"))
-        .insert_header(("Cookie", cookie_header(jar)))
-        .insert_header(("X-CSRF-Token", csrf))
-        .send_json(&body)
+    let res = conn
+        .request(
+            "POST",
+            "/api/signin/finish",
+            &[
+                ("Cookie", &cookie_header(jar)),
+                ("X-CSRF-Token", &csrf),
+                ("Content-Type", "application/json"),
+            ],
+            body.to_string().as_bytes(),
+        )
         .await
         .map_err(|e| format!("finish: {e}"))?;
-    if res.status().as_u16() != 200 {
-        return Err(format!("finish answered {}", res.status()));
+    if res.status != 200 {
+        return Err(format!("finish answered {}", res.status));
     }
-    keep_cookies(jar, res.headers());
+    keep_cookies(jar, &res);
     Ok(())
 }
 
@@ -368,32 +379,33 @@ struct Browser {
 }
 
 async fn signed_in_browser(
-    client: &awc::Client,
-    base: &str,
+    conn: &mut Conn,
+    origin: &str,
     member: &mut Member,
 ) -> Result<Browser, String> {
-    let mut page = open_start_page(client, base).await?;
-    sign_in_from(client, base, member, &mut page).await?;
+    let mut page = open_start_page(conn).await?;
+    sign_in_from(conn, origin, member, &mut page).await?;
     Ok(Browser { jar: page.jar })
 }
 
 /// authorize (302 with a code) then the token endpoint; returns the token step's latency.
-async fn exchange(client: &awc::Client, base: &str, browser: &Browser) -> Result<Duration, String> {
+async fn exchange(conn: &mut Conn, browser: &Browser) -> Result<Duration, String> {
     let verifier = keygate::service::tokens::new_id() + &keygate::service::tokens::new_id();
     let challenge = keygate::oidc::pkce::s256_challenge(&verifier);
-    let res = client
-        .get(format!(
-            "{base}/oauth2/authorize?response_type=code&client_id=bench-cli&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&scope=openid&code_challenge={challenge}&code_challenge_method=S256&state=s"
-        ))
-        .insert_header(("Cookie", cookie_header(&browser.jar)))
-        .send()
+    let res = conn
+        .request(
+            "GET",
+            &format!(
+                "/oauth2/authorize?response_type=code&client_id=bench-cli&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&scope=openid&code_challenge={challenge}&code_challenge_method=S256&state=s"
+            ),
+            &[("Cookie", &cookie_header(&browser.jar))],
+            b"",
+        )
         .await
         .map_err(|e| format!("authorize: {e}"))?;
     let location = res
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| format!("authorize answered {} without a redirect", res.status()))?;
+        .header("location")
+        .ok_or_else(|| format!("authorize answered {} without a redirect", res.status))?;
     let code = between(location, "code=", "&")
         .or_else(|| location.split("code=").nth(1))
         .ok_or("no code")?
@@ -402,23 +414,28 @@ async fn exchange(client: &awc::Client, base: &str, browser: &Browser) -> Result
         "grant_type=authorization_code&client_id=bench-cli&code={code}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&code_verifier={verifier}"
     );
     let t = Instant::now();
-    let res = client
-        .post(format!("{base}/oauth2/token"))
-        .insert_header(("Content-Type", "application/x-www-form-urlencoded"))
-        .send_body(body)
+    let res = conn
+        .request(
+            "POST",
+            "/oauth2/token",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            body.as_bytes(),
+        )
         .await
         .map_err(|e| format!("token: {e}"))?;
-    if res.status().as_u16() != 200 {
-        return Err(format!("token answered {}", res.status()));
+    if res.status != 200 {
+        return Err(format!("token answered {}", res.status));
     }
     Ok(t.elapsed())
 }
 
-async fn get_ok(client: &awc::Client, url: &str) -> Result<(), String> {
-    let mut res = client.get(url).send().await.map_err(|e| e.to_string())?;
-    let _ = res.body().limit(1 << 20).await.map_err(|e| e.to_string())?;
-    if res.status().as_u16() != 200 {
-        return Err(format!("{url} answered {}", res.status()));
+async fn get_ok(conn: &mut Conn, path: &str) -> Result<(), String> {
+    let res = conn
+        .request("GET", path, &[], b"")
+        .await
+        .map_err(|e| e.to_string())?;
+    if res.status != 200 {
+        return Err(format!("{path} answered {}", res.status));
     }
     Ok(())
 }
@@ -435,6 +452,10 @@ fn main() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let base = format!("http://localhost:{port}");
+    let (addr, host) = (
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        format!("localhost:{port}"),
+    );
     // keygate runs on its own thread whose runtime keeps running: the Redis connection's
     // driver task lives there, as it does under `keygate serve`.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -478,6 +499,7 @@ fn main() {
             first_error.clone(),
             base.clone(),
         );
+        let host = host.clone();
         let client_cpu = client_cpu.clone();
         std::thread::Builder::new()
             .name("loadgen".into())
@@ -486,25 +508,23 @@ fn main() {
                     let mut tasks = Vec::new();
                     for mut member in members {
                         let mode = s_mode;
-                        let (done, failed, stop, latencies, first_error, base) = (
+                        let (done, failed, stop, latencies, first_error, base, host) = (
                             done.clone(),
                             failed.clone(),
                             stop.clone(),
                             latencies.clone(),
                             first_error.clone(),
                             base.clone(),
+                            host.clone(),
                         );
                         tasks.push(actix_web::rt::spawn(async move {
-                            let client = awc::Client::builder()
-                                .disable_redirects()
-                                .timeout(Duration::from_secs(10))
-                                .finish();
+                            let mut conn = Conn::new(addr, &host);
                             let mut mine = Vec::new();
                             // Sign-in mode: the start page is loaded once, as by a browser
                             // on it; each sign-in then starts from its cookies (a new
                             // anonymous session, challenge, touch, signed-in session).
                             let start_page = if mode == Mode::Signin && !with_page {
-                                match open_start_page(&client, &base).await {
+                                match open_start_page(&mut conn).await {
                                     Ok(p) => Some(p),
                                     Err(e) => {
                                         first_error.lock().expect("lock").get_or_insert(e);
@@ -515,7 +535,7 @@ fn main() {
                                 None
                             };
                             let browser = if mode == Mode::Exchange {
-                                match signed_in_browser(&client, &base, &mut member).await {
+                                match signed_in_browser(&mut conn, &base, &mut member).await {
                                     Ok(b) => Some(b),
                                     Err(e) => {
                                         first_error.lock().expect("lock").get_or_insert(e);
@@ -525,25 +545,23 @@ fn main() {
                             } else {
                                 None
                             };
-                            let (discovery, jwks) = (
-                                format!("{base}/.well-known/openid-configuration"),
-                                format!("{base}/oauth2/jwks"),
-                            );
                             while !stop.load(Ordering::Relaxed) {
                                 let t = Instant::now();
                                 let outcome = match (mode, &browser) {
                                     (Mode::Signin, _) => {
-                                        sign_in(&client, &base, &mut member, start_page.as_ref())
+                                        sign_in(&mut conn, &base, &mut member, start_page.as_ref())
                                             .await
                                             .map(|()| t.elapsed())
                                     }
-                                    (Mode::Exchange, Some(b)) => exchange(&client, &base, b).await,
+                                    (Mode::Exchange, Some(b)) => exchange(&mut conn, b).await,
                                     (Mode::Discovery, _) => {
-                                        get_ok(&client, &discovery).await.map(|()| t.elapsed())
+                                        get_ok(&mut conn, "/.well-known/openid-configuration")
+                                            .await
+                                            .map(|()| t.elapsed())
                                     }
-                                    (Mode::Jwks, _) => {
-                                        get_ok(&client, &jwks).await.map(|()| t.elapsed())
-                                    }
+                                    (Mode::Jwks, _) => get_ok(&mut conn, "/oauth2/jwks")
+                                        .await
+                                        .map(|()| t.elapsed()),
                                     (Mode::Exchange, None) => Err("no browser".into()),
                                 };
                                 match outcome {
