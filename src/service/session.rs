@@ -176,7 +176,7 @@ pub struct NewSession {
 pub fn prepare(state: &AppState, user_id: &str, role: &str, context: SignInContext) -> NewSession {
     let now = state.now();
     let data = SessionData {
-        id: tokens::new_id(),
+        id: tokens::ordered_id(),
         csrf: tokens::secret_token(),
         user_id: Some(user_id.to_string()),
         role: Some(role.to_string()),

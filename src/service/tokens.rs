@@ -20,6 +20,14 @@ pub fn secret_token() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes(32))
 }
 
+/// A time-ordered row id (a version 7 UUID as 32 hex digits, see
+/// [`crate::storage::ordered_id`]) for rows inserted on hot paths.
+pub fn ordered_id() -> String {
+    let mut random = [0u8; 10];
+    random.copy_from_slice(&random_bytes(10));
+    crate::storage::ordered_id(crate::storage::unix_millis(), random)
+}
+
 /// A random opaque identifier (128 bits, hex).
 pub fn new_id() -> String {
     hex::encode(random_bytes(16))

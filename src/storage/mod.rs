@@ -39,7 +39,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 pub use crate::audit::AuditRecord;
 pub use error::StorageError;
-pub use ids::{hash_token, new_id, unix_now};
+pub use ids::{hash_token, new_id, ordered_id, unix_millis, unix_now};
 pub use models::{
     AuditQuery, Credential, Invitation, InvitationFilter, InvitationKind, InvitationState,
     NewCredential, NewInvitation, NewUser, Role, UnknownValue, User, UserStatus, UserWithKeys,

@@ -122,7 +122,7 @@ async fn signed(state: &AppState, session: Option<&Session>) -> Result<Option<Si
     let kid = key_id.clone();
     let Some(key) = state
         .storage
-        .run(move |st| st.credential_by_id(&kid))
+        .read(move |tx| tx.credential_by_id(&kid))
         .await?
     else {
         return Ok(None);
@@ -235,10 +235,10 @@ async fn issue(
     let (uid, workspace) = (signed.user_id.clone(), client.workspace_id.clone());
     let (user, membership) = state
         .storage
-        .run(move |s| {
-            let user = s.user_by_id(&uid)?;
+        .read(move |tx| {
+            let user = tx.user_by_id(&uid)?;
             let membership = match workspace {
-                Some(w) => Some((s.workspace(&w)?, s.is_workspace_member(&w, &uid)?)),
+                Some(w) => Some((tx.workspace(&w)?, tx.is_workspace_member(&w, &uid)?)),
                 None => None,
             };
             Ok((user, membership))
@@ -284,7 +284,7 @@ async fn issue(
     let now = state.clock.now();
     let stored = StoredCode {
         record: CodeRecord::new(&request, grant, &state.oidc.settings, now),
-        grant_id: tokens::new_id(),
+        grant_id: tokens::ordered_id(),
         user_id: user.id.clone(),
         session_id: signed.session_id,
         key_id: signed.key_id,
