@@ -52,6 +52,9 @@ enum Mode {
     /// A signed-in browser's authorize (302 with a code) then the code exchange at the
     /// token endpoint (ID token + access token signed), PKCE S256.
     Exchange,
+    /// The code exchange alone (SPEC §9): each client first gets codes from authorize
+    /// (`KEYGATE_BENCH_CODES` each, not measured), then redeems them at the token endpoint.
+    Token,
     /// `GET /.well-known/openid-configuration`.
     Discovery,
     /// `GET /oauth2/jwks`.
@@ -61,6 +64,7 @@ enum Mode {
 fn mode() -> Mode {
     match std::env::var("KEYGATE_BENCH_MODE").as_deref() {
         Ok("exchange") => Mode::Exchange,
+        Ok("token") => Mode::Token,
         Ok("discovery") => Mode::Discovery,
         Ok("jwks") => Mode::Jwks,
         _ => Mode::Signin,
@@ -388,8 +392,8 @@ async fn signed_in_browser(
     Ok(Browser { jar: page.jar })
 }
 
-/// authorize (302 with a code) then the token endpoint; returns the token step's latency.
-async fn exchange(conn: &mut Conn, browser: &Browser) -> Result<Duration, String> {
+/// A code from authorize (302 to the client with it) and its PKCE verifier.
+async fn authorize(conn: &mut Conn, browser: &Browser) -> Result<(String, String), String> {
     let verifier = keygate::service::tokens::new_id() + &keygate::service::tokens::new_id();
     let challenge = keygate::oidc::pkce::s256_challenge(&verifier);
     let res = conn
@@ -410,6 +414,11 @@ async fn exchange(conn: &mut Conn, browser: &Browser) -> Result<Duration, String
         .or_else(|| location.split("code=").nth(1))
         .ok_or("no code")?
         .to_string();
+    Ok((code, verifier))
+}
+
+/// The code exchange at the token endpoint (ID token + access token); returns its latency.
+async fn redeem(conn: &mut Conn, (code, verifier): &(String, String)) -> Result<Duration, String> {
     let body = format!(
         "grant_type=authorization_code&client_id=bench-cli&code={code}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&code_verifier={verifier}"
     );
@@ -426,7 +435,18 @@ async fn exchange(conn: &mut Conn, browser: &Browser) -> Result<Duration, String
     if res.status != 200 {
         return Err(format!("token answered {}", res.status));
     }
+    let tokens: serde_json::Value =
+        serde_json::from_slice(&res.body).map_err(|e| format!("token body: {e}"))?;
+    if tokens["id_token"].as_str().is_none() || tokens["access_token"].as_str().is_none() {
+        return Err(format!("token answered without the tokens: {tokens}"));
+    }
     Ok(t.elapsed())
+}
+
+/// authorize (302 with a code) then the token endpoint; returns the token step's latency.
+async fn exchange(conn: &mut Conn, browser: &Browser) -> Result<Duration, String> {
+    let code = authorize(conn, browser).await?;
+    redeem(conn, &code).await
 }
 
 async fn get_ok(conn: &mut Conn, path: &str) -> Result<(), String> {
@@ -485,11 +505,13 @@ fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
     let first_error = Arc::new(Mutex::new(None::<String>));
-    let cpu_total0 = cpu_seconds("/proc/self/stat");
-    let client_cpu = Arc::new(Mutex::new(0.0f64));
-    let started = Instant::now();
+    // Every client gets ready (start page, signed-in browser, codes) before the clock
+    // starts; the last one to arrive starts it: `ready` carries the client thread's CPU
+    // time at that moment.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<f64>();
     let s_mode = s.mode;
     let with_page = s.with_page;
+    let codes_per_client = env_usize("KEYGATE_BENCH_CODES", 1500);
     let load = {
         let (done, failed, stop, latencies, first_error, base) = (
             done.clone(),
@@ -500,10 +522,10 @@ fn main() {
             base.clone(),
         );
         let host = host.clone();
-        let client_cpu = client_cpu.clone();
         std::thread::Builder::new()
             .name("loadgen".into())
             .spawn(move || {
+                let barrier = Arc::new(tokio::sync::Barrier::new(members.len()));
                 actix_web::rt::System::new().block_on(async move {
                     let mut tasks = Vec::new();
                     for mut member in members {
@@ -517,34 +539,46 @@ fn main() {
                             base.clone(),
                             host.clone(),
                         );
+                        let (barrier, ready_tx) = (barrier.clone(), ready_tx.clone());
                         tasks.push(actix_web::rt::spawn(async move {
                             let mut conn = Conn::new(addr, &host);
                             let mut mine = Vec::new();
+                            let fail = |e: String| {
+                                first_error.lock().expect("lock").get_or_insert(e);
+                                // Nobody measures anything: the run ends at once.
+                                stop.store(true, Ordering::Relaxed);
+                            };
                             // Sign-in mode: the start page is loaded once, as by a browser
                             // on it; each sign-in then starts from its cookies (a new
                             // anonymous session, challenge, touch, signed-in session).
-                            let start_page = if mode == Mode::Signin && !with_page {
-                                match open_start_page(&mut conn).await {
-                                    Ok(p) => Some(p),
-                                    Err(e) => {
-                                        first_error.lock().expect("lock").get_or_insert(e);
-                                        return;
+                            let setup = async {
+                                let start_page = if mode == Mode::Signin && !with_page {
+                                    Some(open_start_page(&mut conn).await?)
+                                } else {
+                                    None
+                                };
+                                let browser = if matches!(mode, Mode::Exchange | Mode::Token) {
+                                    Some(signed_in_browser(&mut conn, &base, &mut member).await?)
+                                } else {
+                                    None
+                                };
+                                let mut codes = Vec::new();
+                                if let (Mode::Token, Some(b)) = (mode, &browser) {
+                                    for _ in 0..codes_per_client {
+                                        codes.push(authorize(&mut conn, b).await?);
                                     }
                                 }
-                            } else {
-                                None
+                                Ok::<_, String>((start_page, browser, codes))
                             };
-                            let browser = if mode == Mode::Exchange {
-                                match signed_in_browser(&mut conn, &base, &mut member).await {
-                                    Ok(b) => Some(b),
-                                    Err(e) => {
-                                        first_error.lock().expect("lock").get_or_insert(e);
-                                        return;
-                                    }
-                                }
-                            } else {
-                                None
+                            let ready = setup.await;
+                            if barrier.wait().await.is_leader() {
+                                let _ = ready_tx.send(cpu_seconds("/proc/thread-self/stat"));
+                            }
+                            let (start_page, browser, mut codes) = match ready {
+                                Ok(r) => r,
+                                Err(e) => return fail(e),
                             };
+                            codes.reverse();
                             while !stop.load(Ordering::Relaxed) {
                                 let t = Instant::now();
                                 let outcome = match (mode, &browser) {
@@ -554,6 +588,14 @@ fn main() {
                                             .map(|()| t.elapsed())
                                     }
                                     (Mode::Exchange, Some(b)) => exchange(&mut conn, b).await,
+                                    (Mode::Token, _) => match codes.pop() {
+                                        Some(code) => redeem(&mut conn, &code).await,
+                                        // Out of codes: the measurement ends here.
+                                        None => {
+                                            stop.store(true, Ordering::Relaxed);
+                                            break;
+                                        }
+                                    },
                                     (Mode::Discovery, _) => {
                                         get_ok(&mut conn, "/.well-known/openid-configuration")
                                             .await
@@ -583,16 +625,20 @@ fn main() {
                     }
                 });
                 // This thread is the whole client: its CPU, read before it exits.
-                *client_cpu.lock().expect("lock") = cpu_seconds("/proc/thread-self/stat");
+                cpu_seconds("/proc/thread-self/stat")
             })
             .expect("loadgen thread")
     };
-    std::thread::sleep(s.duration);
+    let client_cpu0 = ready_rx.recv().expect("clients ready");
+    let cpu_total0 = cpu_seconds("/proc/self/stat");
+    let started = Instant::now();
+    while started.elapsed() < s.duration && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     stop.store(true, Ordering::Relaxed);
-    let _ = load.join();
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu_client = load.join().expect("loadgen thread") - client_cpu0;
     let cpu_total = cpu_seconds("/proc/self/stat") - cpu_total0;
-    let cpu_client = *client_cpu.lock().expect("lock");
     actix_web::rt::System::new().block_on(handle.stop(true));
     let _ = server_thread.join();
 

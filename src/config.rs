@@ -95,6 +95,9 @@ pub struct DatabaseConfig {
     #[serde(serialize_with = "redact")]
     pub url: SecretString,
     pub pool_size: Option<u32>,
+    /// SQLite: how large the write-ahead log may grow under steady writes before writers
+    /// pause (≈ 20 ms) for it to restart from its beginning.
+    pub sqlite_log_limit_mib: u32,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -479,6 +482,7 @@ impl Default for DatabaseConfig {
         Self {
             url: SecretString::from("sqlite://keygate.db"),
             pool_size: None,
+            sqlite_log_limit_mib: 256,
         }
     }
 }

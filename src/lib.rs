@@ -110,6 +110,7 @@ pub async fn build(
     let storage = tokio::task::spawn_blocking(move || storage::Storage::connect(&db_url, pool))
         .await
         .map_err(|e| BuildError::Attestation(e.to_string()))??;
+    storage.set_sqlite_log_limit(u64::from(config.database.sqlite_log_limit_mib) << 20);
     if opts.migrate {
         storage.run(|s| s.migrate().map(|_| ())).await?;
     } else {

@@ -29,12 +29,13 @@ mod settings;
 mod users;
 mod workspaces;
 
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::r2d2::{self, CustomizeConnection, ManageConnection, Pool, R2D2Connection};
-use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel::{Connection, PgConnection, QueryResult, RunQueryDsl, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 pub use crate::audit::AuditRecord;
@@ -63,14 +64,21 @@ const MIGRATION_LOCK_KEY: i64 = 0x6b65_7967_6174_6501;
 /// `wal_autocheckpoint = 0`: a server's checkpoints run on their own thread
 /// ([`spawn_checkpointer`]), not inside whichever commit crosses the threshold (a
 /// checkpoint syncs the files: milliseconds a commit would otherwise wait).
+/// `journal_size_limit`: a log that a burst grew past 64 MiB is cut back when it restarts.
 const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; \
      PRAGMA journal_mode = WAL; \
      PRAGMA synchronous = NORMAL; \
      PRAGMA wal_autocheckpoint = 0; \
+     PRAGMA journal_size_limit = 67108864; \
      PRAGMA foreign_keys = ON;";
 
 /// How often the checkpointer copies the write-ahead log into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// A log longer than this (4 KiB pages: 256 MiB) is made to restart, writers held back for
+/// the moment that takes ([`spawn_checkpointer`]); `database.sqlite_log_limit_mib` sets it.
+const DEFAULT_LOG_LIMIT_FRAMES: i32 = 65_536;
+/// SQLite's page size here (its default): a log frame holds one page.
+const SQLITE_PAGE_BYTES: u64 = 4096;
 
 const DEFAULT_POOL_POSTGRES: u32 = 8;
 const DEFAULT_POOL_SQLITE: u32 = 4;
@@ -190,6 +198,8 @@ pub struct Storage {
     write_gate: Arc<Mutex<()>>,
     /// Audited writes of concurrent requests committed together ([`Storage::audited`]).
     group: Arc<group_commit::GroupCommit>,
+    /// SQLite: log frames past which the checkpointer restarts the log.
+    log_limit_frames: Arc<AtomicI32>,
     /// Dropped with the last clone: the SQLite checkpointer then stops.
     _alive: Arc<()>,
 }
@@ -242,14 +252,21 @@ impl Storage {
             write_gate.clone(),
         ));
         let alive = Arc::new(());
+        let log_limit_frames = Arc::new(AtomicI32::new(DEFAULT_LOG_LIMIT_FRAMES));
         if backend == Backend::Sqlite {
-            spawn_checkpointer(pool.clone(), Arc::downgrade(&alive));
+            spawn_checkpointer(
+                pool.clone(),
+                write_gate.clone(),
+                log_limit_frames.clone(),
+                Arc::downgrade(&alive),
+            );
         }
         Ok(Storage {
             pool,
             backend,
             write_gate,
             group,
+            log_limit_frames,
             _alive: alive,
         })
     }
@@ -409,6 +426,13 @@ impl Storage {
         })
     }
 
+    /// SQLite: the log size (bytes, at least one page) past which writers pause for the
+    /// checkpointer to restart the log ([`spawn_checkpointer`]). No effect on PostgreSQL.
+    pub fn set_sqlite_log_limit(&self, bytes: u64) {
+        let frames = (bytes / SQLITE_PAGE_BYTES).clamp(1, i32::MAX as u64) as i32;
+        self.log_limit_frames.store(frames, Ordering::Relaxed);
+    }
+
     /// Runs a short read for an async caller, such as a lookup by key. On SQLite, when a
     /// connection is free at once, it runs in place: an indexed read of a file in this
     /// process costs less than the trip to the blocking pool and back (WAL readers never
@@ -459,10 +483,44 @@ impl Storage {
     }
 }
 
+/// What `PRAGMA wal_checkpoint` answers.
+#[derive(diesel::QueryableByName)]
+struct CheckpointOutcome {
+    /// Frames in the log.
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    log: i32,
+}
+
+/// `PRAGMA wal_checkpoint(PASSIVE)`, or `(RESTART)` when `restart`; `Ok(None)` on
+/// PostgreSQL.
+fn checkpoint(conn: &mut DbConnection, restart: bool) -> QueryResult<Option<CheckpointOutcome>> {
+    let sql = if restart {
+        "PRAGMA wal_checkpoint(RESTART)"
+    } else {
+        "PRAGMA wal_checkpoint(PASSIVE)"
+    };
+    match conn {
+        DbConnection::Sqlite(c) => diesel::sql_query(sql)
+            .get_result::<CheckpointOutcome>(c)
+            .map(Some),
+        DbConnection::Pg(_) => Ok(None),
+    }
+}
+
 /// Checkpoints the SQLite write-ahead log every [`CHECKPOINT_EVERY`] while the storage
-/// handle lives. `PASSIVE` neither waits for nor blocks readers and writers; the log
-/// restarts from its beginning once a checkpoint has caught up.
-fn spawn_checkpointer(pool: Pool<Manager>, alive: std::sync::Weak<()>) {
+/// handle lives. `PASSIVE` neither waits for nor blocks readers and writers, but it leaves
+/// restarting the log to the next writer, which restarts it only if no reader is on the
+/// log at that moment. Under steady reads and writes that seldom happens, and the log grew
+/// with every commit (gigabytes in seconds under load). So once it holds more than
+/// `limit_frames`, a `RESTART` checkpoint follows, holding `write_gate`: it
+/// copies the frames committed meanwhile, waits for readers still on the log (they take
+/// microseconds), and the next write starts the log from its beginning.
+fn spawn_checkpointer(
+    pool: Pool<Manager>,
+    write_gate: Arc<Mutex<()>>,
+    limit_frames: Arc<AtomicI32>,
+    alive: std::sync::Weak<()>,
+) {
     let spawned = std::thread::Builder::new()
         .name("keygate-sqlite-checkpoint".into())
         .spawn(move || loop {
@@ -470,10 +528,18 @@ fn spawn_checkpointer(pool: Pool<Manager>, alive: std::sync::Weak<()>) {
             if alive.strong_count() == 0 {
                 break;
             }
-            if let Ok(mut conn) = pool.get() {
-                if let Err(err) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
-                    tracing::warn!(error = %err, "SQLite checkpoint failed");
+            let Ok(mut conn) = pool.get() else { continue };
+            let outcome = checkpoint(&mut conn, false).and_then(|first| match first {
+                Some(f) if f.log > limit_frames.load(Ordering::Relaxed) => {
+                    let _writers_wait = write_gate
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    checkpoint(&mut conn, true).map(|_| ())
                 }
+                _ => Ok(()),
+            });
+            if let Err(err) = outcome {
+                tracing::warn!(error = %err, "SQLite checkpoint failed");
             }
         });
     if let Err(err) = spawned {

@@ -1,6 +1,7 @@
 //! The audit chain on whichever backend the environment selects: appends, queries,
 //! verification, and tampering done directly in SQL.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 
 use keygate::audit::{
@@ -9,7 +10,7 @@ use keygate::audit::{
 use keygate::storage::{AuditQuery, StorageError};
 use serde_json::json;
 
-use crate::support::db::{test_storage, test_storage_with_pool, TestDb};
+use crate::support::db::{backend_name, test_storage, test_storage_with_pool, TestDb};
 
 const T0: i64 = 1_764_000_000;
 
@@ -394,4 +395,70 @@ fn audit_list_filters_and_pages() {
         ..AuditQuery::default()
     });
     assert_eq!(by_subject, vec![8]);
+}
+
+/// Under a steady stream of audited writes, with readers alongside, SQLite's write-ahead
+/// log restarts from its beginning instead of growing with every commit (a passive
+/// checkpoint alone never catches up while commits keep arriving).
+#[test]
+fn audit_sqlite_log_stays_bounded_under_a_steady_stream_of_writes() {
+    const WRITERS: usize = 4;
+    /// Six times the log limit set below, three times `journal_size_limit` (64 MiB).
+    const WRITE: u64 = 192 << 20;
+    const BOUND: u64 = 128 << 20;
+    let db = test_storage_with_pool(Some(6));
+    db.storage.set_sqlite_log_limit(32 << 20);
+    let Some(path) = db.url.strip_prefix("sqlite://") else {
+        eprintln!("note: not on SQLite ({}), log test skipped", backend_name());
+        return;
+    };
+    let wal = std::path::PathBuf::from(format!("{path}-wal"));
+    // 16 KiB of details per event: four overflow pages each, so the log grows fast.
+    let blob = "x".repeat(16 * 1024);
+    let written = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let mut largest = 0u64;
+    std::thread::scope(|scope| {
+        for _ in 0..WRITERS {
+            let (storage, blob) = (db.storage.clone(), blob.clone());
+            let (written, stop) = (&written, &stop);
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let event = NewAuditEvent::new("bulk", "bulk.write", "bulk", Outcome::Success)
+                        .with_details(json!({ "blob": blob }));
+                    storage
+                        .audited_blocking(move |tx| tx.queue_audit(&event, T0))
+                        .unwrap();
+                    written.fetch_add(blob.len() as u64, Ordering::Relaxed);
+                }
+            });
+        }
+        let (storage, stop) = (db.storage.clone(), &stop);
+        scope.spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                storage.audit_head().unwrap();
+            }
+        });
+        // Bounded: a machine that cannot write WRITE in a minute fails below.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while written.load(Ordering::Relaxed) < WRITE && std::time::Instant::now() < deadline {
+            largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let written = written.load(Ordering::Relaxed);
+    assert!(
+        written >= WRITE,
+        "only {} MiB written in a minute",
+        written >> 20
+    );
+    assert!(
+        largest < BOUND,
+        "the log grew to {} MiB while {} MiB were written",
+        largest >> 20,
+        written >> 20
+    );
+    let ok = db.verify_audit_chain().unwrap().unwrap();
+    assert_eq!(ok.head(), db.audit_head().unwrap());
 }
