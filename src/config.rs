@@ -596,6 +596,11 @@ impl Config {
                 "database.url must start with sqlite://, postgres:// or postgresql://".into(),
             );
         }
+        if self.database.sqlite_log_limit_mib == 0 {
+            return invalid(
+                "database.sqlite_log_limit_mib must be at least 1 (default 256)".into(),
+            );
+        }
         let eph = self.ephemeral.url.expose_secret();
         if !(eph == "memory://" || eph.starts_with("redis://") || eph.starts_with("rediss://")) {
             return invalid("ephemeral.url must be memory:// or start with redis://".into());
@@ -829,6 +834,23 @@ mod tests {
         assert_eq!(c.session.idle_ttl_secs, 120);
         assert_eq!(c.organisation.name, "Acme Corp");
         assert!(c.policy.fips_only);
+    }
+
+    #[test]
+    fn sqlite_log_limit_is_read_and_zero_refused() {
+        let c = Config::load(
+            None,
+            env(&[("KEYGATE__DATABASE__SQLITE_LOG_LIMIT_MIB", "64")]),
+        )
+        .unwrap();
+        assert_eq!(c.database.sqlite_log_limit_mib, 64);
+        assert_eq!(Config::default().database.sqlite_log_limit_mib, 256);
+        let err = Config::load(
+            None,
+            env(&[("KEYGATE__DATABASE__SQLITE_LOG_LIMIT_MIB", "0")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("sqlite_log_limit_mib"), "{err}");
     }
 
     #[test]
