@@ -506,8 +506,8 @@ fn main() {
     let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
     let first_error = Arc::new(Mutex::new(None::<String>));
     // Every client gets ready (start page, signed-in browser, codes) before the clock
-    // starts; the last one to arrive starts it: `ready` carries the client thread's CPU
-    // time at that moment.
+    // starts; once all are, the barrier's leader starts it: `ready` carries the client
+    // thread's CPU time at that moment.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<f64>();
     let s_mode = s.mode;
     let with_page = s.with_page;
