@@ -297,6 +297,28 @@ async fn open_start_page(conn: &mut Conn) -> Result<StartPage, String> {
     Ok(StartPage { jar, csrf })
 }
 
+/// A JSON `POST` from the browser whose cookies are `jar`, with its CSRF token.
+async fn post_json(
+    conn: &mut Conn,
+    path: &str,
+    jar: &BTreeMap<String, String>,
+    csrf: &str,
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let cookies = cookie_header(jar);
+    conn.request(
+        "POST",
+        path,
+        &[
+            ("Cookie", &cookies),
+            ("X-CSRF-Token", csrf),
+            ("Content-Type", "application/json"),
+        ],
+        body,
+    )
+    .await
+}
+
 /// One measured sign-in: from a copy of `page` when given, else after loading the start page.
 async fn sign_in(
     conn: &mut Conn,
@@ -322,17 +344,7 @@ async fn sign_in_from(
 ) -> Result<(), String> {
     let jar = &mut page.jar;
     let csrf = page.csrf.clone();
-    let res = conn
-        .request(
-            "POST",
-            "/api/signin/begin",
-            &[
-                ("Cookie", &cookie_header(jar)),
-                ("X-CSRF-Token", &csrf),
-                ("Content-Type", "application/json"),
-            ],
-            b"{}",
-        )
+    let res = post_json(conn, "/api/signin/begin", jar, &csrf, b"{}")
         .await
         .map_err(|e| format!("begin: {e}"))?;
     keep_cookies(jar, &res);
@@ -357,19 +369,15 @@ async fn sign_in_from(
         "signature": b64url(&a.signature),
         "userHandle": b64url(&hex::decode(&member.user_id).unwrap_or_default()),
     }}});
-    let res = conn
-        .request(
-            "POST",
-            "/api/signin/finish",
-            &[
-                ("Cookie", &cookie_header(jar)),
-                ("X-CSRF-Token", &csrf),
-                ("Content-Type", "application/json"),
-            ],
-            body.to_string().as_bytes(),
-        )
-        .await
-        .map_err(|e| format!("finish: {e}"))?;
+    let res = post_json(
+        conn,
+        "/api/signin/finish",
+        jar,
+        &csrf,
+        body.to_string().as_bytes(),
+    )
+    .await
+    .map_err(|e| format!("finish: {e}"))?;
     if res.status != 200 {
         return Err(format!("finish answered {}", res.status));
     }

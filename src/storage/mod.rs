@@ -509,11 +509,11 @@ fn checkpoint(conn: &mut DbConnection, restart: bool) -> QueryResult<Option<Chec
 
 /// Checkpoints the SQLite write-ahead log every [`CHECKPOINT_EVERY`] while the storage
 /// handle lives. `PASSIVE` neither waits for nor blocks readers and writers, but it leaves
-/// restarting the log to the next writer, which restarts it only when the log is copied
-/// in full and no reader is on it at that moment. Under steady reads and writes that seldom happens, and the log grew
-/// with every commit (gigabytes in seconds under load). So once it holds more than
-/// `limit_frames`, a `RESTART` checkpoint follows, holding `write_gate`: it
-/// copies the frames committed meanwhile, waits for readers still on the log (they take
+/// restarting the log to the next writer, which restarts it only when the log is copied in
+/// full and no reader is on it at that moment. Under steady reads and writes that seldom
+/// happens, and the log grew with every commit (gigabytes in seconds under load). So once
+/// it holds more than `limit_frames`, a `RESTART` checkpoint follows, holding `write_gate`:
+/// it copies the frames committed meanwhile, waits for readers still on the log (they take
 /// microseconds), and the next write starts the log from its beginning.
 fn spawn_checkpointer(
     pool: Pool<Manager>,
