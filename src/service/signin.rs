@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::service::session::{self, Session, SignInContext};
 use crate::service::{ceremony, limits, tokens, Actor};
 use crate::state::AppState;
-use crate::storage::UserStatus;
+use crate::storage::{SignInWrite, UserStatus};
 use crate::webauthn::{verify_assertion, AssertionInput, CoseKey};
 
 #[derive(Debug, Default, Deserialize)]
@@ -209,21 +209,21 @@ pub async fn finish(
                     user_agent,
                 },
             );
-            let (key_id, record, now) =
-                (signed_in.key_id.clone(), fresh.record.clone(), state.now());
+            let write = SignInWrite {
+                key_id: signed_in.key_id.clone(),
+                sign_count,
+                at: state.now(),
+                session: fresh.record.clone(),
+                success,
+                refused,
+            };
+            // Refused when the key was revoked meanwhile, or the same counter value was
+            // used twice at once.
             let recorded = state
                 .storage
-                .audited(move |tx| {
-                    if !tx.update_sign_count_and_last_used(&key_id, sign_count, now)? {
-                        // Revoked meanwhile, or the same counter value used twice at once.
-                        tx.queue_audit(&refused, now)?;
-                        return Ok(false);
-                    }
-                    tx.insert_session(&record)?;
-                    tx.queue_audit(&success, now)?;
-                    Ok(true)
-                })
-                .await?;
+                .audited(move |tx| tx.record_sign_in(write.clone()))
+                .await?
+                .recorded();
             if !recorded {
                 return Err(cloned);
             }

@@ -3,8 +3,9 @@
 //!
 //! One committer thread per [`Storage`] takes every job queued while the previous batch
 //! was committing, runs them in order inside one transaction (each job's audit events
-//! are queued with [`Tx::queue_audit`]), then chains the queued events in that order onto
-//! the stored head, inserts them, moves the head and commits. The head row is locked
+//! are queued with [`Tx::queue_audit`], its sign-ins with [`Tx::record_sign_in`]), writes
+//! the queued sign-ins together, then chains the queued events in that order onto the
+//! stored head, inserts them, moves the head and commits. The head row is locked
 //! only for that last step, after the jobs' own writes, as a plain append does, so
 //! batches of several replicas and plain appends serialise on it as before and the chain
 //! stays one exact sequence (`keygate audit verify` checks it unchanged).
@@ -25,14 +26,12 @@ use crate::audit::{link_hash, AuditRecord, LinkInput, NewAuditEvent};
 
 use super::error::{db_err, StorageError};
 use super::ids::new_id;
-use super::prepared::{self, MoveAuditHead, ReserveAuditSeq};
+use super::prepared::{self, AppendAuditEvents, AuditColumns, MoveAuditHead, ReserveAuditSeq};
 use super::schema::audit_events;
 use super::{in_transaction, Backend, Manager, Tx};
 
 /// Most jobs in one transaction (more wait for the next one).
 const MAX_BATCH: usize = 256;
-/// Audit rows per `INSERT` (11 parameters each; SQLite allows 32,766 per statement).
-const INSERT_CHUNK: usize = 128;
 const HEAD_ID: i32 = 1;
 
 /// An audit event queued inside a batch, chained when the batch commits.
@@ -207,30 +206,40 @@ fn commit_batch(
     }
 }
 
-/// Runs `jobs` in one transaction and chains their queued events; returns each job's
-/// audit records.
+/// What the jobs of one batch leave for its end, each entry with the index of the job
+/// that queued it: audit events (chained at commit) and sign-ins (written together).
+#[derive(Default)]
+pub(super) struct Batch {
+    /// The job running now.
+    pub(super) job: usize,
+    pub(super) audits: Vec<(usize, QueuedAudit)>,
+    pub(super) sign_ins: Vec<(usize, super::signins::QueuedSignIn)>,
+}
+
+/// Runs `jobs` in one transaction, writes the sign-ins they queued and chains their
+/// audit events; returns each job's audit records.
 fn run_together(
     conn: &mut super::DbConnection,
     jobs: &mut [Box<dyn Job>],
 ) -> Result<Vec<Vec<AuditRecord>>, StorageError> {
     in_transaction(conn, |tx| {
-        tx.queued = Some(Vec::new());
-        let mut ends = Vec::with_capacity(jobs.len());
-        for job in jobs.iter_mut() {
+        tx.batch = Some(Batch::default());
+        for (i, job) in jobs.iter_mut().enumerate() {
+            if let Some(batch) = tx.batch.as_mut() {
+                batch.job = i;
+            }
             job.run(tx)?;
-            ends.push(tx.queued.as_ref().map_or(0, Vec::len));
         }
-        let queued = tx.queued.take().unwrap_or_default();
-        let mut records = tx.append_queued(queued)?.into_iter();
-        let mut start = 0;
-        Ok(ends
-            .into_iter()
-            .map(|end| {
-                let mine = records.by_ref().take(end - start).collect();
-                start = end;
-                mine
-            })
-            .collect())
+        tx.record_queued_sign_ins()?;
+        let batch = tx.batch.take().unwrap_or_default();
+        let (owners, queued): (Vec<usize>, Vec<QueuedAudit>) = batch.audits.into_iter().unzip();
+        let mut records: Vec<Vec<AuditRecord>> = jobs.iter().map(|_| Vec::new()).collect();
+        for (owner, record) in owners.into_iter().zip(tx.append_queued(queued)?) {
+            if let Some(mine) = records.get_mut(owner) {
+                mine.push(record);
+            }
+        }
+        Ok(records)
     })
 }
 
@@ -238,9 +247,9 @@ impl Tx<'_> {
     /// Records `event` at `at` (unix seconds) with this transaction's writes: chained when
     /// the batch commits inside [`super::Storage::audited`], appended at once elsewhere.
     pub fn queue_audit(&mut self, event: &NewAuditEvent, at: i64) -> Result<(), StorageError> {
-        match self.queued.as_mut() {
-            Some(queued) => {
-                queued.push(QueuedAudit::new(event, at)?);
+        match self.batch.as_mut() {
+            Some(batch) => {
+                batch.audits.push((batch.job, QueuedAudit::new(event, at)?));
                 Ok(())
             }
             None => self.append_audit(event, at).map(|_| ()),
@@ -282,49 +291,58 @@ impl Tx<'_> {
             prev_hash = record.hash.clone();
             records.push(record);
         }
-        for chunk in records.chunks(INSERT_CHUNK) {
-            let rows: Vec<_> = chunk
-                .iter()
-                .map(|r| {
-                    (
-                        audit_events::seq.eq(r.seq),
-                        audit_events::id.eq(&r.id),
-                        audit_events::at.eq(r.at),
-                        audit_events::actor.eq(&r.actor),
-                        audit_events::action.eq(&r.action),
-                        audit_events::subject.eq(&r.subject),
-                        audit_events::outcome.eq(&r.outcome_text),
-                        audit_events::reason.eq(&r.reason),
-                        audit_events::details.eq(&r.details_json),
-                        audit_events::prev_hash.eq(&r.prev_hash),
-                        audit_events::hash.eq(&r.hash),
-                    )
-                })
-                .collect();
-            match &mut *self.conn {
-                // One statement per chunk: each is a round trip on PostgreSQL.
-                super::DbConnection::Pg(pg) => {
+        match &mut *self.conn {
+            // One statement of one fixed text for the events and the head: a single
+            // round trip, prepared once per connection.
+            super::DbConnection::Pg(pg) => {
+                let mut rows = AuditColumns::default();
+                for r in &records {
+                    rows.seq.push(r.seq);
+                    rows.id.push(r.id.clone());
+                    rows.at.push(r.at);
+                    rows.actor.push(r.actor.clone());
+                    rows.action.push(r.action.clone());
+                    rows.subject.push(r.subject.clone());
+                    rows.outcome.push(r.outcome_text.clone());
+                    rows.reason.push(r.reason.clone());
+                    rows.details.push(r.details_json.clone());
+                    rows.prev_hash.push(r.prev_hash.clone());
+                    rows.hash.push(r.hash.clone());
+                }
+                let append = AppendAuditEvents {
+                    rows: &rows,
+                    head_id: HEAD_ID,
+                    head_hash: &prev_hash,
+                };
+                diesel::RunQueryDsl::execute(append, pg).map_err(db_err)?;
+            }
+            // In-process: a statement per row costs no round trip.
+            super::DbConnection::Sqlite(sqlite) => {
+                for r in &records {
                     diesel::insert_into(audit_events::table)
-                        .values(rows)
-                        .execute(pg)
+                        .values((
+                            audit_events::seq.eq(r.seq),
+                            audit_events::id.eq(&r.id),
+                            audit_events::at.eq(r.at),
+                            audit_events::actor.eq(&r.actor),
+                            audit_events::action.eq(&r.action),
+                            audit_events::subject.eq(&r.subject),
+                            audit_events::outcome.eq(&r.outcome_text),
+                            audit_events::reason.eq(&r.reason),
+                            audit_events::details.eq(&r.details_json),
+                            audit_events::prev_hash.eq(&r.prev_hash),
+                            audit_events::hash.eq(&r.hash),
+                        ))
+                        .execute(sqlite)
                         .map_err(db_err)?;
                 }
-                // In-process: diesel has no multi-row insert for SQLite, and needs none.
-                super::DbConnection::Sqlite(sqlite) => {
-                    for row in rows {
-                        diesel::insert_into(audit_events::table)
-                            .values(row)
-                            .execute(sqlite)
-                            .map_err(db_err)?;
-                    }
-                }
+                let head = MoveAuditHead {
+                    head_id: HEAD_ID,
+                    hash: &prev_hash,
+                };
+                prepared::execute(self.conn, head).map_err(db_err)?;
             }
         }
-        let head = MoveAuditHead {
-            head_id: HEAD_ID,
-            hash: &prev_hash,
-        };
-        prepared::execute(self.conn, head).map_err(db_err)?;
         Ok(records)
     }
 }

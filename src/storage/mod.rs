@@ -26,6 +26,7 @@ mod saml;
 mod schema;
 mod sessions;
 mod settings;
+mod signins;
 mod users;
 mod workspaces;
 
@@ -49,6 +50,7 @@ pub use oidc::{OidcClient, OidcGrant, RefreshTokenRecord};
 pub use recovery::RecoveryRequest;
 pub use saml::SamlSpRecord;
 pub use sessions::{SessionRecord, SessionScope};
+pub use signins::{SignInTicket, SignInWrite};
 pub use workspaces::Workspace;
 
 use error::db_err;
@@ -422,7 +424,7 @@ impl Storage {
         f(&mut Tx {
             conn: &mut conn,
             in_transaction: false,
-            queued: None,
+            batch: None,
         })
     }
 
@@ -448,7 +450,7 @@ impl Storage {
                 return f(&mut Tx {
                     conn: &mut conn,
                     in_transaction: false,
-                    queued: None,
+                    batch: None,
                 });
             }
         }
@@ -583,7 +585,7 @@ where
     let outcome = f(&mut Tx {
         conn,
         in_transaction: true,
-        queued: None,
+        batch: None,
     });
     match outcome {
         Ok(value) => {
@@ -606,8 +608,8 @@ where
 pub struct Tx<'c> {
     conn: &'c mut DbConnection,
     in_transaction: bool,
-    /// Inside a group commit: audit events waiting to be chained at commit.
-    queued: Option<Vec<group_commit::QueuedAudit>>,
+    /// Inside a group commit: what waits for the end of the batch.
+    batch: Option<group_commit::Batch>,
 }
 
 impl Tx<'_> {

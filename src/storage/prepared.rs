@@ -6,6 +6,11 @@
 //! call. Each type below has one fixed SQL text and a static query id: the cache keeps it
 //! per connection. Inserts need no such help when their values are a tuple of `eq`s
 //! (every column bound, `NULL` included); see `sessions.rs` and `oidc.rs`.
+//!
+//! On PostgreSQL a group commit's many rows go as arrays (`unnest`), one statement of one
+//! fixed text whatever their count ([`RecordSignIns`], [`AppendAuditEvents`]): diesel's
+//! multi-row insert has a text per row count, which is never cached, so each would be
+//! parsed and planned again.
 
 use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
@@ -127,3 +132,138 @@ pub(super) fn reserve_audit_seq(
         super::DbConnection::Pg(c) => query.get_result(c).optional(),
     }
 }
+
+/// PostgreSQL: the sign-ins of one group commit in one statement. Each key's counter and
+/// last use are stored as [`UpdateSignCount`] would; the session of each sign-in whose key
+/// was updated is inserted; the ids of the keys updated are returned. A key may appear
+/// only once per statement (the join would update its row once, for one of them).
+pub(super) struct RecordSignIns<'a> {
+    pub key_ids: &'a [String],
+    pub sign_counts: &'a [i64],
+    pub ats: &'a [i64],
+    pub sessions: &'a super::signins::SessionColumns,
+}
+
+impl QueryFragment<diesel::pg::Pg> for RecordSignIns<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{Array, Bool, Nullable};
+        let s = self.sessions;
+        out.push_sql("WITH v AS (SELECT * FROM unnest(");
+        out.push_bind_param::<Array<Text>, _>(self.key_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(self.sign_counts)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(self.ats)?;
+        out.push_sql(
+            ") AS t(key_id, sign_count, at)), \
+             u AS (UPDATE credentials c SET sign_count = v.sign_count, last_used_at = v.at \
+             FROM v WHERE c.id = v.key_id AND c.revoked_at IS NULL \
+             AND (c.sign_count < v.sign_count OR (c.sign_count = 0 AND v.sign_count = 0)) \
+             RETURNING c.id), \
+             s AS (INSERT INTO sessions (id, user_id, token_hash, key_id, user_verified, ip, \
+             user_agent, created_at, expires_at, ended_at, ended_by) \
+             SELECT * FROM unnest(",
+        );
+        out.push_bind_param::<Array<Text>, _>(&s.id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&s.user_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&s.token_hash)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&s.key_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Bool>, _>(&s.user_verified)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&s.ip)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&s.user_agent)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&s.created_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&s.expires_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<BigInt>>, _>(&s.ended_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&s.ended_by)?;
+        out.push_sql(
+            ") AS n(id, user_id, token_hash, key_id, user_verified, ip, user_agent, \
+             created_at, expires_at, ended_at, ended_by) \
+             WHERE n.key_id IN (SELECT id FROM u)) \
+             SELECT id FROM u",
+        );
+        Ok(())
+    }
+}
+
+impl QueryId for RecordSignIns<'_> {
+    type QueryId = RecordSignIns<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for RecordSignIns<'_> {
+    type SqlType = Text;
+}
+
+impl<Conn> RunQueryDsl<Conn> for RecordSignIns<'_> {}
+
+/// The columns of audit events to insert, one array each (PostgreSQL's `unnest`).
+#[derive(Default)]
+pub(super) struct AuditColumns {
+    pub seq: Vec<i64>,
+    pub id: Vec<String>,
+    pub at: Vec<i64>,
+    pub actor: Vec<String>,
+    pub action: Vec<String>,
+    pub subject: Vec<String>,
+    pub outcome: Vec<String>,
+    pub reason: Vec<Option<String>>,
+    pub details: Vec<String>,
+    pub prev_hash: Vec<String>,
+    pub hash: Vec<String>,
+}
+
+/// PostgreSQL: inserts chained audit events and moves the head to the last one, in one
+/// statement of one fixed text (prepared once per connection, whatever the count).
+pub(super) struct AppendAuditEvents<'a> {
+    pub rows: &'a AuditColumns,
+    pub head_id: i32,
+    pub head_hash: &'a str,
+}
+
+impl QueryFragment<diesel::pg::Pg> for AppendAuditEvents<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{Array, Nullable};
+        let r = self.rows;
+        out.push_sql(
+            "WITH ins AS (INSERT INTO audit_events (seq, id, at, actor, action, subject, \
+             outcome, reason, details, prev_hash, hash) SELECT * FROM unnest(",
+        );
+        out.push_bind_param::<Array<BigInt>, _>(&r.seq)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&r.id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&r.at)?;
+        for column in [&r.actor, &r.action, &r.subject, &r.outcome] {
+            out.push_sql(", ");
+            out.push_bind_param::<Array<Text>, _>(column)?;
+        }
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&r.reason)?;
+        for column in [&r.details, &r.prev_hash, &r.hash] {
+            out.push_sql(", ");
+            out.push_bind_param::<Array<Text>, _>(column)?;
+        }
+        out.push_sql(")) UPDATE audit_head SET hash = ");
+        out.push_bind_param::<Text, _>(self.head_hash)?;
+        out.push_sql(" WHERE id = ");
+        out.push_bind_param::<Integer, _>(&self.head_id)?;
+        Ok(())
+    }
+}
+
+impl QueryId for AppendAuditEvents<'_> {
+    type QueryId = AppendAuditEvents<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<Conn> RunQueryDsl<Conn> for AppendAuditEvents<'_> {}

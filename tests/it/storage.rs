@@ -3,9 +3,10 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Barrier};
 
+use keygate::audit::{NewAuditEvent, Outcome};
 use keygate::storage::{
     hash_token, new_id, Backend, InvitationFilter, InvitationKind, InvitationState, NewCredential,
-    NewInvitation, NewUser, Role, Storage, StorageError, UserStatus,
+    NewInvitation, NewUser, Role, SessionRecord, SignInWrite, Storage, StorageError, UserStatus,
 };
 
 use crate::support::db::{
@@ -634,4 +635,188 @@ async fn storage_run_uses_the_blocking_pool() {
     assert_eq!(stored.map(|u| u.id), Some(id));
     let missing = db.run(|s| s.user_by_id("none")).await.unwrap();
     assert_eq!(missing, None);
+}
+
+/// A sign-in to record for `key` at `sign_count`, with its own session.
+fn sign_in(user_id: &str, key: &str, sign_count: i64, at: i64) -> SignInWrite {
+    let event = |action: &str, outcome| {
+        NewAuditEvent::new(
+            format!("user:{user_id}"),
+            action,
+            format!("user:{user_id}"),
+            outcome,
+        )
+        .with_details(serde_json::json!({ "key": key, "sign_count": sign_count }))
+    };
+    SignInWrite {
+        key_id: key.to_owned(),
+        sign_count,
+        at,
+        session: SessionRecord {
+            id: new_id().unwrap(),
+            user_id: user_id.to_owned(),
+            token_hash: hash_token(&new_id().unwrap()),
+            key_id: Some(key.to_owned()),
+            user_verified: true,
+            ip: Some("127.0.0.1".into()),
+            user_agent: None,
+            created_at: at,
+            expires_at: at + 3600,
+            ended_at: None,
+            ended_by: None,
+        },
+        success: event("signin.success", Outcome::Success),
+        refused: event("signin.refused", Outcome::Refused).with_reason("possible_cloned_key"),
+    }
+}
+
+#[test]
+fn storage_sign_ins_of_one_batch_are_recorded_as_if_one_after_the_other() {
+    let db = test_storage_with_pool(Some(4));
+    let user = db
+        .insert_user(&new_user("batch@example.com", Role::Member))
+        .unwrap();
+    let key = |n: &str| {
+        db.insert_credential(&new_credential(&user.id, n.as_bytes()))
+            .unwrap()
+            .id
+    };
+    let (twice, regressed, stepped, revoked, counterless) = (
+        key("twice"),
+        key("regressed"),
+        key("stepped"),
+        key("revoked"),
+        key("counterless"),
+    );
+    assert!(db
+        .update_sign_count_and_last_used(&regressed, 10, NOW)
+        .unwrap());
+    assert!(db.revoke_credential(&revoked, "admin", NOW).unwrap());
+    let at = NOW + 60;
+    // (write, whether it must be recorded; None where the batch's order decides)
+    let cases = [
+        (sign_in(&user.id, &twice, 5, at), None),
+        (sign_in(&user.id, &twice, 5, at), None),
+        (sign_in(&user.id, &regressed, 9, at), Some(false)),
+        (sign_in(&user.id, &stepped, 3, at), None),
+        (sign_in(&user.id, &stepped, 4, at), Some(true)),
+        (sign_in(&user.id, &revoked, 1, at), Some(false)),
+        (sign_in(&user.id, &counterless, 0, at), Some(true)),
+        (sign_in(&user.id, &counterless, 0, at), Some(true)),
+    ];
+    // A first job holds the committer while the sign-ins queue up behind it, so they
+    // are written as one batch.
+    let (started, running) = std::sync::mpsc::channel();
+    let outcomes = std::thread::scope(|scope| {
+        let blocker = db.storage.clone();
+        scope.spawn(move || {
+            blocker
+                .audited_blocking(move |_tx| {
+                    let _ = started.send(());
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    Ok(())
+                })
+                .unwrap();
+        });
+        running.recv().unwrap();
+        let handles: Vec<_> = cases
+            .iter()
+            .map(|(write, _)| {
+                let (storage, write) = (db.storage.clone(), write.clone());
+                scope.spawn(move || {
+                    storage
+                        .audited_blocking(move |tx| tx.record_sign_in(write.clone()))
+                        .unwrap()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    let mut recorded_sessions = BTreeSet::new();
+    for ((write, expected), (ticket, records)) in cases.iter().zip(&outcomes) {
+        let recorded = ticket.recorded();
+        if let Some(expected) = expected {
+            assert_eq!(
+                recorded, *expected,
+                "key {} at {}",
+                write.key_id, write.sign_count
+            );
+        }
+        let actions: Vec<&str> = records.iter().map(|r| r.action.as_str()).collect();
+        let action = if recorded {
+            "signin.success"
+        } else {
+            "signin.refused"
+        };
+        assert_eq!(
+            actions,
+            [action],
+            "key {} at {}",
+            write.key_id,
+            write.sign_count
+        );
+        if recorded {
+            recorded_sessions.insert(write.session.id.clone());
+        }
+    }
+    // The same counter twice at once: exactly one of the two.
+    assert!(outcomes[0].0.recorded() ^ outcomes[1].0.recorded());
+    let stored = |id: &str| db.credential_by_id(id).unwrap().unwrap();
+    assert_eq!(
+        (stored(&twice).sign_count, stored(&twice).last_used_at),
+        (5, Some(at))
+    );
+    assert_eq!(
+        (
+            stored(&regressed).sign_count,
+            stored(&regressed).last_used_at
+        ),
+        (10, Some(NOW))
+    );
+    assert_eq!(stored(&stepped).sign_count, 4);
+    assert_eq!(
+        (stored(&revoked).sign_count, stored(&revoked).last_used_at),
+        (0, None)
+    );
+    assert_eq!(stored(&counterless).last_used_at, Some(at));
+    // A session row for each recorded sign-in, and none for a refused one.
+    let live: BTreeSet<String> = db
+        .live_sessions(&user.id, at)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(live, recorded_sessions);
+    let ok = db.verify_audit_chain().unwrap().unwrap();
+    assert_eq!(ok.count, cases.len() as u64);
+}
+
+#[test]
+fn storage_sign_in_outside_a_group_commit_is_written_at_once() {
+    let db = test_storage();
+    let user = db
+        .insert_user(&new_user("single@example.com", Role::Member))
+        .unwrap();
+    let key = db
+        .insert_credential(&new_credential(&user.id, b"single"))
+        .unwrap()
+        .id;
+    let first = db
+        .transaction(|tx| tx.record_sign_in(sign_in(&user.id, &key, 2, NOW)))
+        .unwrap();
+    let again = db
+        .transaction(|tx| tx.record_sign_in(sign_in(&user.id, &key, 2, NOW + 1)))
+        .unwrap();
+    assert!(first.recorded());
+    assert!(!again.recorded());
+    assert_eq!(db.live_sessions(&user.id, NOW).unwrap().len(), 1);
+    assert_eq!(db.verify_audit_chain().unwrap().unwrap().count, 2);
+    // A session naming another key than the one signing in is refused, nothing written.
+    let mut odd = sign_in(&user.id, &key, 3, NOW + 2);
+    odd.session.key_id = Some("another".into());
+    assert!(db.transaction(|tx| tx.record_sign_in(odd.clone())).is_err());
+    assert_eq!(db.credential_by_id(&key).unwrap().unwrap().sign_count, 2);
 }
