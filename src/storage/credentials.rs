@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 
 use super::error::{db_err, StorageError};
-use super::models::{Credential, NewCredential, User};
+use super::models::{Credential, NewCredential, SignInKey, User};
 use super::schema::{credentials, users};
 use super::users::UserRow;
 use super::{Storage, Tx};
@@ -72,16 +72,31 @@ impl Tx<'_> {
             .map_err(db_err)
     }
 
-    /// The credential with this WebAuthn credential id and its member, in one query (a
-    /// sign-in's lookup; revoked credentials included).
-    pub fn credential_and_user(
+    /// The key with this WebAuthn credential id, as a sign-in needs it, and its member,
+    /// in one query (revoked keys included). The attestation evidence, most of the row,
+    /// stays in the database.
+    pub fn sign_in_key(
         &mut self,
         credential_id: &[u8],
-    ) -> Result<Option<(Credential, User)>, StorageError> {
+    ) -> Result<Option<(SignInKey, User)>, StorageError> {
         credentials::table
             .inner_join(users::table)
             .filter(credentials::credential_id.eq(credential_id))
-            .first::<(Credential, UserRow)>(self.conn)
+            .select((
+                (
+                    credentials::id,
+                    credentials::public_key_cose,
+                    credentials::sign_count,
+                    credentials::aaguid,
+                    credentials::model,
+                    credentials::backup_eligible,
+                    credentials::phishing_resistant,
+                    credentials::revoked_at,
+                    credentials::last_used_at,
+                ),
+                users::all_columns,
+            ))
+            .first::<(SignInKey, UserRow)>(self.conn)
             .optional()
             .map_err(db_err)?
             .map(|(key, user)| Ok((key, User::try_from(user)?)))

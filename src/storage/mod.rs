@@ -44,7 +44,8 @@ pub use error::StorageError;
 pub use ids::{hash_token, new_id, ordered_id, unix_millis, unix_now};
 pub use models::{
     AuditQuery, Credential, Invitation, InvitationFilter, InvitationKind, InvitationState,
-    NewCredential, NewInvitation, NewUser, Role, UnknownValue, User, UserStatus, UserWithKeys,
+    NewCredential, NewInvitation, NewUser, Role, SignInKey, UnknownValue, User, UserStatus,
+    UserWithKeys,
 };
 pub use oidc::{OidcClient, OidcGrant, RefreshTokenRecord};
 pub use recovery::RecoveryRequest;

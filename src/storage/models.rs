@@ -219,6 +219,20 @@ impl Credential {
 
 /// A credential to store, with an id picked by the caller
 /// ([`crate::storage::new_id`]). It starts neither revoked nor used.
+/// What a sign-in reads of a key ([`super::Tx::sign_in_key`]).
+#[derive(Debug, Clone, PartialEq, Eq, diesel::Queryable)]
+pub struct SignInKey {
+    pub id: String,
+    pub public_key_cose: Vec<u8>,
+    pub sign_count: i64,
+    pub aaguid: String,
+    pub model: Option<String>,
+    pub backup_eligible: bool,
+    pub phishing_resistant: bool,
+    pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, diesel::Insertable)]
 #[diesel(table_name = credentials)]
 pub struct NewCredential {

@@ -347,7 +347,7 @@ fn storage_credentials_crud() {
     }
     // The sign-in's lookup: the key and its member in one query; unknown ids find nothing.
     let (key, member) = db
-        .with_conn(|tx| tx.credential_and_user(b"theirs"))
+        .with_conn(|tx| tx.sign_in_key(b"theirs"))
         .unwrap()
         .expect("enrolled key");
     assert_eq!(
@@ -356,7 +356,7 @@ fn storage_credentials_crud() {
     );
     assert_eq!(member.id, other.id);
     assert!(db
-        .with_conn(|tx| tx.credential_and_user(b"nobody's"))
+        .with_conn(|tx| tx.sign_in_key(b"nobody's"))
         .unwrap()
         .is_none());
 
