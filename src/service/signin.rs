@@ -321,7 +321,7 @@ async fn verify(
     let lookup_id = raw_id.clone();
     let found = state
         .storage
-        .read(move |tx| tx.sign_in_key(&lookup_id))
+        .sign_in_key(lookup_id)
         .await
         .map_err(|e| plain(e.into()))?;
     let unknown = || {

@@ -18,6 +18,7 @@ mod error;
 mod group_commit;
 mod ids;
 mod invitations;
+mod key_lookups;
 mod models;
 mod oidc;
 mod prepared;
@@ -201,6 +202,8 @@ pub struct Storage {
     write_gate: Arc<Mutex<()>>,
     /// Audited writes of concurrent requests committed together ([`Storage::audited`]).
     group: Arc<group_commit::GroupCommit>,
+    /// PostgreSQL: the sign-in's key lookups, batched.
+    lookups: Arc<key_lookups::KeyLookups>,
     /// SQLite: log frames past which the checkpointer restarts the log.
     log_limit_frames: Arc<AtomicI32>,
     /// Dropped with the last clone: the SQLite checkpointer then stops.
@@ -254,6 +257,7 @@ impl Storage {
             backend,
             write_gate.clone(),
         ));
+        let lookups = Arc::new(key_lookups::KeyLookups::new(pool.clone()));
         let alive = Arc::new(());
         let log_limit_frames = Arc::new(AtomicI32::new(DEFAULT_LOG_LIMIT_FRAMES));
         if backend == Backend::Sqlite {
@@ -269,6 +273,7 @@ impl Storage {
             backend,
             write_gate,
             group,
+            lookups,
             log_limit_frames,
             _alive: alive,
         })
@@ -456,6 +461,19 @@ impl Storage {
             }
         }
         self.run(move |s| s.with_conn(f)).await
+    }
+
+    /// The key with this WebAuthn credential id, as a sign-in needs it, and its member
+    /// ([`Tx::sign_in_key`]). On PostgreSQL concurrent lookups share one query
+    /// (`key_lookups`); on SQLite it is read in place when a connection is free.
+    pub async fn sign_in_key(
+        &self,
+        credential_id: Vec<u8>,
+    ) -> Result<Option<(SignInKey, User)>, StorageError> {
+        match self.backend {
+            Backend::Postgres => self.lookups.find(credential_id).await,
+            Backend::Sqlite => self.read(move |tx| tx.sign_in_key(&credential_id)).await,
+        }
     }
 
     /// Runs blocking storage work on tokio's blocking pool, for async callers:

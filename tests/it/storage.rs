@@ -820,3 +820,36 @@ fn storage_sign_in_outside_a_group_commit_is_written_at_once() {
     assert!(db.transaction(|tx| tx.record_sign_in(odd.clone())).is_err());
     assert_eq!(db.credential_by_id(&key).unwrap().unwrap().sign_count, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn storage_concurrent_key_lookups_each_find_their_own_key() {
+    let db = test_storage();
+    let mut expected = Vec::new();
+    for i in 0..6 {
+        let user = db
+            .insert_user(&new_user(&format!("lookup{i}@example.com"), Role::Member))
+            .unwrap();
+        let cid = format!("lookup-key-{i}").into_bytes();
+        let key = db
+            .insert_credential(&new_credential(&user.id, &cid))
+            .unwrap();
+        expected.push((cid, Some((key.id, user.id))));
+    }
+    expected.push((b"nobody".to_vec(), None));
+    // Each id several times, all at once: batched lookups answer every caller, duplicates
+    // and unknown ids included.
+    let tasks: Vec<_> = (0..8)
+        .flat_map(|_| expected.clone())
+        .map(|(cid, want)| {
+            let storage = db.storage.clone();
+            tokio::spawn(async move {
+                let found = storage.sign_in_key(cid.clone()).await.unwrap();
+                (cid, want, found.map(|(key, user)| (key.id, user.id)))
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (cid, want, got) = task.await.unwrap();
+        assert_eq!(got, want, "{}", String::from_utf8_lossy(&cid));
+    }
+}
