@@ -3,8 +3,9 @@
 //!
 //! One committer thread per [`Storage`] takes every job queued while the previous batch
 //! was committing, runs them in order inside one transaction (each job's audit events
-//! are queued with [`Tx::queue_audit`], its sign-ins with [`Tx::record_sign_in`]), writes
-//! the queued sign-ins together, then chains the queued events in that order onto the
+//! are queued with [`Tx::queue_audit`], its sign-ins with [`Tx::record_sign_in`], the
+//! grants of exchanged codes with [`Tx::insert_issued_grant`]), writes the queued sign-ins
+//! and grants together, then chains the queued events in that order onto the
 //! stored head, inserts them, moves the head and commits. The head row is locked
 //! only for that last step, after the jobs' own writes, as a plain append does, so
 //! batches of several replicas and plain appends serialise on it as before and the chain
@@ -214,6 +215,8 @@ pub(super) struct Batch {
     pub(super) job: usize,
     pub(super) audits: Vec<(usize, QueuedAudit)>,
     pub(super) sign_ins: Vec<(usize, super::signins::QueuedSignIn)>,
+    /// OIDC grants of exchanged codes, each with its first refresh token.
+    pub(super) grants: Vec<(super::OidcGrant, Option<super::RefreshTokenRecord>)>,
 }
 
 /// Runs `jobs` in one transaction, writes the sign-ins they queued and chains their
@@ -231,6 +234,7 @@ fn run_together(
             job.run(tx)?;
         }
         tx.record_queued_sign_ins()?;
+        tx.insert_queued_grants()?;
         let batch = tx.batch.take().unwrap_or_default();
         let (owners, queued): (Vec<usize>, Vec<QueuedAudit>) = batch.audits.into_iter().unzip();
         let mut records: Vec<Vec<AuditRecord>> = jobs.iter().map(|_| Vec::new()).collect();

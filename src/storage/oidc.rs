@@ -8,6 +8,7 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::error::{db_err, StorageError};
+use super::prepared::{GrantColumns, InsertGrants, InsertRefreshTokens, RefreshTokenColumns};
 use super::schema::{oidc_clients, oidc_grants, oidc_refresh_tokens};
 use super::{Storage, Tx};
 
@@ -271,6 +272,84 @@ impl Tx<'_> {
             ))
             .execute(self.conn)
             .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Stores the grant of an exchanged code with the first refresh token issued from it.
+    /// In a group commit both wait for the end of the batch, when its grants are inserted
+    /// together (one statement per table on PostgreSQL); a grant already there fails the
+    /// job with `Conflict` either way.
+    pub fn insert_issued_grant(
+        &mut self,
+        grant: OidcGrant,
+        refresh: Option<RefreshTokenRecord>,
+    ) -> Result<(), StorageError> {
+        match self.batch.as_mut() {
+            Some(batch) => {
+                batch.grants.push((grant, refresh));
+                Ok(())
+            }
+            None => self.atomically(|tx| tx.insert_grants(vec![(grant, refresh)])),
+        }
+    }
+
+    /// Inserts the grants the batch's jobs queued.
+    pub(super) fn insert_queued_grants(&mut self) -> Result<(), StorageError> {
+        match self.batch.as_mut() {
+            Some(batch) if !batch.grants.is_empty() => {
+                let queued = std::mem::take(&mut batch.grants);
+                self.insert_grants(queued)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn insert_grants(
+        &mut self,
+        queued: Vec<(OidcGrant, Option<RefreshTokenRecord>)>,
+    ) -> Result<(), StorageError> {
+        let pg = match &mut *self.conn {
+            super::DbConnection::Pg(pg) if queued.len() > 1 => pg,
+            _ => {
+                for (grant, refresh) in &queued {
+                    self.insert_oidc_grant(grant)?;
+                    if let Some(r) = refresh {
+                        self.insert_refresh_token(r)?;
+                    }
+                }
+                return Ok(());
+            }
+        };
+        let (mut grants, mut refresh) = (GrantColumns::default(), RefreshTokenColumns::default());
+        for (g, r) in &queued {
+            grants.id.push(g.id.clone());
+            grants.user_id.push(g.user_id.clone());
+            grants.client_id.push(g.client_id.clone());
+            grants.session_id.push(g.session_id.clone());
+            grants.key_id.push(g.key_id.clone());
+            grants.auth_time.push(g.auth_time);
+            grants.acr.push(g.acr.clone());
+            grants.amr.push(to_json(&g.amr));
+            grants.created_at.push(g.created_at);
+            grants.revoked_at.push(g.revoked_at);
+            grants.revoked_reason.push(g.revoked_reason.clone());
+            if let Some(r) = r {
+                refresh.digest.push(r.digest.clone());
+                refresh.grant_id.push(r.grant_id.clone());
+                refresh.client_id.push(r.client_id.clone());
+                refresh.user_id.push(r.user_id.clone());
+                refresh.scope.push(r.scope.clone());
+                refresh.record.push(r.record.clone());
+                refresh.created_at.push(r.created_at);
+                refresh.expires_at.push(r.expires_at);
+                refresh.used_at.push(r.used_at);
+                refresh.revoked_at.push(r.revoked_at);
+            }
+        }
+        InsertGrants(&grants).execute(pg).map_err(db_err)?;
+        if !refresh.digest.is_empty() {
+            InsertRefreshTokens(&refresh).execute(pg).map_err(db_err)?;
+        }
         Ok(())
     }
 

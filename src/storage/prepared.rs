@@ -267,3 +267,117 @@ impl QueryId for AppendAuditEvents<'_> {
 }
 
 impl<Conn> RunQueryDsl<Conn> for AppendAuditEvents<'_> {}
+
+/// The columns of OIDC grants to insert, one array each (PostgreSQL's `unnest`).
+#[derive(Default)]
+pub(super) struct GrantColumns {
+    pub id: Vec<String>,
+    pub user_id: Vec<String>,
+    pub client_id: Vec<String>,
+    pub session_id: Vec<Option<String>>,
+    pub key_id: Vec<Option<String>>,
+    pub auth_time: Vec<i64>,
+    pub acr: Vec<String>,
+    pub amr: Vec<String>,
+    pub created_at: Vec<i64>,
+    pub revoked_at: Vec<Option<i64>>,
+    pub revoked_reason: Vec<Option<String>>,
+}
+
+/// PostgreSQL: inserts a group commit's OIDC grants in one statement of one fixed text.
+pub(super) struct InsertGrants<'a>(pub &'a GrantColumns);
+
+impl QueryFragment<diesel::pg::Pg> for InsertGrants<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{Array, Nullable};
+        let g = self.0;
+        out.push_sql(
+            "INSERT INTO oidc_grants (id, user_id, client_id, session_id, key_id, auth_time, \
+             acr, amr, created_at, revoked_at, revoked_reason) SELECT * FROM unnest(",
+        );
+        for column in [&g.id, &g.user_id, &g.client_id] {
+            out.push_bind_param::<Array<Text>, _>(column)?;
+            out.push_sql(", ");
+        }
+        for column in [&g.session_id, &g.key_id] {
+            out.push_bind_param::<Array<Nullable<Text>>, _>(column)?;
+            out.push_sql(", ");
+        }
+        out.push_bind_param::<Array<BigInt>, _>(&g.auth_time)?;
+        for column in [&g.acr, &g.amr] {
+            out.push_sql(", ");
+            out.push_bind_param::<Array<Text>, _>(column)?;
+        }
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&g.created_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<BigInt>>, _>(&g.revoked_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&g.revoked_reason)?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+impl QueryId for InsertGrants<'_> {
+    type QueryId = InsertGrants<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<Conn> RunQueryDsl<Conn> for InsertGrants<'_> {}
+
+/// The columns of refresh tokens to insert, one array each (PostgreSQL's `unnest`).
+#[derive(Default)]
+pub(super) struct RefreshTokenColumns {
+    pub digest: Vec<String>,
+    pub grant_id: Vec<String>,
+    pub client_id: Vec<String>,
+    pub user_id: Vec<String>,
+    pub scope: Vec<String>,
+    pub record: Vec<String>,
+    pub created_at: Vec<i64>,
+    pub expires_at: Vec<i64>,
+    pub used_at: Vec<Option<i64>>,
+    pub revoked_at: Vec<Option<i64>>,
+}
+
+/// PostgreSQL: inserts a group commit's refresh tokens in one statement of one fixed text.
+pub(super) struct InsertRefreshTokens<'a>(pub &'a RefreshTokenColumns);
+
+impl QueryFragment<diesel::pg::Pg> for InsertRefreshTokens<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{Array, Nullable};
+        let r = self.0;
+        out.push_sql(
+            "INSERT INTO oidc_refresh_tokens (digest, grant_id, client_id, user_id, scope, \
+             record, created_at, expires_at, used_at, revoked_at) SELECT * FROM unnest(",
+        );
+        for column in [
+            &r.digest,
+            &r.grant_id,
+            &r.client_id,
+            &r.user_id,
+            &r.scope,
+            &r.record,
+        ] {
+            out.push_bind_param::<Array<Text>, _>(column)?;
+            out.push_sql(", ");
+        }
+        for column in [&r.created_at, &r.expires_at] {
+            out.push_bind_param::<Array<BigInt>, _>(column)?;
+            out.push_sql(", ");
+        }
+        out.push_bind_param::<Array<Nullable<BigInt>>, _>(&r.used_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<BigInt>>, _>(&r.revoked_at)?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+impl QueryId for InsertRefreshTokens<'_> {
+    type QueryId = InsertRefreshTokens<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<Conn> RunQueryDsl<Conn> for InsertRefreshTokens<'_> {}

@@ -6,11 +6,12 @@ use std::sync::{Arc, Barrier};
 use keygate::audit::{NewAuditEvent, Outcome};
 use keygate::storage::{
     hash_token, new_id, Backend, InvitationFilter, InvitationKind, InvitationState, NewCredential,
-    NewInvitation, NewUser, Role, SessionRecord, SignInWrite, Storage, StorageError, UserStatus,
+    NewInvitation, NewUser, OidcClient, OidcGrant, RefreshTokenRecord, Role, SessionRecord,
+    SignInWrite, Storage, StorageError, UserStatus,
 };
 
 use crate::support::db::{
-    backend_name, test_storage, test_storage_unmigrated, test_storage_with_pool,
+    backend_name, test_storage, test_storage_unmigrated, test_storage_with_pool, TestDb,
 };
 
 const NOW: i64 = 1_764_000_000;
@@ -852,4 +853,124 @@ async fn storage_concurrent_key_lookups_each_find_their_own_key() {
         let (cid, want, got) = task.await.unwrap();
         assert_eq!(got, want, "{}", String::from_utf8_lossy(&cid));
     }
+}
+
+fn grant(id: &str, user_id: &str) -> OidcGrant {
+    OidcGrant {
+        id: id.to_owned(),
+        user_id: user_id.to_owned(),
+        client_id: "batch-client".into(),
+        session_id: Some(new_id().unwrap()),
+        key_id: None,
+        auth_time: NOW,
+        acr: "phrh".into(),
+        amr: vec!["hwk".into(), "user".into()],
+        created_at: NOW,
+        revoked_at: None,
+        revoked_reason: None,
+    }
+}
+
+#[test]
+fn storage_grants_of_one_batch_are_inserted_together_and_a_conflict_fails_only_its_job() {
+    let db = test_storage_with_pool(Some(4));
+    let user = db
+        .insert_user(&new_user("grants@example.com", Role::Member))
+        .unwrap();
+    db.transaction(|tx| {
+        tx.insert_oidc_client(&OidcClient {
+            client_id: "batch-client".into(),
+            name: "Batch".into(),
+            secret_sha256: None,
+            redirect_uris: vec!["https://rp.example/cb".into()],
+            post_logout_redirect_uris: vec![],
+            allowed_scopes: vec!["openid".into()],
+            id_token_alg: "ES256".into(),
+            workspace_id: None,
+            required_acr: vec![],
+            source: "admin".into(),
+            created_at: NOW,
+            disabled_at: None,
+        })
+    })
+    .unwrap();
+    // One batch of three fresh grants, then one where a code used twice left a revoked
+    // placeholder under the second grant's id first.
+    let fresh: Vec<String> = (0..3).map(|_| new_id().unwrap()).collect();
+    let outcomes = issue_in_one_batch(&db, &user.id, &fresh);
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    let taken = new_id().unwrap();
+    db.transaction(|tx| tx.insert_oidc_grant(&grant(&taken, &user.id)))
+        .unwrap();
+    let ids: Vec<String> = vec![new_id().unwrap(), taken.clone(), new_id().unwrap()];
+    let outcomes = issue_in_one_batch(&db, &user.id, &ids);
+    assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
+    assert!(
+        matches!(outcomes[1], Err(StorageError::Conflict(_))),
+        "{outcomes:?}"
+    );
+    for (i, id) in fresh.iter().chain(&ids).enumerate() {
+        let stored = db.transaction(|tx| tx.oidc_grant(id)).unwrap().unwrap();
+        assert_eq!(stored.amr, ["hwk", "user"]);
+        let token = db
+            .transaction(|tx| tx.refresh_token(&hash_token(id)))
+            .unwrap();
+        // Each batch's first and third came with a refresh token.
+        assert_eq!(token.is_some(), (i % 3) % 2 == 0, "grant {i}");
+    }
+    // Only the five grants written were audited.
+    assert_eq!(db.verify_audit_chain().unwrap().unwrap().count, 5);
+}
+
+/// Issues a grant for each of `ids` (with a refresh token for every other one) while a
+/// first job holds the committer, so they are written as one batch.
+fn issue_in_one_batch(
+    db: &TestDb,
+    user_id: &str,
+    ids: &[String],
+) -> Vec<Result<((), Vec<keygate::storage::AuditRecord>), StorageError>> {
+    let (started, running) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        let blocker = db.storage.clone();
+        scope.spawn(move || {
+            blocker
+                .audited_blocking(move |_tx| {
+                    let _ = started.send(());
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    Ok(())
+                })
+                .unwrap();
+        });
+        running.recv().unwrap();
+        let handles: Vec<_> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let (storage, g) = (db.storage.clone(), grant(id, user_id));
+                let refresh = RefreshTokenRecord {
+                    digest: hash_token(id),
+                    grant_id: id.clone(),
+                    client_id: "batch-client".into(),
+                    user_id: user_id.to_owned(),
+                    scope: "openid offline_access".into(),
+                    record: "{}".into(),
+                    created_at: NOW,
+                    expires_at: NOW + 3600,
+                    used_at: None,
+                    revoked_at: None,
+                };
+                let issued =
+                    NewAuditEvent::new("user:x", "oidc.token_issued", "user:x", Outcome::Success)
+                        .with_details(serde_json::json!({ "grant": id }));
+                scope.spawn(move || {
+                    storage.audited_blocking(move |tx| {
+                        let r = (i % 2 == 0).then(|| refresh.clone());
+                        tx.insert_issued_grant(g.clone(), r)?;
+                        tx.queue_audit(&issued, NOW)
+                    })
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
 }

@@ -328,10 +328,7 @@ async fn exchange_code(
         }),
     );
     let written = state.storage.audited(move |tx| {
-        tx.insert_oidc_grant(&row)?;
-        if let Some(r) = &refresh {
-            tx.insert_refresh_token(r)?;
-        }
+        tx.insert_issued_grant(row.clone(), refresh.clone())?;
         tx.queue_audit(&issued_event, at)
     });
     // The access token's bookkeeping goes to the shared store meanwhile: until the
