@@ -13,12 +13,12 @@
 //! - Only this module imports diesel.
 
 mod audit_log;
+mod batched_reads;
 mod credentials;
 mod error;
 mod group_commit;
 mod ids;
 mod invitations;
-mod key_lookups;
 mod models;
 mod oidc;
 mod prepared;
@@ -202,8 +202,9 @@ pub struct Storage {
     write_gate: Arc<Mutex<()>>,
     /// Audited writes of concurrent requests committed together ([`Storage::audited`]).
     group: Arc<group_commit::GroupCommit>,
-    /// PostgreSQL: the sign-in's key lookups, batched.
-    lookups: Arc<key_lookups::KeyLookups>,
+    /// PostgreSQL: the sign-in's key lookups and the OIDC client lookups, batched.
+    key_lookups: Arc<batched_reads::BatchedReads<batched_reads::SignInKeys>>,
+    client_lookups: Arc<batched_reads::BatchedReads<batched_reads::OidcClients>>,
     /// SQLite: log frames past which the checkpointer restarts the log.
     log_limit_frames: Arc<AtomicI32>,
     /// Dropped with the last clone: the SQLite checkpointer then stops.
@@ -257,7 +258,8 @@ impl Storage {
             backend,
             write_gate.clone(),
         ));
-        let lookups = Arc::new(key_lookups::KeyLookups::new(pool.clone()));
+        let key_lookups = Arc::new(batched_reads::BatchedReads::new(pool.clone()));
+        let client_lookups = Arc::new(batched_reads::BatchedReads::new(pool.clone()));
         let alive = Arc::new(());
         let log_limit_frames = Arc::new(AtomicI32::new(DEFAULT_LOG_LIMIT_FRAMES));
         if backend == Backend::Sqlite {
@@ -273,7 +275,8 @@ impl Storage {
             backend,
             write_gate,
             group,
-            lookups,
+            key_lookups,
+            client_lookups,
             log_limit_frames,
             _alive: alive,
         })
@@ -465,14 +468,27 @@ impl Storage {
 
     /// The key with this WebAuthn credential id, as a sign-in needs it, and its member
     /// ([`Tx::sign_in_key`]). On PostgreSQL concurrent lookups share one query
-    /// (`key_lookups`); on SQLite it is read in place when a connection is free.
+    /// (`batched_reads`); on SQLite it is read in place when a connection is free.
     pub async fn sign_in_key(
         &self,
         credential_id: Vec<u8>,
     ) -> Result<Option<(SignInKey, User)>, StorageError> {
         match self.backend {
-            Backend::Postgres => self.lookups.find(credential_id).await,
+            Backend::Postgres => self.key_lookups.find(credential_id).await,
             Backend::Sqlite => self.read(move |tx| tx.sign_in_key(&credential_id)).await,
+        }
+    }
+
+    /// The OpenID Connect client with this id ([`Tx::oidc_client`]), for every request at
+    /// the protocol endpoints: batched on PostgreSQL, read in place on SQLite, as
+    /// [`Storage::sign_in_key`].
+    pub async fn find_oidc_client(
+        &self,
+        client_id: String,
+    ) -> Result<Option<OidcClient>, StorageError> {
+        match self.backend {
+            Backend::Postgres => self.client_lookups.find(client_id).await,
+            Backend::Sqlite => self.read(move |tx| tx.oidc_client(&client_id)).await,
         }
     }
 

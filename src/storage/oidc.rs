@@ -79,6 +79,20 @@ impl From<&OidcClient> for ClientRow {
     }
 }
 
+/// PostgreSQL: the clients with these ids that exist ([`super::batched_reads`]).
+pub(super) fn clients_by_id(
+    conn: &mut diesel::PgConnection,
+    ids: &[&String],
+) -> Result<Vec<(String, OidcClient)>, StorageError> {
+    oidc_clients::table
+        .filter(oidc_clients::client_id.eq_any(ids))
+        .load::<ClientRow>(conn)
+        .map_err(db_err)?
+        .into_iter()
+        .map(|row| OidcClient::try_from(row).map(|c| (c.client_id.clone(), c)))
+        .collect()
+}
+
 impl TryFrom<ClientRow> for OidcClient {
     type Error = StorageError;
     fn try_from(r: ClientRow) -> Result<Self, StorageError> {

@@ -974,3 +974,42 @@ fn issue_in_one_batch(
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     })
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn storage_concurrent_client_lookups_each_find_their_own_client() {
+    let db = test_storage();
+    let mut expected = Vec::new();
+    for i in 0..4 {
+        let client = OidcClient {
+            client_id: format!("lookup-client-{i}"),
+            name: format!("Client {i}"),
+            secret_sha256: None,
+            redirect_uris: vec![format!("https://rp{i}.example/cb")],
+            post_logout_redirect_uris: vec![],
+            allowed_scopes: vec!["openid".into()],
+            id_token_alg: "ES256".into(),
+            workspace_id: None,
+            required_acr: vec![],
+            source: "admin".into(),
+            created_at: NOW,
+            disabled_at: (i == 3).then_some(NOW),
+        };
+        db.transaction(|tx| tx.insert_oidc_client(&client)).unwrap();
+        expected.push((client.client_id.clone(), Some(client)));
+    }
+    expected.push(("nobody".into(), None));
+    let tasks: Vec<_> = (0..8)
+        .flat_map(|_| expected.clone())
+        .map(|(id, want)| {
+            let storage = db.storage.clone();
+            tokio::spawn(async move {
+                let got = storage.find_oidc_client(id.clone()).await.unwrap();
+                (id, want, got)
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (id, want, got) = task.await.unwrap();
+        assert_eq!(got, want, "{id}");
+    }
+}

@@ -48,10 +48,9 @@ pub async fn find_enabled(state: &AppState, client_id: &str) -> Result<Option<Oi
     if !super::config::valid_client_id(client_id) {
         return Ok(None);
     }
-    let id = client_id.to_string();
     Ok(state
         .storage
-        .read(move |tx| tx.oidc_client(&id))
+        .find_oidc_client(client_id.to_string())
         .await?
         .filter(|c| c.disabled_at.is_none()))
 }

@@ -1,0 +1,173 @@
+//! Lookups by key on PostgreSQL, batched: every lookup asked for while the previous batch
+//! was on its way goes in the next one, as one query (`… = ANY($1)`) on one connection.
+//!
+//! Under load many requests look up the same kind of row at once (the key a sign-in
+//! names, the client at the token endpoint), and each lookup on its own would be a round
+//! trip and a statement for PostgreSQL, whose fixed costs outweigh the indexed read
+//! itself. Each kind has one thread per [`super::Storage`], started on first use; it ends
+//! when the last clone of the storage handle is dropped. SQLite reads in place instead
+//! ([`super::Storage::read`]).
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+
+use diesel::prelude::*;
+use diesel::r2d2::Pool;
+use diesel::PgConnection;
+
+use super::error::{db_err, StorageError};
+use super::models::{SignInKey, User};
+use super::oidc::OidcClient;
+use super::schema::{credentials, users};
+use super::users::UserRow;
+use super::{DbConnection, Manager};
+
+/// Most lookups in one query.
+const MAX_BATCH: usize = 128;
+
+/// Rows found, each with its key.
+type Rows<L> = Vec<(<L as Lookup>::Key, <L as Lookup>::Row)>;
+
+/// One kind of row looked up by key.
+pub(super) trait Lookup: Sized + Send + 'static {
+    type Key: Eq + Hash + Ord + Send + 'static;
+    type Row: Clone + Send + 'static;
+    /// The thread's name.
+    const THREAD: &'static str;
+
+    /// The rows of those `keys` that exist.
+    fn load(conn: &mut PgConnection, keys: &[&Self::Key]) -> Result<Rows<Self>, StorageError>;
+}
+
+type Found<L> = Result<Option<<L as Lookup>::Row>, StorageError>;
+
+struct Request<L: Lookup> {
+    key: L::Key,
+    reply: tokio::sync::oneshot::Sender<Found<L>>,
+}
+
+pub(super) struct BatchedReads<L: Lookup> {
+    sender: OnceLock<Mutex<mpsc::Sender<Request<L>>>>,
+    pool: Pool<Manager>,
+}
+
+impl<L: Lookup> BatchedReads<L> {
+    pub(super) fn new(pool: Pool<Manager>) -> Self {
+        BatchedReads {
+            sender: OnceLock::new(),
+            pool,
+        }
+    }
+
+    /// The row with this key, if there is one.
+    pub(super) async fn find(&self, key: L::Key) -> Found<L> {
+        let stopped = || StorageError::Unavailable(format!("{} has stopped", L::THREAD));
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sender = self.sender.get_or_init(|| Mutex::new(self.start()));
+        let sent = sender
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .send(Request { key, reply });
+        if sent.is_err() {
+            return Err(stopped());
+        }
+        answer.await.map_err(|_| stopped())?
+    }
+
+    fn start(&self) -> mpsc::Sender<Request<L>> {
+        let (sender, receiver) = mpsc::channel::<Request<L>>();
+        let pool = self.pool.clone();
+        let spawned = std::thread::Builder::new()
+            .name(L::THREAD.into())
+            .spawn(move || {
+                while let Ok(first) = receiver.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match receiver.try_recv() {
+                            Ok(request) => batch.push(request),
+                            Err(_) => break,
+                        }
+                    }
+                    answer::<L>(&pool, batch);
+                }
+            });
+        if let Err(err) = spawned {
+            // Without a thread every lookup is answered at once with an error.
+            tracing::error!(error = %err, thread = L::THREAD, "cannot start a lookup thread");
+            let (dead, _) = mpsc::channel();
+            return dead;
+        }
+        sender
+    }
+}
+
+fn answer<L: Lookup>(pool: &Pool<Manager>, batch: Vec<Request<L>>) {
+    let mut keys: Vec<&L::Key> = batch.iter().map(|r| &r.key).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let found = pool
+        .get()
+        .map_err(|err| StorageError::Unavailable(format!("no database connection: {err}")))
+        .and_then(|mut conn| match &mut *conn {
+            DbConnection::Pg(pg) => L::load(pg, &keys),
+            DbConnection::Sqlite(_) => Err(StorageError::Backend(
+                "batched lookups are for PostgreSQL".into(),
+            )),
+        })
+        .map(|rows| rows.into_iter().collect::<HashMap<_, _>>());
+    match found {
+        Ok(found) => {
+            for request in batch {
+                // A key asked for twice in one batch is answered twice.
+                let _ = request.reply.send(Ok(found.get(&request.key).cloned()));
+            }
+        }
+        Err(err) => {
+            for request in batch {
+                let _ = request.reply.send(Err(err.clone()));
+            }
+        }
+    }
+}
+
+/// The key a sign-in names (by WebAuthn credential id) and its member
+/// ([`super::Tx::sign_in_key`]).
+pub(super) struct SignInKeys;
+
+impl Lookup for SignInKeys {
+    type Key = Vec<u8>;
+    type Row = (SignInKey, User);
+    const THREAD: &'static str = "keygate-key-lookup";
+
+    fn load(conn: &mut PgConnection, keys: &[&Vec<u8>]) -> Result<Rows<Self>, StorageError> {
+        let ids: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+        let rows = credentials::table
+            .inner_join(users::table)
+            .filter(credentials::credential_id.eq_any(ids))
+            .select((
+                credentials::credential_id,
+                super::credentials::SIGN_IN_KEY_COLUMNS,
+                users::all_columns,
+            ))
+            .load::<(Vec<u8>, SignInKey, UserRow)>(conn)
+            .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(id, key, user)| Ok((id, (key, User::try_from(user)?))))
+            .collect()
+    }
+}
+
+/// An OpenID Connect client by its id ([`super::Tx::oidc_client`]).
+pub(super) struct OidcClients;
+
+impl Lookup for OidcClients {
+    type Key = String;
+    type Row = OidcClient;
+    const THREAD: &'static str = "keygate-client-lookup";
+
+    fn load(conn: &mut PgConnection, keys: &[&String]) -> Result<Rows<Self>, StorageError> {
+        super::oidc::clients_by_id(conn, keys)
+    }
+}
