@@ -6,7 +6,8 @@
 //!
 //! `cargo bench --bench signin_load` runs the measurement on the embedded default
 //! (SQLite + in-process store); with `KEYGATE_BENCH_DATABASE_URL=postgres://…` and
-//! `KEYGATE_BENCH_REDIS_URL=redis://…` on PostgreSQL + Redis. It prints sign-ins/s, p50/p99
+//! `KEYGATE_BENCH_REDIS_URL=redis://…` on PostgreSQL + Redis (in a schema of its own, dropped at
+//! the end, so runs do not inherit each other's rows). It prints sign-ins/s, p50/p99
 //! latency, the CPU the server threads and the client threads used (they share the two
 //! cores), and the raw ECDSA P-256 verify bound measured in the same run.
 //! Without `--bench` (as `cargo test --all-targets` runs it) it does a short smoke run.
@@ -144,7 +145,7 @@ struct Member {
     credential: SoftCredential,
 }
 
-fn config(port: u16, dir: &std::path::Path) -> Config {
+fn config(port: u16, dir: &std::path::Path, database_url: Option<&str>) -> Config {
     let mut env = vec![
         (
             "KEYGATE__SERVER__BIND".to_string(),
@@ -169,8 +170,8 @@ fn config(port: u16, dir: &std::path::Path) -> Config {
             "1000000".into(),
         ),
     ];
-    if let Ok(url) = std::env::var("KEYGATE_BENCH_DATABASE_URL") {
-        env.push(("KEYGATE__DATABASE__URL".into(), url));
+    if let Some(url) = database_url {
+        env.push(("KEYGATE__DATABASE__URL".into(), url.to_owned()));
     }
     if let Ok(url) = std::env::var("KEYGATE_BENCH_REDIS_URL") {
         env.push(("KEYGATE__EPHEMERAL__URL".into(), url));
@@ -468,8 +469,41 @@ async fn get_ok(conn: &mut Conn, path: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A PostgreSQL schema of its own for one run, so that no run meets the rows (and dead
+/// row versions) of an earlier one; dropped at the end.
+struct RunSchema {
+    admin: keygate::storage::Storage,
+    name: String,
+}
+
+impl RunSchema {
+    /// Creates the schema; returns it with `base` pointed at it (`search_path`).
+    fn create(base: &str) -> (RunSchema, String) {
+        let admin = keygate::storage::Storage::connect(base, Some(1)).expect("PostgreSQL");
+        let name = format!("kgbench_{}", keygate::service::tokens::new_id());
+        admin
+            .debug_execute(&format!("CREATE SCHEMA {name}"))
+            .expect("create the run's schema");
+        let separator = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{separator}options=-csearch_path%3D{name}");
+        (RunSchema { admin, name }, url)
+    }
+}
+
+impl Drop for RunSchema {
+    fn drop(&mut self) {
+        let _ = self
+            .admin
+            .debug_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
+    }
+}
+
 fn main() {
     let s = settings();
+    let schema = std::env::var("KEYGATE_BENCH_DATABASE_URL")
+        .ok()
+        .map(|base| RunSchema::create(&base));
+    let database_url = schema.as_ref().map(|(_, url)| url.clone());
     let backend = if std::env::var("KEYGATE_BENCH_DATABASE_URL").is_ok() {
         "PostgreSQL + Redis"
     } else {
@@ -491,7 +525,7 @@ fn main() {
     let server_thread = std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
             let app = build(
-                config(port, &dir_path),
+                config(port, &dir_path, database_url.as_deref()),
                 Arc::new(SystemClock),
                 BuildOptions {
                     migrate: true,
