@@ -707,35 +707,20 @@ fn storage_sign_ins_of_one_batch_are_recorded_as_if_one_after_the_other() {
     ];
     // A first job holds the committer while the sign-ins queue up behind it, so they
     // are written as one batch.
-    let (started, running) = std::sync::mpsc::channel();
-    let outcomes = std::thread::scope(|scope| {
-        let blocker = db.storage.clone();
-        scope.spawn(move || {
-            blocker
-                .audited_blocking(move |_tx| {
-                    let _ = started.send(());
-                    std::thread::sleep(std::time::Duration::from_millis(300));
-                    Ok(())
-                })
-                .unwrap();
-        });
-        running.recv().unwrap();
-        let handles: Vec<_> = cases
+    let outcomes = in_one_batch(
+        &db,
+        cases
             .iter()
             .map(|(write, _)| {
                 let (storage, write) = (db.storage.clone(), write.clone());
-                scope.spawn(move || {
+                move || {
                     storage
                         .audited_blocking(move |tx| tx.record_sign_in(write.clone()))
                         .unwrap()
-                })
+                }
             })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .collect::<Vec<_>>()
-    });
+            .collect(),
+    );
     let mut recorded_sessions = BTreeSet::new();
     for ((write, expected), (ticket, records)) in cases.iter().zip(&outcomes) {
         let recorded = ticket.recorded();
@@ -929,6 +914,41 @@ fn issue_in_one_batch(
     user_id: &str,
     ids: &[String],
 ) -> Vec<Result<((), Vec<keygate::storage::AuditRecord>), StorageError>> {
+    let jobs = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let (storage, g) = (db.storage.clone(), grant(id, user_id));
+            let refresh = RefreshTokenRecord {
+                digest: hash_token(id),
+                grant_id: id.clone(),
+                client_id: "batch-client".into(),
+                user_id: user_id.to_owned(),
+                scope: "openid offline_access".into(),
+                record: "{}".into(),
+                created_at: NOW,
+                expires_at: NOW + 3600,
+                used_at: None,
+                revoked_at: None,
+            };
+            let issued =
+                NewAuditEvent::new("user:x", "oidc.token_issued", "user:x", Outcome::Success)
+                    .with_details(serde_json::json!({ "grant": id }));
+            move || {
+                storage.audited_blocking(move |tx| {
+                    let r = (i % 2 == 0).then(|| refresh.clone());
+                    tx.insert_issued_grant(g.clone(), r)?;
+                    tx.queue_audit(&issued, NOW)
+                })
+            }
+        })
+        .collect();
+    in_one_batch(db, jobs)
+}
+
+/// Runs each of `jobs` on a thread of its own while a first job holds the committer, so
+/// the writes they submit meanwhile are committed as one batch; returns their results.
+fn in_one_batch<T: Send, F: FnOnce() -> T + Send>(db: &TestDb, jobs: Vec<F>) -> Vec<T> {
     let (started, running) = std::sync::mpsc::channel();
     std::thread::scope(|scope| {
         let blocker = db.storage.clone();
@@ -942,35 +962,7 @@ fn issue_in_one_batch(
                 .unwrap();
         });
         running.recv().unwrap();
-        let handles: Vec<_> = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| {
-                let (storage, g) = (db.storage.clone(), grant(id, user_id));
-                let refresh = RefreshTokenRecord {
-                    digest: hash_token(id),
-                    grant_id: id.clone(),
-                    client_id: "batch-client".into(),
-                    user_id: user_id.to_owned(),
-                    scope: "openid offline_access".into(),
-                    record: "{}".into(),
-                    created_at: NOW,
-                    expires_at: NOW + 3600,
-                    used_at: None,
-                    revoked_at: None,
-                };
-                let issued =
-                    NewAuditEvent::new("user:x", "oidc.token_issued", "user:x", Outcome::Success)
-                        .with_details(serde_json::json!({ "grant": id }));
-                scope.spawn(move || {
-                    storage.audited_blocking(move |tx| {
-                        let r = (i % 2 == 0).then(|| refresh.clone());
-                        tx.insert_issued_grant(g.clone(), r)?;
-                        tx.queue_audit(&issued, NOW)
-                    })
-                })
-            })
-            .collect();
+        let handles: Vec<_> = jobs.into_iter().map(|job| scope.spawn(job)).collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     })
 }
