@@ -207,8 +207,9 @@ fn commit_batch(
     }
 }
 
-/// What the jobs of one batch leave for its end, each entry with the index of the job
-/// that queued it: audit events (chained at commit) and sign-ins (written together).
+/// What the jobs of one batch leave for its end: audit events (chained at commit) and
+/// sign-ins, each with the index of the job that queued it, and grants (sign-ins and
+/// grants are written together once every job has run).
 #[derive(Default)]
 pub(super) struct Batch {
     /// The job running now.
@@ -219,8 +220,8 @@ pub(super) struct Batch {
     pub(super) grants: Vec<(super::OidcGrant, Option<super::RefreshTokenRecord>)>,
 }
 
-/// Runs `jobs` in one transaction, writes the sign-ins they queued and chains their
-/// audit events; returns each job's audit records.
+/// Runs `jobs` in one transaction, writes the sign-ins and grants they queued and chains
+/// their audit events; returns each job's audit records.
 fn run_together(
     conn: &mut super::DbConnection,
     jobs: &mut [Box<dyn Job>],
