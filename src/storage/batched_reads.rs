@@ -148,7 +148,7 @@ impl Lookup for SignInKeys {
             .filter(credentials::credential_id.eq_any(ids))
             .select((
                 credentials::credential_id,
-                super::credentials::SIGN_IN_KEY_COLUMNS,
+                SignInKey::as_select(),
                 users::all_columns,
             ))
             .load::<(Vec<u8>, SignInKey, UserRow)>(conn)

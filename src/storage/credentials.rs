@@ -8,29 +8,6 @@ use super::schema::{credentials, users};
 use super::users::UserRow;
 use super::{Storage, Tx};
 
-/// The columns of a [`SignInKey`], in its order.
-pub(super) const SIGN_IN_KEY_COLUMNS: (
-    credentials::id,
-    credentials::public_key_cose,
-    credentials::sign_count,
-    credentials::aaguid,
-    credentials::model,
-    credentials::backup_eligible,
-    credentials::phishing_resistant,
-    credentials::revoked_at,
-    credentials::last_used_at,
-) = (
-    credentials::id,
-    credentials::public_key_cose,
-    credentials::sign_count,
-    credentials::aaguid,
-    credentials::model,
-    credentials::backup_eligible,
-    credentials::phishing_resistant,
-    credentials::revoked_at,
-    credentials::last_used_at,
-);
-
 impl Tx<'_> {
     /// Stores a credential. A WebAuthn credential id seen before is
     /// `Conflict("credentials.credential_id")`; an unknown user is
@@ -105,7 +82,7 @@ impl Tx<'_> {
         credentials::table
             .inner_join(users::table)
             .filter(credentials::credential_id.eq(credential_id))
-            .select((SIGN_IN_KEY_COLUMNS, users::all_columns))
+            .select((SignInKey::as_select(), users::all_columns))
             .first::<(SignInKey, UserRow)>(self.conn)
             .optional()
             .map_err(db_err)?

@@ -220,7 +220,8 @@ impl Credential {
 /// A credential to store, with an id picked by the caller
 /// ([`crate::storage::new_id`]). It starts neither revoked nor used.
 /// What a sign-in reads of a key ([`super::Tx::sign_in_key`]).
-#[derive(Debug, Clone, PartialEq, Eq, diesel::Queryable)]
+#[derive(Debug, Clone, PartialEq, Eq, diesel::Queryable, diesel::Selectable)]
+#[diesel(table_name = super::schema::credentials)]
 pub struct SignInKey {
     pub id: String,
     pub public_key_cose: Vec<u8>,
