@@ -75,7 +75,8 @@ fn benches(c: &mut Criterion) {
         expires_at: now.unix_timestamp() + 60,
     };
     let (es_record, rs_record) = (record(&es), record(&rs));
-    let access = tokens::access_token(&settings, &keys, &es, now).expect("token");
+    let access = tokens::access_token(&settings, &keys, &es, tokens::new_jti().expect("jti"), now)
+        .expect("token");
 
     let mut g = c.benchmark_group("oidc");
     g.throughput(Throughput::Elements(1));
@@ -102,7 +103,16 @@ fn benches(c: &mut Criterion) {
         })
     });
     g.bench_function("access_token_es256", |b| {
-        b.iter(|| tokens::access_token(&settings, &keys, black_box(&es), now).expect("signs"))
+        b.iter(|| {
+            tokens::access_token(
+                &settings,
+                &keys,
+                black_box(&es),
+                tokens::new_jti().expect("jti"),
+                now,
+            )
+            .expect("signs")
+        })
     });
     g.bench_function("code_exchange_es256 (redeem + id + access)", |b| {
         b.iter(|| {

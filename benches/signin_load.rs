@@ -10,7 +10,8 @@
 //! the end, so runs do not inherit each other's rows). It prints sign-ins/s, p50/p99
 //! latency, the CPU the server threads and the client threads used (they share the two
 //! cores), and the raw ECDSA P-256 verify bound measured in the same run.
-//! Without `--bench` (as `cargo test --all-targets` runs it) it does a short smoke run.
+//! `KEYGATE_BENCH_SCHEMA_SQL` is run once after the migrations (a schema experiment without a
+//! rebuild). Without `--bench` (as `cargo test --all-targets` runs it) it does a short smoke run.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -534,6 +535,14 @@ fn main() {
             )
             .await
             .expect("build keygate");
+            // An experiment on the schema without a rebuild (an index dropped, say): SQL run
+            // once after the migrations, before any row is seeded.
+            if let Ok(sql) = std::env::var("KEYGATE_BENCH_SCHEMA_SQL") {
+                app.state
+                    .storage
+                    .debug_execute(&sql)
+                    .expect("KEYGATE_BENCH_SCHEMA_SQL");
+            }
             let server = keygate::start(&app.state, listener).expect("start");
             let members = seed(&app.state, clients, &base2).await;
             let _ = ready_tx.send((server.handle(), members));

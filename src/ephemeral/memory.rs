@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{ttl_millis, EphemeralError, EphemeralStore};
+use super::{split_marks, ttl_millis, EphemeralError, EphemeralStore};
 
 const MIN_SWEEP_AT: usize = 1024;
 
@@ -131,6 +131,34 @@ impl EphemeralStore for MemoryStore {
             Some(entry) if entry.expires_at > now => Ok(Some(entry.value)),
             _ => Ok(None),
         }
+    }
+
+    async fn take_marking(
+        &self,
+        key: &str,
+        marks: &[(&str, Duration)],
+    ) -> Result<Option<Vec<u8>>, EphemeralError> {
+        let now = Instant::now();
+        let expiries = marks
+            .iter()
+            .map(|(_, ttl)| expiry(now, *ttl))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut inner = self.lock();
+        let value = match inner.entries.remove(key) {
+            Some(entry) if entry.expires_at > now => entry.value,
+            _ => return Ok(None),
+        };
+        let Some((lines, body)) = split_marks(&value, marks.len()) else {
+            return Ok(None);
+        };
+        for ((mark, _), (line, expires_at)) in marks.iter().zip(lines.into_iter().zip(expiries)) {
+            let entry = Entry {
+                value: line.to_vec(),
+                expires_at,
+            };
+            inner.insert(mark, entry, now);
+        }
+        Ok(Some(body.to_vec()))
     }
 
     async fn delete(&self, key: &str) -> Result<(), EphemeralError> {

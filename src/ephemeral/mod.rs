@@ -4,7 +4,8 @@
 //! (`tests/it/ephemeral.rs`).
 //!
 //! Values are opaque bytes; every entry has a time to live. `take` is the single-use
-//! read (ceremony state must never be read twice); `set_nx_ex` is the replay cache;
+//! read (ceremony state must never be read twice), `take_marking` the same leaving
+//! marks behind in one step (a used code's marker); `set_nx_ex` is the replay cache;
 //! `incr_ex` the fixed-window rate-limit counter.
 
 mod memory;
@@ -54,6 +55,17 @@ pub trait EphemeralStore: Send + Sync + 'static {
     /// gets the value.
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError>;
 
+    /// [`take`](Self::take) that leaves marks behind in the same step: the value must
+    /// have been stored as [`with_marks`] (one line per mark ahead of the body). If it is
+    /// there, it is deleted, line `i` is stored under `marks[i]` (key, time to live), and
+    /// the body is returned. A value stored without as many marks is taken and reported
+    /// as absent, so nothing is ever half-marked; no mark is written for an absent value.
+    async fn take_marking(
+        &self,
+        key: &str,
+        marks: &[(&str, Duration)],
+    ) -> Result<Option<Vec<u8>>, EphemeralError>;
+
     async fn delete(&self, key: &str) -> Result<(), EphemeralError>;
 
     /// Adds one to the counter at `key` and returns the new count. The first
@@ -88,6 +100,37 @@ pub async fn connect(
     }
 }
 
+/// A value for [`EphemeralStore::take_marking`]: each mark on a line of its own, then the
+/// body. A mark holding a line break is refused.
+pub fn with_marks(marks: &[&[u8]], body: &[u8]) -> Result<Vec<u8>, EphemeralError> {
+    if marks.iter().any(|m| m.contains(&b'\n')) {
+        return Err(EphemeralError::Backend(
+            "a mark must not hold a line break".into(),
+        ));
+    }
+    let mut value =
+        Vec::with_capacity(marks.iter().map(|m| m.len() + 1).sum::<usize>() + body.len());
+    for mark in marks {
+        value.extend_from_slice(mark);
+        value.push(b'\n');
+    }
+    value.extend_from_slice(body);
+    Ok(value)
+}
+
+/// The first `count` lines of a [`with_marks`] value and its body; `None` when it holds
+/// fewer lines.
+fn split_marks(value: &[u8], count: usize) -> Option<(Vec<&[u8]>, &[u8])> {
+    let mut marks = Vec::with_capacity(count);
+    let mut rest = value;
+    for _ in 0..count {
+        let end = rest.iter().position(|&b| b == b'\n')?;
+        marks.push(&rest[..end]);
+        rest = &rest[end + 1..];
+    }
+    Some((marks, rest))
+}
+
 /// The longest TTL kept (longer ones are shortened to it): 100 years.
 const MAX_TTL_MILLIS: u64 = 100 * 365 * 24 * 3600 * 1000;
 
@@ -114,6 +157,25 @@ mod tests {
         assert_eq!(ttl_millis(Duration::from_micros(1500)), Ok(2));
         assert_eq!(ttl_millis(Duration::from_secs(3)), Ok(3000));
         assert_eq!(ttl_millis(Duration::MAX), Ok(MAX_TTL_MILLIS));
+    }
+
+    #[test]
+    fn marks_split_off_the_front_of_a_value() {
+        let value = with_marks(&[b"one", b"", b"three"], b"body\nwith lines").unwrap();
+        assert_eq!(value, b"one\n\nthree\nbody\nwith lines");
+        let (marks, body) = split_marks(&value, 3).unwrap();
+        assert_eq!(marks, [&b"one"[..], b"", b"three"]);
+        assert_eq!(body, b"body\nwith lines");
+        assert_eq!(split_marks(b"only one\n", 2), None);
+        assert_eq!(split_marks(b"no line", 1), None);
+        assert_eq!(
+            split_marks(b"anything", 0),
+            Some((vec![], &b"anything"[..]))
+        );
+        assert!(matches!(
+            with_marks(&[b"two\nlines"], b""),
+            Err(EphemeralError::Backend(_))
+        ));
     }
 
     #[tokio::test]

@@ -2,8 +2,10 @@
 //! (`ConnectionManager`) shared by every worker. Every key is prefixed so several
 //! deployments (or test runs) can share one Redis.
 //!
-//! Commands: `SET PX` / `SET NX PX`, `GETDEL` (Redis ≥ 6.2) for single-use reads, and a
-//! short Lua script for `incr_ex` so the counter and its expiry are set atomically.
+//! Commands: `SET PX` / `SET NX PX`, `GETDEL` (Redis ≥ 6.2) for single-use reads, and
+//! short Lua scripts for `incr_ex` (the counter and its expiry set atomically) and
+//! `take_marking` (the take and its marks in one step). A script's keys must live on one
+//! node: keygate talks to one Redis (or a primary with replicas), not a cluster.
 
 use std::time::Duration;
 
@@ -24,6 +26,26 @@ end
 return count
 ";
 
+/// GETDEL, then each mark line of the value under its own key with its own expiry
+/// (`take_marking`); a value with too few lines is taken and nothing is marked. KEYS[1]
+/// is the value, KEYS[2..] the marks, ARGV[i] mark i's time to live in milliseconds.
+const TAKE_MARKING_SCRIPT: &str = r"
+local value = redis.call('GET', KEYS[1])
+if not value then return false end
+redis.call('DEL', KEYS[1])
+local lines, at = {}, 1
+for i = 2, #KEYS do
+  local stop = string.find(value, '\n', at, true)
+  if not stop then return false end
+  lines[i] = string.sub(value, at, stop - 1)
+  at = stop + 1
+end
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], lines[i], 'PX', ARGV[i - 1])
+end
+return string.sub(value, at)
+";
+
 /// Redis-backed [`EphemeralStore`] for scale-out: any replica sees every entry.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -31,6 +53,8 @@ pub struct RedisStore {
     prefix: String,
     /// [`INCR_EX_SCRIPT`], sent by its SHA-1 (`EVALSHA`; loaded once on `NOSCRIPT`).
     incr_ex: redis::Script,
+    /// [`TAKE_MARKING_SCRIPT`], sent the same way.
+    take_marking: redis::Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -73,6 +97,7 @@ impl RedisStore {
             conn,
             prefix: prefix.to_owned(),
             incr_ex: redis::Script::new(INCR_EX_SCRIPT),
+            take_marking: redis::Script::new(TAKE_MARKING_SCRIPT),
         })
     }
 
@@ -135,6 +160,19 @@ impl EphemeralStore for RedisStore {
             .query_async(&mut conn)
             .await
             .map_err(redis_err)
+    }
+
+    async fn take_marking(
+        &self,
+        key: &str,
+        marks: &[(&str, Duration)],
+    ) -> Result<Option<Vec<u8>>, EphemeralError> {
+        let mut invocation = self.take_marking.key(self.key(key));
+        for (mark, ttl) in marks {
+            invocation.key(self.key(mark)).arg(ttl_millis(*ttl)?);
+        }
+        let mut conn = self.conn.clone();
+        invocation.invoke_async(&mut conn).await.map_err(redis_err)
     }
 
     async fn delete(&self, key: &str) -> Result<(), EphemeralError> {

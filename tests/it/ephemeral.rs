@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use keygate::ephemeral::{connect, EphemeralError, EphemeralStore, MemoryStore, RedisStore};
+use keygate::ephemeral::{
+    connect, with_marks, EphemeralError, EphemeralStore, MemoryStore, RedisStore,
+};
 
 use crate::support::db::{test_prefix, test_redis, test_redis_with_prefix, REDIS_URL_VAR};
 
@@ -101,6 +103,92 @@ async fn concurrent_takes_have_one_winner(store: Arc<dyn EphemeralStore>) {
     }
 }
 
+async fn take_marking_leaves_its_marks(store: Arc<dyn EphemeralStore>) {
+    let value = with_marks(&[b"{\"grant\":\"g1\"}", b"g1"], b"the code\nwith a line").unwrap();
+    store.set_ex("tm:code", &value, LONG).await.unwrap();
+    let marks = [("tm:used", LONG), ("tm:at", SHORT)];
+    assert_eq!(
+        store.take_marking("tm:code", &marks).await.unwrap(),
+        Some(b"the code\nwith a line".to_vec())
+    );
+    assert_eq!(store.get("tm:code").await.unwrap(), None, "taken");
+    assert_eq!(
+        store.get("tm:used").await.unwrap(),
+        Some(b"{\"grant\":\"g1\"}".to_vec())
+    );
+    assert_eq!(store.get("tm:at").await.unwrap(), Some(b"g1".to_vec()));
+    assert_eq!(
+        store.take_marking("tm:code", &marks).await.unwrap(),
+        None,
+        "single use"
+    );
+
+    // Nothing is marked for an absent value, nor for one stored without enough marks
+    // (which is still taken).
+    assert_eq!(
+        store
+            .take_marking("tm:missing", &[("tm:m1", LONG)])
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.get("tm:m1").await.unwrap(), None);
+    store
+        .set_ex("tm:plain", &with_marks(&[b"one"], b"").unwrap(), LONG)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .take_marking("tm:plain", &[("tm:p1", LONG), ("tm:p2", LONG)])
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.get("tm:plain").await.unwrap(), None);
+    assert_eq!(store.get("tm:p1").await.unwrap(), None);
+    assert_eq!(store.get("tm:p2").await.unwrap(), None);
+    assert_eq!(
+        store
+            .take_marking("tm:x", &[("tm:zero", Duration::ZERO)])
+            .await,
+        Err(EphemeralError::InvalidTtl)
+    );
+
+    // Each mark keeps its own time to live.
+    past_short().await;
+    assert_eq!(store.get("tm:at").await.unwrap(), None);
+    assert!(store.get("tm:used").await.unwrap().is_some());
+
+    // Of concurrent takes, exactly one gets the body; the marks are there once it has.
+    store
+        .set_ex("tm:race", &with_marks(&[b"m"], b"body").unwrap(), LONG)
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let taken = store
+                    .take_marking("tm:race", &[("tm:race-mark", LONG)])
+                    .await
+                    .unwrap();
+                let mark = store.get("tm:race-mark").await.unwrap();
+                (taken, mark)
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        let (taken, mark) = task.await.unwrap();
+        if let Some(body) = taken {
+            assert_eq!(body, b"body");
+            assert_eq!(mark, Some(b"m".to_vec()));
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+}
+
 async fn set_nx_ex_is_a_replay_cache(store: Arc<dyn EphemeralStore>) {
     assert!(store.set_nx_ex("nx:id", b"first", SHORT).await.unwrap());
     assert!(!store.set_nx_ex("nx:id", b"replay", SHORT).await.unwrap());
@@ -186,6 +274,18 @@ async fn stores_are_isolated(a: &dyn EphemeralStore, b: &dyn EphemeralStore) {
     assert_eq!(a.incr_ex("iso:n", LONG).await.unwrap(), 1);
     b.delete("iso:k").await.unwrap();
     assert_eq!(a.get("iso:k").await.unwrap(), Some(b"a".to_vec()));
+
+    // Marks land in the taking store's own key space.
+    let marked = with_marks(&[b"x"], b"").unwrap();
+    a.set_ex("iso:mk", &marked, LONG).await.unwrap();
+    let marks = [("iso:mark", LONG)];
+    assert_eq!(b.take_marking("iso:mk", &marks).await.unwrap(), None);
+    assert_eq!(
+        a.take_marking("iso:mk", &marks).await.unwrap(),
+        Some(Vec::new())
+    );
+    assert_eq!(b.get("iso:mark").await.unwrap(), None);
+    assert_eq!(a.get("iso:mark").await.unwrap(), Some(b"x".to_vec()));
 }
 
 /// The whole contract on one store.
@@ -196,6 +296,7 @@ async fn contract(store: Arc<dyn EphemeralStore>) {
     tokio::join!(
         ttl_expiry(store.as_ref()),
         set_nx_ex_is_a_replay_cache(Arc::clone(&store)),
+        take_marking_leaves_its_marks(Arc::clone(&store)),
         incr_ex_counts_in_a_fixed_window(Arc::clone(&store)),
     );
 }

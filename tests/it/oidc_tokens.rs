@@ -288,7 +288,7 @@ fn access_tokens_are_rfc9068_jwts() {
     let keys = shared_keys();
     let s = settings();
     let g = grant(Algorithm::Rs256, "openid email");
-    let at = tokens::access_token(&s, keys, &g, now()).unwrap();
+    let at = tokens::access_token(&s, keys, &g, tokens::new_jti().unwrap(), now()).unwrap();
     let header = jwt::peek_header(&at.token).unwrap();
     assert_eq!(
         (header.alg.as_str(), header.typ.as_deref()),

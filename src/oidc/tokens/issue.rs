@@ -163,19 +163,25 @@ impl std::fmt::Debug for AccessToken {
     }
 }
 
-/// Signs an RFC 9068 access token (`typ: at+jwt`) for `grant` with the active ES256 key.
-/// Its audience is the issuer itself (userinfo, introspection).
+/// A fresh `jti` for an access token: 128 random bits.
+pub fn new_jti() -> Result<String, OidcError> {
+    random_b64(16)
+}
+
+/// Signs an RFC 9068 access token (`typ: at+jwt`) for `grant` with the active ES256 key,
+/// identified by `jti` (from [`new_jti`]). Its audience is the issuer itself (userinfo,
+/// introspection).
 pub fn access_token(
     settings: &TokenSettings,
     keys: &KeySet,
     grant: &Grant,
+    jti: String,
     now: OffsetDateTime,
 ) -> Result<AccessToken, OidcError> {
     let key = keys
         .active(Algorithm::Es256)
         .or_else(|| keys.active(grant.id_token_alg))
         .ok_or_else(|| OidcError::ServerError("no active signing key".into()))?;
-    let jti = random_b64(16)?;
     let iat = now.unix_timestamp();
     let exp = iat + settings.access_token_ttl.whole_seconds();
     let claims = AccessTokenClaims {
@@ -312,7 +318,20 @@ pub fn issue(
     exchange: Exchange,
     now: OffsetDateTime,
 ) -> Result<IssuedTokens, OidcError> {
-    let access_token = access_token(settings, keys, grant, now)?;
+    issue_with_jti(settings, keys, grant, exchange, new_jti()?, now)
+}
+
+/// [`issue`] with the access token's `jti` chosen beforehand, so that what names it can be
+/// stored before it is signed.
+pub fn issue_with_jti(
+    settings: &TokenSettings,
+    keys: &KeySet,
+    grant: &Grant,
+    exchange: Exchange,
+    access_jti: String,
+    now: OffsetDateTime,
+) -> Result<IssuedTokens, OidcError> {
+    let access_token = access_token(settings, keys, grant, access_jti, now)?;
     let binding = IdTokenBinding {
         access_token: Some(&access_token.token),
         code: None,

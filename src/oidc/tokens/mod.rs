@@ -34,8 +34,9 @@ mod issue;
 mod responses;
 
 pub use issue::{
-    access_token, client_access_token, client_token_response, id_token, issue, verify_access_token,
-    AccessToken, Exchange, IdTokenBinding, IssuedTokens, CLIENT_TOKEN_MAX_TTL,
+    access_token, client_access_token, client_token_response, id_token, issue, issue_with_jti,
+    new_jti, verify_access_token, AccessToken, Exchange, IdTokenBinding, IssuedTokens,
+    CLIENT_TOKEN_MAX_TTL,
 };
 pub use responses::{introspection, introspection_inactive, userinfo, TokenResponse};
 

@@ -292,8 +292,7 @@ async fn issue(
     let code = OpaqueToken::authorization_code().map_err(|e| {
         crate::error::Error::Internal(format!("cannot make a code: {}", e.description()))
     })?;
-    let body =
-        serde_json::to_vec(&stored).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+    let body = super::token::code_value(&stored)?;
     let ttl = state.oidc.settings.code_ttl.whole_seconds().max(1) as u64;
     state
         .ephemeral

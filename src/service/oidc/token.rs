@@ -188,22 +188,44 @@ fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, Failure> {
         .map_err(|e| Failure::Service(crate::error::Error::Internal(e.to_string())))
 }
 
+/// How long the shared store keeps an access token's entry: its lifetime and the leeway.
+fn access_entry_ttl(state: &AppState) -> std::time::Duration {
+    let ttl = state.oidc.settings.access_token_ttl.whole_seconds().max(1) as u64
+        + crate::oidc::jwt::DEFAULT_LEEWAY.whole_seconds() as u64;
+    std::time::Duration::from_secs(ttl)
+}
+
 async fn remember_access_token(
     state: &AppState,
     issued: &IssuedTokens,
     grant_id: &str,
 ) -> Result<(), Failure> {
-    let ttl = state.oidc.settings.access_token_ttl.whole_seconds().max(1) as u64
-        + crate::oidc::jwt::DEFAULT_LEEWAY.whole_seconds() as u64;
     state
         .ephemeral
         .set_ex(
             &access_token_key(&issued.access_token.jti),
             grant_id.as_bytes(),
-            std::time::Duration::from_secs(ttl),
+            access_entry_ttl(state),
         )
         .await?;
     Ok(())
+}
+
+/// What the shared store holds for a code: two marks, then the code itself. Taking the
+/// code leaves the marks in the same step (`take_marking`): the used-code marker (so a
+/// replay never falls between the code and its marker) and the grant ID under the access
+/// token's `jti` (the entry that keeps the token alive).
+pub(crate) fn code_value(stored: &StoredCode) -> Result<Vec<u8>, crate::error::Error> {
+    let used = UsedCode {
+        grant_id: stored.grant_id.clone(),
+        user_id: stored.user_id.clone(),
+        client_id: stored.record.grant.client_id.clone(),
+    };
+    let internal = |e: &dyn std::fmt::Display| crate::error::Error::Internal(e.to_string());
+    let used = serde_json::to_vec(&used).map_err(|e| internal(&e))?;
+    let body = serde_json::to_vec(stored).map_err(|e| internal(&e))?;
+    crate::ephemeral::with_marks(&[&used, stored.grant_id.as_bytes()], &body)
+        .map_err(|e| internal(&e))
 }
 
 async fn exchange_code(
@@ -218,7 +240,26 @@ async fn exchange_code(
     let unknown = || {
         OidcError::InvalidGrant("the authorization code is unknown, expired or already used".into())
     };
-    let Some(raw) = state.ephemeral.take(&code_key(&digest)).await? else {
+    // The access token's `jti` is chosen now: taking the code stores its entry (the grant
+    // ID) and the used-code marker in one step. Until the response is sent nobody holds
+    // the token, and an exchange that fails leaves an entry no token will ever name.
+    // The marker lives long after the code expired, as long as the access token it
+    // gives: a marker per exchange must stay cheap in the shared store.
+    let jti = tokens::new_jti()?;
+    let marker_ttl = state.oidc.settings.access_token_ttl.whole_seconds().max(1) as u64;
+    let (used_key, entry_key) = (code_used_key(&digest), access_token_key(&jti));
+    let marks = [
+        (
+            used_key.as_str(),
+            std::time::Duration::from_secs(marker_ttl),
+        ),
+        (entry_key.as_str(), access_entry_ttl(state)),
+    ];
+    let Some(raw) = state
+        .ephemeral
+        .take_marking(&code_key(&digest), &marks)
+        .await?
+    else {
         if let Some(marker) = state.ephemeral.get(&code_used_key(&digest)).await? {
             if let Ok(used) = serde_json::from_slice::<UsedCode>(&marker) {
                 code_reused(state, &used, ip).await?;
@@ -227,22 +268,6 @@ async fn exchange_code(
         return Err(unknown().into());
     };
     let stored: StoredCode = serde_json::from_slice(&raw).map_err(|_| unknown())?;
-    let used = UsedCode {
-        grant_id: stored.grant_id.clone(),
-        user_id: stored.user_id.clone(),
-        client_id: stored.record.grant.client_id.clone(),
-    };
-    // Long after the code itself expired, and as long as the access token it gives: a
-    // marker per exchange must stay cheap in the shared store.
-    let marker_ttl = state.oidc.settings.access_token_ttl.whole_seconds().max(1) as u64;
-    state
-        .ephemeral
-        .set_ex(
-            &code_used_key(&digest),
-            &to_json(&used)?,
-            std::time::Duration::from_secs(marker_ttl),
-        )
-        .await?;
     let now = state.clock.now();
     let grant = match stored
         .record
@@ -271,11 +296,12 @@ async fn exchange_code(
     };
     let settings = &state.oidc.settings;
     let keys = state.oidc.keys.get(state).await;
-    let issued = tokens::issue(
+    let issued = tokens::issue_with_jti(
         settings,
         &keys.set,
         &grant,
         Exchange::AuthorizationCode,
+        jti,
         now,
     )?;
     let at = now.unix_timestamp();
@@ -327,15 +353,13 @@ async fn exchange_code(
             "ip": ip,
         }),
     );
-    let written = state.storage.audited(move |tx| {
-        tx.insert_issued_grant(row.clone(), refresh.clone())?;
-        tx.queue_audit(&issued_event, at)
-    });
-    // The access token's bookkeeping goes to the shared store meanwhile: until the
-    // response is sent nobody holds the token, and a failed write leaves an entry no
-    // token will ever name.
-    let (written, remembered) =
-        tokio::join!(written, remember_access_token(state, &issued, &grant_id));
+    let written = state
+        .storage
+        .audited(move |tx| {
+            tx.insert_issued_grant(row.clone(), refresh.clone())?;
+            tx.queue_audit(&issued_event, at)
+        })
+        .await;
     match written {
         Ok(()) => {}
         // The grant row exists already: a second use of the code revoked it first.
@@ -348,7 +372,6 @@ async fn exchange_code(
         }
         Err(e) => return Err(e.into()),
     }
-    remembered?;
     to_json(&issued.response())
 }
 
