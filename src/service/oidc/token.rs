@@ -260,7 +260,7 @@ async fn exchange_code(
         .take_marking(&code_key(&digest), &marks)
         .await?
     else {
-        if let Some(marker) = state.ephemeral.get(&code_used_key(&digest)).await? {
+        if let Some(marker) = state.ephemeral.get(&used_key).await? {
             if let Ok(used) = serde_json::from_slice::<UsedCode>(&marker) {
                 code_reused(state, &used, ip).await?;
             }
