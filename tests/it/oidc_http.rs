@@ -222,3 +222,43 @@ async fn a_reused_code_revokes_the_tokens_it_gave() {
     assert_eq!(reuse.reason.as_deref(), Some("code_reuse"));
     p.app.stop().await;
 }
+
+#[actix_web::test]
+async fn a_code_sent_several_times_at_once_is_issued_at_most_once_and_every_replay_is_seen() {
+    let mut p = provider().await;
+    let mut browser = p.browser().await;
+    let (code, pkce) = p.code(&mut browser, CLIENT_ID, ALL_SCOPES).await;
+    let fields = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", pkce.verifier.as_str()),
+    ];
+    let (a, b, c, d) = tokio::join!(
+        p.post("/oauth2/token", CLIENT_ID, &fields),
+        p.post("/oauth2/token", CLIENT_ID, &fields),
+        p.post("/oauth2/token", CLIENT_ID, &fields),
+        p.post("/oauth2/token", CLIENT_ID, &fields),
+    );
+    let replies = [a, b, c, d];
+    let issued: Vec<_> = replies.iter().filter(|r| r.status == 200).collect();
+    assert!(issued.len() <= 1, "issued {} times", issued.len());
+    for r in replies.iter().filter(|r| r.status != 200) {
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert_eq!(r.json()["error"], "invalid_grant");
+    }
+    // The code and its used marker change places in one step: each of the three that did
+    // not take the code found the marker, so each is a detected reuse, and whatever was
+    // issued is revoked.
+    let events = audit_events(&p.app).await;
+    let reuses = events
+        .iter()
+        .filter(|e| e.action == "oidc.reuse_detected")
+        .count();
+    assert_eq!(reuses, 3);
+    if let Some(r) = issued.first() {
+        let at = r.json()["access_token"].as_str().unwrap().to_string();
+        assert_eq!(p.userinfo(&at).await.status, 401, "revoked");
+    }
+    p.app.stop().await;
+}
