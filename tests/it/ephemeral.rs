@@ -358,3 +358,38 @@ async fn ephemeral_unreachable_redis_is_unavailable() {
         Err(EphemeralError::InvalidUrl(_))
     ));
 }
+
+/// After a Redis restart or a fail-over its script cache is empty: the scripts are loaded
+/// again on their next call, and nothing fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemeral_redis_scripts_survive_an_emptied_script_cache() {
+    let Some(store) = test_redis().await else {
+        return;
+    };
+    let marked = with_marks(&[b"mark"], b"body").unwrap();
+    assert_eq!(store.incr_ex("flush:n", LONG).await.unwrap(), 1);
+    store.set_ex("flush:v", &marked, LONG).await.unwrap();
+    let marks = [("flush:m", LONG)];
+    assert!(store
+        .take_marking("flush:v", &marks)
+        .await
+        .unwrap()
+        .is_some());
+
+    let url = std::env::var(REDIS_URL_VAR).unwrap();
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+
+    assert_eq!(store.incr_ex("flush:n", LONG).await.unwrap(), 2);
+    store.set_ex("flush:v", &marked, LONG).await.unwrap();
+    assert_eq!(
+        store.take_marking("flush:v", &marks).await.unwrap(),
+        Some(b"body".to_vec())
+    );
+    assert_eq!(store.get("flush:m").await.unwrap(), Some(b"mark".to_vec()));
+}
