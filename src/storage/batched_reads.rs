@@ -4,14 +4,12 @@
 //! Under load many requests look up the same kind of row at once (the key a sign-in
 //! names, the client at the token endpoint), and each lookup on its own would be a round
 //! trip and a statement for PostgreSQL, whose fixed costs outweigh the indexed read
-//! itself. Each kind has one thread per [`super::Storage`], started on first use; it ends
-//! when the last clone of the storage handle is dropped. SQLite reads in place instead
+//! itself. Each kind has one thread per [`super::Storage`], started on first use, stopped
+//! and joined when the last clone of the storage handle is dropped. SQLite reads in place instead
 //! ([`super::Storage::read`]).
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock};
 
 use diesel::prelude::*;
 use diesel::r2d2::Pool;
@@ -22,6 +20,7 @@ use super::models::{SignInKey, User};
 use super::oidc::OidcClient;
 use super::schema::{credentials, users};
 use super::users::UserRow;
+use super::worker::Worker;
 use super::{DbConnection, Manager};
 
 /// Most lookups in one query.
@@ -49,14 +48,14 @@ struct Request<L: Lookup> {
 }
 
 pub(super) struct BatchedReads<L: Lookup> {
-    sender: OnceLock<Mutex<mpsc::Sender<Request<L>>>>,
+    worker: Worker<Request<L>>,
     pool: Pool<Manager>,
 }
 
 impl<L: Lookup> BatchedReads<L> {
     pub(super) fn new(pool: Pool<Manager>) -> Self {
         BatchedReads {
-            sender: OnceLock::new(),
+            worker: Worker::new(),
             pool,
         }
     }
@@ -64,42 +63,19 @@ impl<L: Lookup> BatchedReads<L> {
     /// The row with this key, if there is one.
     pub(super) async fn find(&self, key: L::Key) -> Found<L> {
         let stopped = || StorageError::Unavailable(format!("{} has stopped", L::THREAD));
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let sender = self.sender.get_or_init(|| Mutex::new(self.start()));
-        let sent = sender
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        let (reply, answered) = tokio::sync::oneshot::channel();
+        let pool = &self.pool;
+        let sent = self
+            .worker
+            .start_batching(L::THREAD, MAX_BATCH, || {
+                let pool = pool.clone();
+                move |batch| answer::<L>(&pool, batch)
+            })
             .send(Request { key, reply });
         if sent.is_err() {
             return Err(stopped());
         }
-        answer.await.map_err(|_| stopped())?
-    }
-
-    fn start(&self) -> mpsc::Sender<Request<L>> {
-        let (sender, receiver) = mpsc::channel::<Request<L>>();
-        let pool = self.pool.clone();
-        let spawned = std::thread::Builder::new()
-            .name(L::THREAD.into())
-            .spawn(move || {
-                while let Ok(first) = receiver.recv() {
-                    let mut batch = vec![first];
-                    while batch.len() < MAX_BATCH {
-                        match receiver.try_recv() {
-                            Ok(request) => batch.push(request),
-                            Err(_) => break,
-                        }
-                    }
-                    answer::<L>(&pool, batch);
-                }
-            });
-        if let Err(err) = spawned {
-            // Without a thread every lookup is answered at once with an error.
-            tracing::error!(error = %err, thread = L::THREAD, "cannot start a lookup thread");
-            let (dead, _) = mpsc::channel();
-            return dead;
-        }
-        sender
+        answered.await.map_err(|_| stopped())?
     }
 }
 

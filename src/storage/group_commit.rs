@@ -17,8 +17,7 @@
 //! rolled back and each of its jobs is run again in a transaction of its own, so jobs are
 //! `FnMut` and must only touch the database.
 
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use diesel::prelude::*;
 use diesel::r2d2::Pool;
@@ -29,6 +28,7 @@ use super::error::{db_err, StorageError};
 use super::ids::new_id;
 use super::prepared::{self, AppendAuditEvents, AuditColumns, MoveAuditHead, ReserveAuditSeq};
 use super::schema::audit_events;
+use super::worker::Worker;
 use super::{in_transaction, Backend, Manager, Tx};
 
 /// Most jobs in one transaction (more wait for the next one).
@@ -97,10 +97,10 @@ where
     }
 }
 
-/// The committer of one [`Storage`]: started on first use, ends when the last clone of
-/// the storage handle is dropped.
+/// The committer of one [`Storage`]: started on first use, stopped and joined when the
+/// last clone of the storage handle is dropped.
 pub(super) struct GroupCommit {
-    sender: OnceLock<Mutex<mpsc::Sender<Box<dyn Job>>>>,
+    worker: Worker<Box<dyn Job>>,
     pool: Pool<Manager>,
     backend: Backend,
     write_gate: Arc<Mutex<()>>,
@@ -109,7 +109,7 @@ pub(super) struct GroupCommit {
 impl GroupCommit {
     pub(super) fn new(pool: Pool<Manager>, backend: Backend, write_gate: Arc<Mutex<()>>) -> Self {
         GroupCommit {
-            sender: OnceLock::new(),
+            worker: Worker::new(),
             pool,
             backend,
             write_gate,
@@ -127,42 +127,19 @@ impl GroupCommit {
             value: None,
             reply,
         });
-        let sender = self.sender.get_or_init(|| Mutex::new(self.start()));
-        let sent = sender
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        let (pool, backend, gate) = (&self.pool, self.backend, &self.write_gate);
+        let sent = self
+            .worker
+            .start_batching("keygate-audit-commit", MAX_BATCH, || {
+                let (pool, gate) = (pool.clone(), gate.clone());
+                move |batch| commit_batch(&pool, backend, &gate, batch)
+            })
             .send(job);
-        if let Err(mpsc::SendError(job)) = sent {
+        if let Err(job) = sent {
             job.answer(Err(StorageError::Unavailable(
                 "the audit committer has stopped".into(),
             )));
         }
-    }
-
-    fn start(&self) -> mpsc::Sender<Box<dyn Job>> {
-        let (sender, receiver) = mpsc::channel::<Box<dyn Job>>();
-        let (pool, backend, gate) = (self.pool.clone(), self.backend, self.write_gate.clone());
-        let spawned = std::thread::Builder::new()
-            .name("keygate-audit-commit".into())
-            .spawn(move || {
-                while let Ok(first) = receiver.recv() {
-                    let mut batch = vec![first];
-                    while batch.len() < MAX_BATCH {
-                        match receiver.try_recv() {
-                            Ok(job) => batch.push(job),
-                            Err(_) => break,
-                        }
-                    }
-                    commit_batch(&pool, backend, &gate, batch);
-                }
-            });
-        if let Err(err) = spawned {
-            // Without a thread every submit is answered at once with this error.
-            tracing::error!(error = %err, "cannot start the audit committer");
-            let (dead, _) = mpsc::channel();
-            return dead;
-        }
-        sender
     }
 }
 

@@ -29,6 +29,7 @@ mod sessions;
 mod settings;
 mod signins;
 mod users;
+mod worker;
 mod workspaces;
 
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -66,7 +67,7 @@ const MIGRATION_LOCK_KEY: i64 = 0x6b65_7967_6174_6501;
 /// SQLite settings applied to every pooled connection. `busy_timeout` comes first so
 /// that switching to WAL waits for other connections instead of failing.
 /// `wal_autocheckpoint = 0`: a server's checkpoints run on their own thread
-/// ([`spawn_checkpointer`]), not inside whichever commit crosses the threshold (a
+/// ([`start_checkpointer`]), not inside whichever commit crosses the threshold (a
 /// checkpoint syncs the files: milliseconds a commit would otherwise wait).
 /// `journal_size_limit`: a log that a burst grew past 64 MiB is cut back when it restarts.
 const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; \
@@ -79,7 +80,7 @@ const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; \
 /// How often the checkpointer copies the write-ahead log into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// A log longer than this (4 KiB pages: 256 MiB) is made to restart, writers held back for
-/// the moment that takes ([`spawn_checkpointer`]); `database.sqlite_log_limit_mib` sets it.
+/// the moment that takes ([`start_checkpointer`]); `database.sqlite_log_limit_mib` sets it.
 const DEFAULT_LOG_LIMIT_FRAMES: i32 = 65_536;
 /// SQLite's page size here (its default): a log frame holds one page.
 const SQLITE_PAGE_BYTES: u64 = 4096;
@@ -207,8 +208,8 @@ pub struct Storage {
     client_lookups: Arc<batched_reads::BatchedReads<batched_reads::OidcClients>>,
     /// SQLite: log frames past which the checkpointer restarts the log.
     log_limit_frames: Arc<AtomicI32>,
-    /// Dropped with the last clone: the SQLite checkpointer then stops.
-    _alive: Arc<()>,
+    /// SQLite: the checkpointer ([`start_checkpointer`]), stopped with the last clone.
+    _checkpointer: Arc<worker::Worker<()>>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -260,14 +261,14 @@ impl Storage {
         ));
         let key_lookups = Arc::new(batched_reads::BatchedReads::new(pool.clone()));
         let client_lookups = Arc::new(batched_reads::BatchedReads::new(pool.clone()));
-        let alive = Arc::new(());
         let log_limit_frames = Arc::new(AtomicI32::new(DEFAULT_LOG_LIMIT_FRAMES));
+        let checkpointer = Arc::new(worker::Worker::new());
         if backend == Backend::Sqlite {
-            spawn_checkpointer(
+            start_checkpointer(
+                &checkpointer,
                 pool.clone(),
                 write_gate.clone(),
                 log_limit_frames.clone(),
-                Arc::downgrade(&alive),
             );
         }
         Ok(Storage {
@@ -278,7 +279,7 @@ impl Storage {
             key_lookups,
             client_lookups,
             log_limit_frames,
-            _alive: alive,
+            _checkpointer: checkpointer,
         })
     }
 
@@ -438,7 +439,7 @@ impl Storage {
     }
 
     /// SQLite: the log size (bytes, at least one page) past which writers pause for the
-    /// checkpointer to restart the log ([`spawn_checkpointer`]). No effect on PostgreSQL.
+    /// checkpointer to restart the log ([`start_checkpointer`]). No effect on PostgreSQL.
     pub fn set_sqlite_log_limit(&self, bytes: u64) {
         let frames = (bytes / SQLITE_PAGE_BYTES).clamp(1, i32::MAX as u64) as i32;
         self.log_limit_frames.store(frames, Ordering::Relaxed);
@@ -552,37 +553,34 @@ fn checkpoint(conn: &mut DbConnection, restart: bool) -> QueryResult<Option<Chec
 /// it holds more than `limit_frames`, a `RESTART` checkpoint follows, holding `write_gate`:
 /// it copies the frames committed meanwhile, waits for readers still on the log (they take
 /// microseconds), and the next write starts the log from its beginning.
-fn spawn_checkpointer(
+fn start_checkpointer(
+    worker: &worker::Worker<()>,
     pool: Pool<Manager>,
     write_gate: Arc<Mutex<()>>,
     limit_frames: Arc<AtomicI32>,
-    alive: std::sync::Weak<()>,
 ) {
-    let spawned = std::thread::Builder::new()
-        .name("keygate-sqlite-checkpoint".into())
-        .spawn(move || loop {
-            std::thread::sleep(CHECKPOINT_EVERY);
-            if alive.strong_count() == 0 {
-                break;
-            }
-            let Ok(mut conn) = pool.get() else { continue };
-            let outcome = checkpoint(&mut conn, false).and_then(|first| match first {
-                Some(f) if f.log > limit_frames.load(Ordering::Relaxed) => {
-                    let _writers_wait = write_gate
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner());
-                    checkpoint(&mut conn, true).map(|_| ())
+    worker.start("keygate-sqlite-checkpoint", move || {
+        // Nothing is ever sent: the wait ends early only when the storage handle is dropped.
+        move |stop: std::sync::mpsc::Receiver<()>| {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stop.recv_timeout(CHECKPOINT_EVERY)
+            {
+                let Ok(mut conn) = pool.get() else { continue };
+                let outcome = checkpoint(&mut conn, false).and_then(|first| match first {
+                    Some(f) if f.log > limit_frames.load(Ordering::Relaxed) => {
+                        let _writers_wait = write_gate
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner());
+                        checkpoint(&mut conn, true).map(|_| ())
+                    }
+                    _ => Ok(()),
+                });
+                if let Err(err) = outcome {
+                    tracing::warn!(error = %err, "SQLite checkpoint failed");
                 }
-                _ => Ok(()),
-            });
-            if let Err(err) = outcome {
-                tracing::warn!(error = %err, "SQLite checkpoint failed");
             }
-        });
-    if let Err(err) = spawned {
-        // Without it the log is still checkpointed when the last connection closes.
-        tracing::warn!(error = %err, "cannot start the SQLite checkpointer");
-    }
+        }
+    });
 }
 
 fn apply_migrations<C>(

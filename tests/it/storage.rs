@@ -5,9 +5,9 @@ use std::sync::{Arc, Barrier};
 
 use keygate::audit::{NewAuditEvent, Outcome};
 use keygate::storage::{
-    hash_token, new_id, Backend, InvitationFilter, InvitationKind, InvitationState, NewCredential,
-    NewInvitation, NewUser, OidcClient, OidcGrant, RefreshTokenRecord, Role, SessionRecord,
-    SignInWrite, Storage, StorageError, UserStatus,
+    hash_token, new_id, AuditQuery, Backend, InvitationFilter, InvitationKind, InvitationState,
+    NewCredential, NewInvitation, NewUser, OidcClient, OidcGrant, RefreshTokenRecord, Role,
+    SessionRecord, SignInWrite, Storage, StorageError, UserStatus,
 };
 
 use crate::support::db::{
@@ -1004,4 +1004,32 @@ async fn storage_concurrent_client_lookups_each_find_their_own_client() {
         let (id, want, got) = task.await.unwrap();
         assert_eq!(got, want, "{id}");
     }
+}
+
+/// Dropping the last handle stops and joins the storage's own threads (the committer and
+/// the SQLite checkpointer), so every connection is closed when the drop returns: SQLite
+/// then checkpoints and removes its log. (SQLite only, whatever the backend under test.)
+#[test]
+fn storage_dropping_the_last_handle_closes_every_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keygate.db");
+    let storage = Storage::connect(&format!("sqlite://{}", path.display()), None).unwrap();
+    storage.migrate().unwrap();
+    let event = NewAuditEvent::new("user:x", "signin.success", "user:x", Outcome::Success);
+    let clone = storage.clone();
+    clone.append_audit(&event, 1_700_000_000).unwrap();
+    assert_eq!(storage.list_audit(&AuditQuery::default()).unwrap().len(), 1);
+    let log = dir.path().join("keygate.db-wal");
+    assert!(log.exists(), "a write-ahead log while connections are open");
+    drop(clone);
+    assert!(log.exists(), "another handle still holds the storage");
+    drop(storage);
+    assert!(
+        !log.exists(),
+        "the log is removed as the last connection closes"
+    );
+
+    // Opened again, everything is there.
+    let storage = Storage::connect(&format!("sqlite://{}", path.display()), None).unwrap();
+    assert_eq!(storage.list_audit(&AuditQuery::default()).unwrap().len(), 1);
 }
