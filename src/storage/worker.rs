@@ -1,9 +1,10 @@
 //! The threads of a storage handle (the committer, the batched lookups, the SQLite
 //! checkpointer): each fed through a channel, started on first use, and stopped and joined
 //! when its owner is dropped. So once the last clone of a [`super::Storage`] is gone, no
-//! thread of it still holds a database connection: every connection is closed before the
-//! process goes on (or exits: libpq and OpenSSL are never torn down under a live
-//! connection), and SQLite checkpoints and removes its log as the last one closes.
+//! thread of it still holds a database connection: its connections are closed before the
+//! process goes on (or exits: libpq and OpenSSL are not torn down under a live connection),
+//! and SQLite checkpoints and removes its log as the last one closes. (r2d2 may still be
+//! opening one on its own thread for a request served meanwhile; it closes it once open.)
 
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
