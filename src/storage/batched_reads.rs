@@ -5,8 +5,8 @@
 //! names, the client at the token endpoint), and each lookup on its own would be a round
 //! trip and a statement for PostgreSQL, whose fixed costs outweigh the indexed read
 //! itself. Each kind has one thread per [`super::Storage`], started on first use, stopped
-//! and joined when the last clone of the storage handle is dropped. SQLite reads in place instead
-//! ([`super::Storage::read`]).
+//! and joined when the last clone of the storage handle is dropped. SQLite reads in place
+//! instead ([`super::Storage::read`]).
 
 use std::collections::HashMap;
 use std::hash::Hash;
