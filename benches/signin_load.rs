@@ -170,6 +170,10 @@ fn config(port: u16, dir: &std::path::Path, database_url: Option<&str>) -> Confi
             "KEYGATE__OIDC__TOKEN_REQUESTS_PER_MINUTE".into(),
             "1000000".into(),
         ),
+        (
+            "KEYGATE__RATE_LIMIT__AUTHORIZATION_REQUESTS_PER_MINUTE".into(),
+            "1000000".into(),
+        ),
     ];
     if let Some(url) = database_url {
         env.push(("KEYGATE__DATABASE__URL".into(), url.to_owned()));

@@ -158,6 +158,10 @@ pub struct ExtraModel {
 pub struct RateLimitConfig {
     /// Ceremony starts and finishes per client address per minute.
     pub ceremonies_per_minute: u64,
+    /// Sign-in requests from applications (OIDC authorization, SAML single sign-on and
+    /// IdP-initiated sign-in) per client address per minute, counted together: each may
+    /// store a pending request in the shared store, or issue a code and an audit event.
+    pub authorization_requests_per_minute: u64,
 }
 
 /// Alerts on every new session: a signed JSON webhook and, where SMTP is configured, an
@@ -521,6 +525,7 @@ impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
             ceremonies_per_minute: 60,
+            authorization_requests_per_minute: 600,
         }
     }
 }
@@ -646,6 +651,12 @@ impl Config {
             (
                 "rate_limit.ceremonies_per_minute",
                 self.rate_limit.ceremonies_per_minute,
+                1,
+                1_000_000,
+            ),
+            (
+                "rate_limit.authorization_requests_per_minute",
+                self.rate_limit.authorization_requests_per_minute,
                 1,
                 1_000_000,
             ),

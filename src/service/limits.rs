@@ -18,6 +18,21 @@ pub async fn check(state: &AppState, action: &str, who: &str) -> Result<()> {
     .await
 }
 
+/// Counts one sign-in request from an application (OIDC authorization, SAML single
+/// sign-on, IdP-initiated sign-in) from `ip`; refuses past
+/// `rate_limit.authorization_requests_per_minute`. Checked before anything else is done:
+/// each such request may store a pending request in the shared store, or write an audit
+/// event, and all of them come from callers nobody has identified yet.
+pub async fn authorization(state: &AppState, ip: Option<&str>) -> Result<()> {
+    check_at(
+        state,
+        "authorize",
+        ip.unwrap_or_default(),
+        state.config.rate_limit.authorization_requests_per_minute,
+    )
+    .await
+}
+
 /// [`check`] with its own limit per minute (e.g. the OIDC token endpoint's).
 pub async fn check_at(state: &AppState, action: &str, who: &str, limit: u64) -> Result<()> {
     let minute = state.now() / 60;

@@ -267,3 +267,51 @@ async fn the_token_endpoint_is_rate_limited_per_address() {
     assert_eq!(r.json()["error"], "temporarily_unavailable");
     p.app.stop().await;
 }
+
+#[actix_web::test]
+async fn sign_in_requests_from_applications_are_rate_limited_per_address_before_anything_is_stored()
+{
+    let p = provider_with(&[("rate_limit.authorization_requests_per_minute", "3")]).await;
+    let ch = Pkce::new().challenge;
+    let path = authorize_path(CLIENT_ID, REDIRECT, "openid", &ch, &[("state", "s1")]);
+    let mut browser = p.app.client();
+    // Not signed in: each request waits for a key touch in the shared store.
+    for _ in 0..2 {
+        let r = browser.get(&path).await;
+        assert_eq!(r.status, 302, "{}", r.body);
+        assert!(r.header("location").unwrap().contains("continue="));
+    }
+    // A malformed SAML request counts against the same budget (and is audited) ...
+    let r = browser.get("/saml/sso?SAMLRequest=%%%").await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let audited = audit_events(&p.app).await.len();
+
+    // ... which is now spent, for every binding of both protocols: a 429 page, nothing
+    // stored, no redirect and no audit event.
+    let query = path.trim_start_matches("/oauth2/authorize?").to_string();
+    let refused = [
+        browser.get(&path).await,
+        browser
+            .post_with(
+                "/oauth2/authorize",
+                &[],
+                "application/x-www-form-urlencoded",
+                query.into_bytes(),
+            )
+            .await,
+        browser.get("/saml/sso?SAMLRequest=%%%").await,
+        browser
+            .post_form("/saml/sso", &[("SAMLRequest", "not base64")])
+            .await,
+        browser
+            .get("/saml/idp-initiated?sp=https://sp.example/")
+            .await,
+    ];
+    for r in &refused {
+        assert_eq!(r.status, 429, "{}", r.body);
+        assert!(r.header("location").is_none());
+        assert!(r.body.contains("too many attempts"), "{}", r.body);
+    }
+    assert_eq!(audit_events(&p.app).await.len(), audited);
+    p.app.stop().await;
+}

@@ -18,6 +18,7 @@ use crate::oidc::authorize::{
 };
 use crate::oidc::tokens::{CodeRecord, Grant, KeyEvidence, OpaqueToken, UserClaims};
 use crate::oidc::OidcError;
+use crate::service::limits;
 use crate::service::session::Session;
 use crate::service::tokens;
 use crate::state::AppState;
@@ -52,6 +53,7 @@ pub async fn authorize(
     query: &str,
     ip: Option<String>,
 ) -> Result<Next> {
+    limits::authorization(state, ip.as_deref()).await?;
     if query.len() > 16 * 1024 {
         return Ok(Next::Show(OidcError::InvalidRequest(
             "the authorization request is too long".into(),

@@ -19,6 +19,7 @@ use crate::saml::request::{self, AuthnRequest, Checks, Received, Trust};
 use crate::saml::response::{self, Attribute, NameId, Protection, Status};
 use crate::saml::sp::{AttributeSource, NameIdFormat, ServiceProvider};
 use crate::saml::{encrypt, status, SamlError, BINDING_POST};
+use crate::service::limits;
 use crate::service::session::Session;
 use crate::service::tokens;
 use crate::state::AppState;
@@ -104,6 +105,7 @@ pub async fn receive(
     received: std::result::Result<Received, SamlError>,
     ip: Option<String>,
 ) -> Result<Next> {
+    limits::authorization(state, ip.as_deref()).await?;
     let received = match received {
         Ok(r) => r,
         Err(e) => return show(state, None, e, serde_json::json!({}), &ip).await,
@@ -241,6 +243,7 @@ pub async fn idp_initiated(
     relay_state: Option<String>,
     ip: Option<String>,
 ) -> Result<Next> {
+    limits::authorization(state, ip.as_deref()).await?;
     let registered = match registry::find_enabled(state, entity_id).await? {
         Some(r) if r.sp.idp_initiated => r,
         Some(r) => {
