@@ -14,6 +14,7 @@
 
 mod audit_log;
 mod batched_reads;
+mod census;
 mod credentials;
 mod error;
 mod group_commit;
@@ -37,7 +38,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
-use diesel::r2d2::{self, CustomizeConnection, ManageConnection, Pool, R2D2Connection};
+use diesel::r2d2::{self, ManageConnection, Pool, R2D2Connection};
 use diesel::{Connection, PgConnection, QueryResult, RunQueryDsl, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
@@ -153,9 +154,11 @@ impl Target {
 }
 
 /// Opens connections of the backend named by the URL, never guessing another one
-/// (diesel's own `MultiConnection::establish` would try each backend in turn).
+/// (diesel's own `MultiConnection::establish` would try each backend in turn), and counts
+/// them ([`census`]).
 struct Manager {
     target: Target,
+    census: Arc<census::Census>,
 }
 
 impl ManageConnection for Manager {
@@ -163,33 +166,28 @@ impl ManageConnection for Manager {
     type Error = r2d2::Error;
 
     fn connect(&self) -> Result<DbConnection, r2d2::Error> {
-        match &self.target {
+        let _opening = self.census.opening();
+        let mut conn = match &self.target {
             Target::Postgres(url) => PgConnection::establish(url).map(DbConnection::Pg),
             Target::Sqlite(path) => SqliteConnection::establish(path).map(DbConnection::Sqlite),
         }
-        .map_err(r2d2::Error::ConnectionError)
+        .map_err(r2d2::Error::ConnectionError)?;
+        if let DbConnection::Sqlite(sqlite) = &mut conn {
+            sqlite
+                .batch_execute(SQLITE_PRAGMAS)
+                .map_err(r2d2::Error::QueryError)?;
+        }
+        self.census.opened();
+        Ok(conn)
     }
 
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
         conn.ping().map_err(r2d2::Error::QueryError)
     }
 
+    /// Once the storage is going away, every connection given back is closed.
     fn has_broken(&self, conn: &mut DbConnection) -> bool {
-        conn.is_broken()
-    }
-}
-
-#[derive(Debug)]
-struct ConnectionSetup;
-
-impl CustomizeConnection<DbConnection, r2d2::Error> for ConnectionSetup {
-    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
-        match conn {
-            DbConnection::Sqlite(sqlite) => sqlite
-                .batch_execute(SQLITE_PRAGMAS)
-                .map_err(r2d2::Error::QueryError),
-            DbConnection::Pg(_) => Ok(()),
-        }
+        self.census.closing() || conn.is_broken()
     }
 }
 
@@ -210,6 +208,9 @@ pub struct Storage {
     log_limit_frames: Arc<AtomicI32>,
     /// SQLite: the checkpointer ([`start_checkpointer`]), stopped with the last clone.
     _checkpointer: Arc<worker::Worker<()>>,
+    /// Closes every connection as the last clone goes, once the threads above are joined:
+    /// keep it the last field.
+    _drain: Arc<census::Drain>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -234,6 +235,7 @@ impl Storage {
                 Backend::Sqlite => DEFAULT_POOL_SQLITE,
             })
             .max(1);
+        let census = Arc::new(census::Census::default());
         let pool = Pool::builder()
             .max_size(max_size)
             // No background refills: r2d2 tops up `min_idle` on its own threads, and a
@@ -245,8 +247,11 @@ impl Storage {
             // `has_broken` catches dead connections on return; skipping a round trip
             // per checkout matters on the sign-in path.
             .test_on_check_out(false)
-            .connection_customizer(Box::new(ConnectionSetup))
-            .build(Manager { target })
+            .connection_customizer(Box::new(census::CountCloses(census.clone())))
+            .build(Manager {
+                target,
+                census: census.clone(),
+            })
             .map_err(|err| {
                 StorageError::Unavailable(format!(
                     "cannot connect to the {} database: {err}",
@@ -271,6 +276,11 @@ impl Storage {
                 log_limit_frames.clone(),
             );
         }
+        let drain = Arc::new(census::Drain {
+            pool: pool.clone(),
+            census,
+            patience: POOL_CHECKOUT_TIMEOUT,
+        });
         Ok(Storage {
             pool,
             backend,
@@ -280,6 +290,7 @@ impl Storage {
             client_lookups,
             log_limit_frames,
             _checkpointer: checkpointer,
+            _drain: drain,
         })
     }
 

@@ -1009,8 +1009,6 @@ async fn storage_concurrent_client_lookups_each_find_their_own_client() {
 /// Dropping the last handle stops and joins the storage's own threads (the committer and
 /// the SQLite checkpointer), so every connection is closed when the drop returns: SQLite
 /// then checkpoints and removes its log. (SQLite only, whatever the backend under test.)
-/// One connection in the pool: with more, r2d2 may still be opening one on its own thread
-/// for a request that was served meanwhile, and that one closes only once it is open.
 #[test]
 fn storage_dropping_the_last_handle_closes_every_connection() {
     let dir = tempfile::tempdir().unwrap();
@@ -1034,4 +1032,38 @@ fn storage_dropping_the_last_handle_closes_every_connection() {
     // Opened again, everything is there.
     let storage = Storage::connect(&format!("sqlite://{}", path.display()), None).unwrap();
     assert_eq!(storage.list_audit(&AuditQuery::default()).unwrap().len(), 1);
+}
+
+/// With several pooled connections, r2d2 opens them on a thread of its own for checkouts
+/// that found none idle, and an opening can outlive its checkout (another connection came
+/// back first). The last handle waits for such openings and closes every connection where
+/// it is dropped, so the log is gone when the drop returns, every time.
+#[test]
+fn storage_dropping_the_last_handle_waits_for_connections_being_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keygate.db");
+    let url = format!("sqlite://{}", path.display());
+    Storage::connect(&url, Some(1)).unwrap().migrate().unwrap();
+    let log = dir.path().join("keygate.db-wal");
+    for round in 0..40 {
+        let storage = Storage::connect(&url, Some(8)).unwrap();
+        let readers: Vec<_> = (0..8)
+            .map(|_| {
+                let storage = storage.clone();
+                std::thread::spawn(move || storage.list_audit(&AuditQuery::default()).unwrap())
+            })
+            .collect();
+        for reader in readers {
+            reader.join().unwrap();
+        }
+        assert!(
+            log.exists(),
+            "round {round}: a log while connections are open"
+        );
+        drop(storage);
+        assert!(
+            !log.exists(),
+            "round {round}: a connection outlived the storage"
+        );
+    }
 }
