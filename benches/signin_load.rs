@@ -6,8 +6,8 @@
 //!
 //! `cargo bench --bench signin_load` runs the measurement on the embedded default
 //! (SQLite + in-process store); with `KEYGATE_BENCH_DATABASE_URL=postgres://…` and
-//! `KEYGATE_BENCH_REDIS_URL=redis://…` on PostgreSQL + Redis (in a schema of its own, dropped at
-//! the end, so runs do not inherit each other's rows). It prints sign-ins/s, p50/p99
+//! `KEYGATE_BENCH_REDIS_URL=redis://…` on PostgreSQL + Redis (in a schema and under a key prefix
+//! of its own, both dropped at the end, so runs do not inherit each other's rows). It prints sign-ins/s, p50/p99
 //! latency, the CPU the server threads and the client threads used (they share the two
 //! cores), and the raw ECDSA P-256 verify bound measured in the same run.
 //! `KEYGATE_BENCH_SCHEMA_SQL` is run once after the migrations (a schema experiment without a
@@ -146,7 +146,12 @@ struct Member {
     credential: SoftCredential,
 }
 
-fn config(port: u16, dir: &std::path::Path, database_url: Option<&str>) -> Config {
+fn config(
+    port: u16,
+    dir: &std::path::Path,
+    database_url: Option<&str>,
+    redis_keys: Option<&RunKeys>,
+) -> Config {
     let mut env = vec![
         (
             "KEYGATE__SERVER__BIND".to_string(),
@@ -178,12 +183,9 @@ fn config(port: u16, dir: &std::path::Path, database_url: Option<&str>) -> Confi
     if let Some(url) = database_url {
         env.push(("KEYGATE__DATABASE__URL".into(), url.to_owned()));
     }
-    if let Ok(url) = std::env::var("KEYGATE_BENCH_REDIS_URL") {
-        env.push(("KEYGATE__EPHEMERAL__URL".into(), url));
-        env.push((
-            "KEYGATE__EPHEMERAL__PREFIX".into(),
-            format!("kgbench:{}:", keygate::service::tokens::new_id()),
-        ));
+    if let Some(keys) = redis_keys {
+        env.push(("KEYGATE__EPHEMERAL__URL".into(), keys.url.clone()));
+        env.push(("KEYGATE__EPHEMERAL__PREFIX".into(), keys.prefix.clone()));
     }
     let file = dir.join("bench.toml");
     std::fs::write(
@@ -503,12 +505,48 @@ impl Drop for RunSchema {
     }
 }
 
+/// The run's key prefix on Redis (`KEYGATE_BENCH_REDIS_URL`), its keys deleted at the end
+/// like the schema (sessions would otherwise stay for their 12 hours).
+struct RunKeys {
+    url: String,
+    prefix: String,
+}
+
+impl Drop for RunKeys {
+    fn drop(&mut self) {
+        use redis::Commands;
+        let deleted = redis::Client::open(self.url.as_str())
+            .and_then(|client| client.get_connection())
+            .and_then(|mut conn| {
+                let keys = conn
+                    .scan_match::<_, String>(format!("{}*", self.prefix))?
+                    .collect::<Result<Vec<String>, _>>()?;
+                for chunk in keys.chunks(1000) {
+                    redis::cmd("DEL").arg(chunk).query::<()>(&mut conn)?;
+                }
+                Ok(keys.len())
+            });
+        if let Err(e) = deleted {
+            eprintln!(
+                "signin_load: the run's Redis keys ({}*) were not deleted: {e}",
+                self.prefix
+            );
+        }
+    }
+}
+
 fn main() {
     let s = settings();
     let schema = std::env::var("KEYGATE_BENCH_DATABASE_URL")
         .ok()
         .map(|base| RunSchema::create(&base));
     let database_url = schema.as_ref().map(|(_, url)| url.clone());
+    let redis_keys = std::env::var("KEYGATE_BENCH_REDIS_URL")
+        .ok()
+        .map(|url| RunKeys {
+            url,
+            prefix: format!("kgbench:{}:", keygate::service::tokens::new_id()),
+        });
     let backend = if std::env::var("KEYGATE_BENCH_DATABASE_URL").is_ok() {
         "PostgreSQL + Redis"
     } else {
@@ -526,11 +564,17 @@ fn main() {
     // keygate runs on its own thread whose runtime keeps running: the Redis connection's
     // driver task lives there, as it does under `keygate serve`.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let (base2, clients, dir_path) = (base.clone(), s.clients, dir.path().to_path_buf());
+    let (base2, clients) = (base.clone(), s.clients);
+    let run_config = config(
+        port,
+        dir.path(),
+        database_url.as_deref(),
+        redis_keys.as_ref(),
+    );
     let server_thread = std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
             let app = build(
-                config(port, &dir_path, database_url.as_deref()),
+                run_config,
                 Arc::new(SystemClock),
                 BuildOptions {
                     migrate: true,
