@@ -348,6 +348,10 @@ enum AuditCommand {
         /// A JSON-lines export to verify without the database.
         #[arg(long)]
         file: Option<PathBuf>,
+        /// With --file: the gateway's public JWKS (`keygate export jwks`), to check the
+        /// anchor's signature as well.
+        #[arg(long, requires = "file")]
+        jwks: Option<PathBuf>,
     },
     /// Export a range of the chain as JSON lines, anchored so it verifies on its own.
     Export {
@@ -368,13 +372,25 @@ enum AuditCommand {
 async fn audit(command: AuditCommand) -> Result<(), String> {
     match command {
         AuditCommand::Verify {
-            file: Some(file), ..
+            file: Some(file),
+            jwks,
+            ..
         } => {
-            let report = audit_log::verify_export_file(&file).map_err(|e| e.to_string())?;
+            let jwks = match &jwks {
+                Some(path) => Some(
+                    std::fs::read(path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+                ),
+                None => None,
+            };
+            let report =
+                audit_log::verify_export_file(&file, jwks.as_deref()).map_err(|e| e.to_string())?;
             println!("{report}");
             Ok(())
         }
-        AuditCommand::Verify { config, file: None } => {
+        AuditCommand::Verify {
+            config, file: None, ..
+        } => {
             let app = existing(config.as_ref()).await?;
             let report = audit_log::verify(&app.state)
                 .await

@@ -1,15 +1,18 @@
 //! JSON-lines exports of a range of the chain, and their verification without keygate's
 //! database.
 //!
-//! # Format (`keygate.audit.export.v1`)
+//! # Format (`keygate.audit.export.v2`)
 //!
 //! Line 1 is the anchor, an [`ExportHeader`]:
 //!
 //! ```text
-//! {"type":"anchor","format":"keygate.audit.export.v1","from_seq":F,"to_seq":T,"count":T-F+1,
+//! {"type":"anchor","format":"keygate.audit.export.v2","from_seq":F,"to_seq":T,"count":T-F+1,
 //!  "prev_hash":<hash of seq F-1, GENESIS when F = 1>,"last_hash":<hash of seq T>,
-//!  "head":{"seq","hash"} (the chain's head when the export was made),"exported_at":<RFC 3339>}
+//!  "head":{"seq","hash"} (the chain's head when the export was made),"exported_at":<RFC 3339>,
+//!  "signature":<compact JWS, ES256, typ keygate-audit-anchor+json, over the anchor without it>}
 //! ```
+//!
+//! (`keygate.audit.export.v1`, from earlier versions, is the same without `signature`.)
 //!
 //! Then one line per event, seq `F` to `T` in order, each an [`AuditRecord`] exactly as
 //! stored and hashed: `outcome` is the stored text and `details` the stored JSON *text* (a
@@ -21,9 +24,11 @@
 //! without gaps or repeats, that each line's fields hash to its `hash` and that it points
 //! back to the line before; then that the file ends exactly at `to_seq` with `last_hash`.
 //! So an edited, removed, reordered or duplicated line, or a truncated file, is named by its
-//! line number. The header is not signed: someone who rewrites the header *and* cuts the
-//! file consistently is caught only by comparing with the chain, where every export is an
-//! `audit.exported` event carrying its `from_seq`, `to_seq` and `last_hash`.
+//! line number. The anchor's signature ([`ExportHeader::signed_part`], checked against the
+//! gateway's JWKS by [`crate::service::audit_log::verify_export_file`]) ties the range and
+//! its end hashes to keygate's signing key, so a file rewritten from scratch, anchor and
+//! all, no longer verifies; the chain also records every export as an `audit.exported`
+//! event carrying its `from_seq`, `to_seq` and `last_hash`.
 
 use std::io::BufRead;
 
@@ -33,7 +38,9 @@ use super::chain::{BreakKind, ChainAnchor, ChainHead, ChainVerifier};
 use super::event::AuditRecord;
 
 /// The `format` of this version of the export.
-pub const EXPORT_FORMAT: &str = "keygate.audit.export.v1";
+pub const EXPORT_FORMAT: &str = "keygate.audit.export.v2";
+/// The earlier format, read still: the same without the anchor's signature.
+pub const EXPORT_FORMAT_V1: &str = "keygate.audit.export.v1";
 /// The `type` of the header line.
 pub const ANCHOR_TYPE: &str = "anchor";
 
@@ -60,6 +67,9 @@ pub struct ExportHeader {
     pub head: ChainHead,
     /// When the export was made (RFC 3339, UTC).
     pub exported_at: String,
+    /// A compact JWS over [`ExportHeader::signed_part`] (absent in v1 files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 impl ExportHeader {
@@ -81,7 +91,17 @@ impl ExportHeader {
             last_hash,
             head,
             exported_at,
+            signature: None,
         }
+    }
+
+    /// What the signature covers: the anchor without its signature, as JSON.
+    pub fn signed_part(&self) -> Vec<u8> {
+        let unsigned = ExportHeader {
+            signature: None,
+            ..self.clone()
+        };
+        serde_json::to_vec(&unsigned).unwrap_or_default()
     }
 
     /// The header as one line (with its newline).
@@ -98,11 +118,20 @@ impl ExportHeader {
                 self.kind
             ));
         }
-        if self.format != EXPORT_FORMAT {
-            return Err(format!(
-                "unknown export format {:?} (expected {EXPORT_FORMAT})",
-                self.format
-            ));
+        match (self.format.as_str(), &self.signature) {
+            (EXPORT_FORMAT, Some(_)) | (EXPORT_FORMAT_V1, None) => {}
+            (EXPORT_FORMAT, None) => {
+                return Err(format!("a {EXPORT_FORMAT} anchor must be signed"))
+            }
+            (EXPORT_FORMAT_V1, Some(_)) => {
+                return Err(format!("a {EXPORT_FORMAT_V1} anchor has no signature"))
+            }
+            _ => {
+                return Err(format!(
+                    "unknown export format {:?} (expected {EXPORT_FORMAT})",
+                    self.format
+                ))
+            }
         }
         for (name, hash) in [
             ("prev_hash", &self.prev_hash),
@@ -356,7 +385,11 @@ mod tests {
                 .map(|r| r.hash.clone())
                 .unwrap_or(GENESIS.into()),
         };
-        let header = ExportHeader::new(prev, from, to, last, head, "2026-01-01T00:00:00Z".into());
+        let mut header =
+            ExportHeader::new(prev, from, to, last, head, "2026-01-01T00:00:00Z".into());
+        // The chain check needs a signature present, not valid (that is checked against
+        // the JWKS, in the service).
+        header.signature = Some("h.p.s".into());
         let mut lines = vec![header.to_line()];
         for r in records.iter().filter(|r| r.seq >= from && r.seq <= to) {
             lines.push(event_line(r));

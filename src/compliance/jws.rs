@@ -17,17 +17,23 @@ use crate::oidc::keys::{Algorithm, SigningKey};
 
 /// The JWS `typ` of a compliance report.
 pub const REPORT_TYP: &str = "keygate-compliance+json";
+/// The JWS `typ` of an audit export's signed anchor.
+pub const ANCHOR_TYP: &str = "keygate-audit-anchor+json";
 
 /// Signs the report's canonical JSON with an ES256 key.
 pub fn sign_report(key: &SigningKey, canonical_json: &[u8]) -> Result<String, ComplianceError> {
+    sign_typed(key, REPORT_TYP, canonical_json)
+}
+
+/// Signs `payload` with an ES256 key as a compact JWS of type `typ`.
+pub fn sign_typed(key: &SigningKey, typ: &str, payload: &[u8]) -> Result<String, ComplianceError> {
     if key.algorithm() != Algorithm::Es256 {
         return Err(ComplianceError::Render(format!(
-            "reports are signed with ES256, not {}",
+            "keygate signs with ES256, not {}",
             key.algorithm()
         )));
     }
-    jwt::sign_payload(key, REPORT_TYP, canonical_json)
-        .map_err(|e| ComplianceError::Render(e.to_string()))
+    jwt::sign_payload(key, typ, payload).map_err(|e| ComplianceError::Render(e.to_string()))
 }
 
 /// A JWS whose signature verified: the key that signed it and the payload bytes.
@@ -107,6 +113,11 @@ fn public_key(jwks: &[u8], kid: &str) -> Result<Vec<u8>, ComplianceError> {
 
 /// Verifies a compact JWS report against a JWKS document (bytes of its JSON).
 pub fn verify_jws(token: &str, jwks: &[u8]) -> Result<VerifiedJws, ComplianceError> {
+    verify_typed(token, jwks, REPORT_TYP)
+}
+
+/// [`verify_jws`] for a JWS of type `typ`.
+pub fn verify_typed(token: &str, jwks: &[u8], typ: &str) -> Result<VerifiedJws, ComplianceError> {
     let token = token.trim_end_matches(['\n', '\r', ' ']);
     if !token.is_ascii() {
         return Err(malformed("it holds non-ASCII characters"));
@@ -151,9 +162,14 @@ pub fn verify_jws(token: &str, jwks: &[u8]) -> Result<VerifiedJws, ComplianceErr
         .and_then(Value::as_str)
         .filter(|k| !k.is_empty())
         .ok_or_else(|| ComplianceError::Signature("the header has no kid".into()))?;
-    if header.get("typ").and_then(Value::as_str) != Some(REPORT_TYP) {
+    if header.get("typ").and_then(Value::as_str) != Some(typ) {
+        let what = if typ == REPORT_TYP {
+            "a keygate compliance report"
+        } else {
+            "a keygate audit export anchor"
+        };
         return Err(ComplianceError::Signature(format!(
-            "typ is not {REPORT_TYP:?}: this is not a keygate compliance report"
+            "typ is not {typ:?}: this is not {what}"
         )));
     }
     let point = public_key(jwks, kid)?;

@@ -23,23 +23,47 @@ pub async fn verify(state: &AppState) -> Result<String> {
 
 /// Verifies a JSON-lines export on its own (no database): a readable verdict, or the
 /// first broken line.
-pub fn verify_export_file(path: &std::path::Path) -> Result<String> {
+pub fn verify_export_file(path: &std::path::Path, jwks: Option<&[u8]>) -> Result<String> {
     let file = std::fs::File::open(path).map_err(|e| {
         Error::bad_request(
             "unreadable_export",
             format!("cannot read {}: {e}", path.display()),
         )
     })?;
-    match crate::audit::verify_export(std::io::BufReader::new(file)) {
-        Ok(v) => Ok(format!(
-            "audit export OK: {} events, seq {}..{}, last hash {}",
-            v.count, v.header.from_seq, v.header.to_seq, v.header.last_hash
-        )),
-        Err(b) => Err(Error::bad_request(
-            "broken_export",
-            format!("audit export broken at {b}"),
-        )),
-    }
+    let v = crate::audit::verify_export(std::io::BufReader::new(file))
+        .map_err(|b| Error::bad_request("broken_export", format!("audit export broken at {b}")))?;
+    let signed = match (&v.header.signature, jwks) {
+        (Some(token), Some(jwks)) => {
+            let bad = |why: String| {
+                Error::bad_request(
+                    "broken_export",
+                    format!("audit export broken at line 1: the anchor's signature {why}"),
+                )
+            };
+            let verified = crate::compliance::jws::verify_typed(
+                token,
+                jwks,
+                crate::compliance::jws::ANCHOR_TYP,
+            )
+            .map_err(|e| bad(format!("does not verify: {e}")))?;
+            if verified.payload != v.header.signed_part() {
+                return Err(bad("is over another anchor: the anchor was changed".into()));
+            }
+            format!("anchor signed by key {}", verified.kid)
+        }
+        (Some(_), None) => "anchor signature not checked (give --jwks)".to_owned(),
+        (None, Some(_)) => {
+            return Err(Error::bad_request(
+                "unsigned_export",
+                "the anchor is not signed (a v1 export): its origin cannot be checked",
+            ))
+        }
+        (None, None) => "anchor not signed (a v1 export)".to_owned(),
+    };
+    Ok(format!(
+        "audit export OK: {} events, seq {}..{}, last hash {}; {signed}",
+        v.count, v.header.from_seq, v.header.to_seq, v.header.last_hash
+    ))
 }
 
 // ---- the viewer ----
@@ -535,6 +559,15 @@ pub async fn start_export(
             "the audit chain is missing events at the ends of the range".into(),
         ));
     };
+    // The anchor is signed with the key that signs compliance reports (published in the
+    // JWKS); none active is a failure before anything is recorded.
+    let keys = state.oidc.keys.get(state).await;
+    let key = keys
+        .set
+        .active(crate::oidc::keys::Algorithm::Es256)
+        .ok_or_else(|| {
+            Error::Internal("no active ES256 signing key; run `keygate keys rotate`".into())
+        })?;
     let event = NewAuditEvent::new(
         actor.id.clone(),
         "audit.exported",
@@ -565,6 +598,16 @@ pub async fn start_export(
         },
         rfc3339(now),
     );
+    let signature = crate::compliance::jws::sign_typed(
+        key,
+        crate::compliance::jws::ANCHOR_TYP,
+        &header.signed_part(),
+    )
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    let header = ExportHeader {
+        signature: Some(signature),
+        ..header
+    };
     Ok(Export { header })
 }
 

@@ -42,6 +42,26 @@ fn seed(storage: &keygate::storage::Storage, n: i64, at: i64) {
     }
 }
 
+/// Runs `keygate <command> --out <out> --config <config>`, which must succeed.
+fn export_to(command: &[&str], out: &Path, config: &Path) {
+    let (ok, _, err) = run(keygate()
+        .args(command)
+        .arg("--out")
+        .arg(out)
+        .arg("--config")
+        .arg(config));
+    assert!(ok, "{err}");
+}
+
+/// The lines of a file, without their newlines.
+fn lines_of(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 fn header_of(text: &str) -> ExportHeader {
     serde_json::from_str(text.lines().next().expect("a header line")).expect("header")
 }
@@ -214,22 +234,13 @@ fn audit_export_tampering_is_named_by_line() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_for(dir.path(), &db.url);
     let file = dir.path().join("full.jsonl");
-    let (ok, _, err) = run(keygate()
-        .args(["audit", "export", "--out"])
-        .arg(&file)
-        .arg("--config")
-        .arg(&config));
-    assert!(ok, "{err}");
+    export_to(&["audit", "export"], &file, &config);
     let (ok, out, err) = verify_file(&file);
     assert!(ok, "{err}");
     assert!(out.contains("8 events, seq 1..8"), "{out}");
 
     // Line 1 is the anchor; event seq n is on line n + 1.
-    let good: Vec<String> = std::fs::read_to_string(&file)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let good = lines_of(&file);
     assert_eq!(good.len(), 9);
     let d = dir.path();
 
@@ -293,12 +304,89 @@ fn audit_export_tampering_is_named_by_line() {
     let (ok, out, err) = verify_file(&range);
     assert!(ok, "{err}");
     assert!(out.contains("4 events, seq 3..6"), "{out}");
-    let mut lines: Vec<String> = std::fs::read_to_string(&range)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let mut lines = lines_of(&range);
     let h = header_of(&lines[0]);
     lines[0] = lines[0].replace(&h.prev_hash, GENESIS);
     assert_broken_at(verify_lines(d, "anchor", &lines), 2, "does not link");
+}
+
+/// The anchor is signed with the gateway's key: with its JWKS, `keygate audit verify` also
+/// proves where the file comes from, so an anchor rewritten (even in a field the chain check
+/// cannot see), a file from another gateway, or an unsigned file is refused.
+#[test]
+fn audit_export_anchor_signature_is_checked_against_the_jwks() {
+    let db = test_storage();
+    seed(&db, 3, 1_764_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = config_for(d, &db.url);
+    let (file, jwks) = (d.join("full.jsonl"), d.join("jwks.json"));
+    export_to(&["audit", "export"], &file, &config);
+    export_to(&["export", "jwks"], &jwks, &config);
+    let with_jwks = |path: &Path, jwks: &Path| {
+        run(keygate()
+            .args(["audit", "verify", "--file"])
+            .arg(path)
+            .arg("--jwks")
+            .arg(jwks))
+    };
+    let (ok, out, err) = with_jwks(&file, &jwks);
+    assert!(ok, "{err}");
+    assert!(out.contains("3 events, seq 1..3"), "{out}");
+    assert!(out.contains("anchor signed by key"), "{out}");
+    let (ok, out, _) = verify_file(&file);
+    assert!(ok);
+    assert!(out.contains("anchor signature not checked"), "{out}");
+
+    let lines = lines_of(&file);
+    let write = |name: &str, anchor: &ExportHeader| {
+        let mut l = lines.clone();
+        l[0] = serde_json::to_string(anchor).unwrap();
+        let path = d.join(name);
+        std::fs::write(&path, l.join("\n") + "\n").unwrap();
+        path
+    };
+    let anchor = header_of(&lines[0]);
+
+    // A field the chain does not cover: only the signature notices.
+    let mut moved = anchor.clone();
+    moved.exported_at = "2020-01-01T00:00:00Z".into();
+    let moved = write("moved.jsonl", &moved);
+    assert!(verify_file(&moved).0, "the chain alone cannot see it");
+    let (ok, _, err) = with_jwks(&moved, &jwks);
+    assert!(!ok);
+    assert!(
+        err.contains("line 1") && err.contains("anchor was changed"),
+        "{err}"
+    );
+
+    // Another gateway's JWKS (a fresh database has keys of its own).
+    let other_db = test_storage();
+    let other = d.join("other");
+    std::fs::create_dir(&other).unwrap();
+    let other_config = config_for(&other, &other_db.url);
+    let other_jwks = other.join("jwks.json");
+    export_to(&["export", "jwks"], &other_jwks, &other_config);
+    let (ok, _, err) = with_jwks(&file, &other_jwks);
+    assert!(!ok);
+    assert!(err.contains("does not verify"), "{err}");
+
+    // An unsigned anchor: a v1 file verifies as such, and is refused when a JWKS is given;
+    // a v2 anchor without its signature is broken.
+    let mut v1 = anchor.clone();
+    v1.signature = None;
+    v1.format = "keygate.audit.export.v1".into();
+    let v1 = write("v1.jsonl", &v1);
+    let (ok, out, err) = verify_file(&v1);
+    assert!(ok, "{err}");
+    assert!(out.contains("anchor not signed"), "{out}");
+    let (ok, _, err) = with_jwks(&v1, &jwks);
+    assert!(!ok);
+    assert!(err.contains("not signed"), "{err}");
+    let mut stripped = anchor;
+    stripped.signature = None;
+    let stripped = write("stripped.jsonl", &stripped);
+    let (ok, _, err) = verify_file(&stripped);
+    assert!(!ok);
+    assert!(err.contains("must be signed"), "{err}");
 }
