@@ -163,13 +163,8 @@ pub fn verify_typed(token: &str, jwks: &[u8], typ: &str) -> Result<VerifiedJws, 
         .filter(|k| !k.is_empty())
         .ok_or_else(|| ComplianceError::Signature("the header has no kid".into()))?;
     if header.get("typ").and_then(Value::as_str) != Some(typ) {
-        let what = if typ == REPORT_TYP {
-            "a keygate compliance report"
-        } else {
-            "a keygate audit export anchor"
-        };
         return Err(ComplianceError::Signature(format!(
-            "typ is not {typ:?}: this is not {what}"
+            "typ is not {typ:?}: this was not signed as that (another kind of keygate signature, or not keygate's)"
         )));
     }
     let point = public_key(jwks, kid)?;
