@@ -561,13 +561,7 @@ pub async fn start_export(
     };
     // The anchor is signed with the key that signs compliance reports (published in the
     // JWKS); none active is a failure before anything is recorded.
-    let keys = state.oidc.keys.get(state).await;
-    let key = keys
-        .set
-        .active(crate::oidc::keys::Algorithm::Es256)
-        .ok_or_else(|| {
-            Error::Internal("no active ES256 signing key; run `keygate keys rotate`".into())
-        })?;
+    let key = crate::service::compliance::export_signing_key(state).await?;
     let event = NewAuditEvent::new(
         actor.id.clone(),
         "audit.exported",
@@ -599,7 +593,7 @@ pub async fn start_export(
         rfc3339(now),
     );
     let signature = crate::compliance::jws::sign_typed(
-        key,
+        &key,
         crate::compliance::jws::ANCHOR_TYP,
         &header.signed_part(),
     )

@@ -12,7 +12,7 @@ use crate::compliance::{
     self, EvidenceBundle, KeyRecord, MemberRecord, Report, ReportInput, Scope, SignIn, WorkspaceRef,
 };
 use crate::error::{Error, Result};
-use crate::oidc::keys::{Algorithm, Jwks};
+use crate::oidc::keys::{Algorithm, Jwks, SigningKey};
 use crate::service::{tokens, Actor};
 use crate::state::AppState;
 use crate::storage::{Credential, UserStatus};
@@ -103,6 +103,15 @@ pub struct Export {
     pub evidence: Vec<u8>,
     /// The signing key, for the JWS.
     pub kid: Option<String>,
+}
+
+/// The key that signs what keygate exports (compliance reports, audit export anchors): the
+/// active ES256 key, published in the JWKS.
+pub(crate) async fn export_signing_key(state: &AppState) -> Result<std::sync::Arc<SigningKey>> {
+    let keys = state.oidc.keys.get(state).await;
+    keys.set.active(Algorithm::Es256).cloned().ok_or_else(|| {
+        Error::Internal("no active ES256 signing key; run `keygate keys rotate`".into())
+    })
 }
 
 fn internal(e: compliance::ComplianceError) -> Error {
@@ -430,12 +439,9 @@ pub async fn export(state: &AppState, actor: &Actor, req: &ExportRequest) -> Res
             .map_err(internal)?
             .into_bytes(),
         Format::Jws => {
-            let keys = state.oidc.keys.get(state).await;
-            let key = keys.set.active(Algorithm::Es256).ok_or_else(|| {
-                Error::Internal("no active ES256 signing key; run `keygate keys rotate`".into())
-            })?;
+            let key = export_signing_key(state).await?;
             kid = Some(key.kid().to_owned());
-            let mut b = compliance::sign_report(key, &canonical)
+            let mut b = compliance::sign_report(&key, &canonical)
                 .map_err(internal)?
                 .into_bytes();
             b.push(b'\n');
