@@ -11,7 +11,9 @@
 //! latency, the CPU the server threads and the client threads used (they share the two
 //! cores), and the raw ECDSA P-256 verify bound measured in the same run.
 //! `KEYGATE_BENCH_SCHEMA_SQL` is run once after the migrations (a schema experiment without a
-//! rebuild). Without `--bench` (as `cargo test --all-targets` runs it) it does a short smoke run.
+//! rebuild); `KEYGATE__…` variables of the environment override its keygate settings (a
+//! setting tried without a rebuild). `signin_load: measuring` on stderr marks the start of the
+//! measured phase (to attach a profiler to it alone). Without `--bench` (as `cargo test --all-targets` runs it) it does a short smoke run.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -180,6 +182,9 @@ fn config(
             "1000000".into(),
         ),
     ];
+    // Any setting can be tried without a rebuild: `KEYGATE__…` variables of the
+    // environment come after the load generator's own, and win.
+    env.extend(std::env::vars().filter(|(k, _)| k.starts_with("KEYGATE__")));
     if let Some(url) = database_url {
         env.push(("KEYGATE__DATABASE__URL".into(), url.to_owned()));
     }
@@ -731,6 +736,11 @@ fn main() {
     let client_cpu0 = ready_rx.recv().expect("clients ready");
     let cpu_total0 = cpu_seconds("/proc/self/stat");
     let started = Instant::now();
+    // For a profiler attached to the measured phase alone.
+    eprintln!(
+        "signin_load: measuring for {:.0} s",
+        s.duration.as_secs_f64()
+    );
     while started.elapsed() < s.duration && !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(5));
     }
