@@ -130,11 +130,13 @@ pub fn provider_metadata(
     let client_auth = vec![
         CoreClientAuthMethod::ClientSecretBasic,
         CoreClientAuthMethod::ClientSecretPost,
+        CoreClientAuthMethod::PrivateKeyJwt,
         CoreClientAuthMethod::None,
     ];
     let secret_auth = vec![
         "client_secret_basic".to_owned(),
         "client_secret_post".to_owned(),
+        "private_key_jwt".to_owned(),
     ];
     let additional = KeygateMetadata {
         code_challenge_methods_supported: vec!["S256".into()],
@@ -185,6 +187,10 @@ pub fn provider_metadata(
             .collect(),
     ))
     .set_token_endpoint_auth_methods_supported(Some(client_auth))
+    .set_token_endpoint_auth_signing_alg_values_supported(Some(vec![
+        CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+        CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+    ]))
     .set_claim_types_supported(Some(vec![CoreClaimType::Normal]))
     .set_claims_supported(Some(
         claims_supported(workspace_claim)

@@ -11,7 +11,8 @@
 //! | [`authorize`] | authorization-request parsing (client, exact redirect URI, PKCE S256, prompt, max_age, acr) and the next step for a session |
 //! | [`assurance`] | sign-in facts → `acr` / `amr` in each vocabulary clients ask in (SPEC §4) |
 //! | [`tokens`] | grants, code records, ID and access tokens, refresh tokens, token/userinfo/introspection responses |
-//! | [`token_request`] | token-endpoint request shape and client authentication (`client_secret_basic`, `client_secret_post`, `none`) |
+//! | [`token_request`] | token-endpoint request shape and client authentication (`client_secret_basic`, `client_secret_post`, `private_key_jwt`, `none`) |
+//! | [`client_assertion`] | `private_key_jwt`: a client's registered JWKS and the checks on its signed assertions (RFC 7523) |
 //! | [`pkce`] | S256 verification |
 //! | [`scope`] | scope values and parsing |
 //!
@@ -48,6 +49,7 @@
 
 pub mod assurance;
 pub mod authorize;
+pub mod client_assertion;
 pub mod discovery;
 mod error;
 pub mod jwt;

@@ -1,5 +1,6 @@
 //! Token endpoint requests (RFC 6749 §3.2, §4.1.3, §6) and client authentication
-//! (§2.3.1): `client_secret_basic`, `client_secret_post`, or `none` for public clients.
+//! (§2.3.1): `client_secret_basic`, `client_secret_post`, `private_key_jwt` (RFC 7523
+//! §2.2, checked by [`super::client_assertion`]), or `none` for public clients.
 //!
 //! [`UntrustedTokenRequest::parse`] checks the shape only: one value per parameter, a
 //! known `grant_type`, the parameters that grant needs, and at most one way of
@@ -30,6 +31,12 @@ pub enum ClientAuth {
     Post { client_id: String, secret: String },
     /// A public client: `client_id` only.
     None { client_id: String },
+    /// `private_key_jwt`: a JWT the client signed (`client_assertion`); `client_id` is the
+    /// one it claims, not yet verified.
+    Jwt {
+        client_id: String,
+        assertion: String,
+    },
 }
 
 impl std::fmt::Debug for ClientAuth {
@@ -38,6 +45,7 @@ impl std::fmt::Debug for ClientAuth {
             ClientAuth::Basic { .. } => "client_secret_basic",
             ClientAuth::Post { .. } => "client_secret_post",
             ClientAuth::None { .. } => "none",
+            ClientAuth::Jwt { .. } => "private_key_jwt",
         };
         f.debug_struct("ClientAuth")
             .field("method", &method)
@@ -52,7 +60,8 @@ impl ClientAuth {
         match self {
             ClientAuth::Basic { client_id, .. }
             | ClientAuth::Post { client_id, .. }
-            | ClientAuth::None { client_id } => client_id,
+            | ClientAuth::None { client_id }
+            | ClientAuth::Jwt { client_id, .. } => client_id,
         }
     }
 
@@ -60,6 +69,8 @@ impl ClientAuth {
     /// Confidential clients must present the secret whose SHA-256 (hex) is
     /// `secret_sha256_hex`; public clients must present none. Every failure is
     /// `invalid_client` with one message, so the response does not tell which part failed.
+    /// A client assertion is never accepted here: the service checks it against the
+    /// client's registered keys ([`super::client_assertion::verify`]).
     pub fn verify(&self, client: Option<(ClientKind, Option<&str>)>) -> Result<(), OidcError> {
         let refuse = || OidcError::InvalidClient("client authentication failed".into());
         let (kind, stored) = client.ok_or_else(refuse)?;
@@ -204,10 +215,39 @@ impl UntrustedTokenRequest {
     }
 
     /// How the client authenticated (RFC 6749 §2.3): the Basic header, or `client_id`
-    /// with `client_secret` in the body, or `client_id` alone; never two methods at once.
+    /// with `client_secret` in the body, or a `client_assertion` (RFC 7523 §2.2), or
+    /// `client_id` alone; never two methods at once.
     pub fn client_auth(&self) -> Result<ClientAuth, OidcError> {
         let body_id = self.get("client_id")?;
         let body_secret = self.get("client_secret")?;
+        let assertion_type = self.get("client_assertion_type")?;
+        let assertion = self.get("client_assertion")?;
+        if assertion_type.is_some() || assertion.is_some() {
+            if self.authorization.is_some() || body_secret.is_some() {
+                return Err(OidcError::InvalidRequest(
+                    "use one client authentication method, not two".into(),
+                ));
+            }
+            if assertion_type != Some(super::client_assertion::ASSERTION_TYPE) {
+                return Err(OidcError::InvalidClient(format!(
+                    "client_assertion_type must be {}",
+                    super::client_assertion::ASSERTION_TYPE
+                )));
+            }
+            let assertion = assertion.ok_or_else(|| {
+                OidcError::InvalidClient("client_assertion is required with its type".into())
+            })?;
+            let client_id = super::client_assertion::claimed_client_id(assertion)?;
+            if body_id.is_some_and(|b| b != client_id) {
+                return Err(OidcError::InvalidClient(
+                    "client_id does not match the client assertion".into(),
+                ));
+            }
+            return Ok(ClientAuth::Jwt {
+                client_id,
+                assertion: assertion.to_owned(),
+            });
+        }
         if let Some(header) = self.authorization.as_deref() {
             let (id, secret) = parse_basic(header)?;
             if body_secret.is_some() {
@@ -312,6 +352,61 @@ mod tests {
     }
 
     const CODE: &str = "grant_type=authorization_code&code=kgc_x&redirect_uri=https%3A%2F%2Frp%2Fcb&code_verifier=v";
+
+    #[test]
+    fn a_client_assertion_is_one_method_and_names_its_client() {
+        use super::super::client_assertion::ASSERTION_TYPE;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let part = |v: &str| URL_SAFE_NO_PAD.encode(v);
+        let assertion = format!(
+            "{}.{}.c2ln",
+            part(r#"{"alg":"ES256"}"#),
+            part(r#"{"iss":"rp","sub":"rp"}"#)
+        );
+        let form = |extra: &str| {
+            format!(
+                "grant_type=client_credentials&client_assertion_type={}&client_assertion={assertion}{extra}",
+                url::form_urlencoded::byte_serialize(ASSERTION_TYPE.as_bytes()).collect::<String>()
+            )
+        };
+        let r = UntrustedTokenRequest::from_form(&form(""), None)
+            .parse()
+            .unwrap();
+        assert_eq!(
+            r.client,
+            ClientAuth::Jwt {
+                client_id: "rp".into(),
+                assertion: assertion.clone()
+            }
+        );
+        assert_eq!(
+            format!("{:?}", r.client),
+            r#"ClientAuth { method: "private_key_jwt", client_id: "rp", .. }"#
+        );
+        UntrustedTokenRequest::from_form(&form("&client_id=rp"), None)
+            .parse()
+            .unwrap();
+        for (extra, header, code) in [
+            ("&client_id=other", None, "invalid_client"),
+            ("&client_secret=s", None, "invalid_request"),
+            ("", Some(basic("rp", "s")), "invalid_request"),
+        ] {
+            let e = UntrustedTokenRequest::from_form(&form(extra), header.as_deref())
+                .parse()
+                .unwrap_err();
+            assert_eq!(e.code(), code, "{extra}");
+        }
+        let other_type = format!(
+            "grant_type=client_credentials&client_assertion_type=urn%3Aother&client_assertion={assertion}"
+        );
+        let no_assertion = "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer";
+        for body in [other_type.as_str(), no_assertion] {
+            let e = UntrustedTokenRequest::from_form(body, None)
+                .parse()
+                .unwrap_err();
+            assert_eq!(e.code(), "invalid_client", "{body}");
+        }
+    }
 
     #[test]
     fn basic_post_and_none() {

@@ -33,6 +33,9 @@ pub struct OidcClient {
     pub source: String,
     pub created_at: i64,
     pub disabled_at: Option<i64>,
+    /// The public keys a `private_key_jwt` client signs its assertions with (a JWKS
+    /// document); such a client has no secret.
+    pub jwks: Option<String>,
 }
 
 #[derive(Queryable, Insertable, AsChangeset)]
@@ -50,6 +53,7 @@ struct ClientRow {
     source: String,
     created_at: i64,
     disabled_at: Option<i64>,
+    jwks: Option<String>,
 }
 
 fn to_json(v: &[String]) -> String {
@@ -75,6 +79,7 @@ impl From<&OidcClient> for ClientRow {
             source: c.source.clone(),
             created_at: c.created_at,
             disabled_at: c.disabled_at,
+            jwks: c.jwks.clone(),
         }
     }
 }
@@ -112,6 +117,7 @@ impl TryFrom<ClientRow> for OidcClient {
             source: r.source,
             created_at: r.created_at,
             disabled_at: r.disabled_at,
+            jwks: r.jwks,
         })
     }
 }
@@ -213,6 +219,7 @@ impl Tx<'_> {
                 oidc_clients::workspace_id.eq(row.workspace_id),
                 oidc_clients::required_acr.eq(row.required_acr),
                 oidc_clients::source.eq(row.source),
+                oidc_clients::jwks.eq(row.jwks),
             ))
             .execute(self.conn)
             .map_err(db_err)?;

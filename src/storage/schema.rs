@@ -149,6 +149,7 @@ diesel::table! {
         source -> Text,
         created_at -> BigInt,
         disabled_at -> Nullable<BigInt>,
+        jwks -> Nullable<Text>,
     }
 }
 

@@ -28,6 +28,7 @@ mod oidc_http;
 mod oidc_http_endpoints;
 mod oidc_http_errors;
 mod oidc_http_policy;
+mod oidc_private_key_jwt;
 mod oidc_tokens;
 mod recovery_http;
 mod replicas;

@@ -1,6 +1,6 @@
 //! Authlib (Python), a widely used OAuth/OpenID Connect client library, as an independent
 //! relying party: it reads our discovery document, builds the authorization request (PKCE
-//! S256, nonce), exchanges the code with `client_secret_basic`, validates the ID token
+//! S256, nonce), exchanges the code with `client_secret_basic` (or `private_key_jwt`), validates the ID token
 //! against our JWKS (iss, aud, exp, iat, nonce, at_hash) and calls userinfo. The script is
 //! `tests/it/rp/authlib_rp.py`; it talks to this test over stdin/stdout, one JSON line
 //! each way, while the test plays the member's browser. `scripts/setup` installs Authlib.
@@ -24,16 +24,20 @@ fn python_has_authlib() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-#[actix_web::test]
-async fn authlib_signs_in_through_keygate() {
-    if !python_has_authlib() {
-        if in_ci() {
-            panic!("python3 with authlib and requests is required in CI: run scripts/setup");
-        }
-        eprintln!("skipped: python3 with authlib is missing (run scripts/setup)");
-        return;
+fn authlib_missing() -> bool {
+    if python_has_authlib() {
+        return false;
     }
-    let mut p = provider().await;
+    if in_ci() {
+        panic!("python3 with authlib and requests is required in CI: run scripts/setup");
+    }
+    eprintln!("skipped: python3 with authlib is missing (run scripts/setup)");
+    true
+}
+
+/// Runs the relying party as `client_id` with `credentials` (`client_secret` or
+/// `private_key`) through one sign-in of the admin's browser; returns what it reports.
+async fn authlib_flow(p: &mut Provider, client_id: &str, credentials: Value, scope: &str) -> Value {
     let mut browser = p.browser().await;
     let mut child = Command::new("python3")
         .arg(SCRIPT)
@@ -59,13 +63,16 @@ async fn authlib_signs_in_through_keygate() {
         .unwrap()
     };
 
-    say(json!({
+    let mut start = json!({
         "issuer": p.app.base,
-        "client_id": CLIENT_ID,
-        "client_secret": p.secret,
+        "client_id": client_id,
         "redirect_uri": REDIRECT,
-        "scope": "openid profile email keygate:key_evidence",
-    }));
+        "scope": scope,
+    });
+    for (k, v) in credentials.as_object().expect("credentials") {
+        start[k] = v.clone();
+    }
+    say(start);
     let (out, line) = read(stdout).await;
     stdout = out;
     let start: Value =
@@ -93,6 +100,23 @@ async fn authlib_signs_in_through_keygate() {
     });
     assert!(done.get("error").is_none(), "relying party refused: {done}");
     assert!(output.status.success());
+    done
+}
+
+#[actix_web::test]
+async fn authlib_signs_in_through_keygate() {
+    if authlib_missing() {
+        return;
+    }
+    let mut p = provider().await;
+    let secret = json!({ "client_secret": p.secret });
+    let done = authlib_flow(
+        &mut p,
+        CLIENT_ID,
+        secret,
+        "openid profile email keygate:key_evidence",
+    )
+    .await;
     let claims = &done["claims"];
     assert_eq!(claims["iss"], p.app.base.as_str());
     assert_eq!(claims["aud"], CLIENT_ID);
@@ -113,5 +137,39 @@ async fn authlib_signs_in_through_keygate() {
     assert_eq!(done["token_type"], "Bearer");
     assert_eq!(done["userinfo"]["sub"], p.user_id.as_str());
     assert_eq!(done["userinfo"]["email"], "admin@example.com");
+    p.app.stop().await;
+}
+
+/// Authlib authenticates a client registered with its public key (`private_key_jwt`,
+/// RS256, the assertion made by Authlib's RFC 7523 code from the PEM private key).
+#[actix_web::test]
+async fn authlib_authenticates_with_private_key_jwt() {
+    if authlib_missing() {
+        return;
+    }
+    let key = crate::oidc_private_key_jwt::client_key(keygate::oidc::keys::Algorithm::Rs256);
+    let mut p = provider_with_config(&crate::oidc_private_key_jwt::client_toml(&[&key])).await;
+    let pem = crate::oidc_private_key_jwt::pem(&key);
+    let done = authlib_flow(
+        &mut p,
+        crate::oidc_private_key_jwt::JWT_CLIENT,
+        json!({ "private_key": pem }),
+        "openid email",
+    )
+    .await;
+    assert_eq!(
+        done["claims"]["aud"],
+        crate::oidc_private_key_jwt::JWT_CLIENT
+    );
+    assert_eq!(done["claims"]["sub"], p.user_id.as_str());
+    assert_eq!(done["claims"]["acr"], "phrh");
+    assert_eq!(done["userinfo"]["email"], "admin@example.com");
+    let audit = crate::enrolment_http::audit_events(&p.app).await;
+    assert!(
+        audit.iter().any(|e| e.action == "oidc.token_issued"
+            && e.details_json
+                .contains(crate::oidc_private_key_jwt::JWT_CLIENT)),
+        "the exchange is audited"
+    );
     p.app.stop().await;
 }

@@ -876,6 +876,7 @@ fn storage_grants_of_one_batch_are_inserted_together_and_a_conflict_fails_only_i
             source: "admin".into(),
             created_at: NOW,
             disabled_at: None,
+            jwks: None,
         })
     })
     .unwrap();
@@ -985,6 +986,7 @@ async fn storage_concurrent_client_lookups_each_find_their_own_client() {
             source: "admin".into(),
             created_at: NOW,
             disabled_at: (i == 3).then_some(NOW),
+            jwks: (i == 1).then(|| r#"{"keys":[]}"#.to_string()),
         };
         db.transaction(|tx| tx.insert_oidc_client(&client)).unwrap();
         expected.push((client.client_id.clone(), Some(client)));

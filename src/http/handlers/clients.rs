@@ -33,6 +33,8 @@ pub struct ClientForm {
     required_acr: String,
     #[serde(default)]
     public: Option<String>,
+    #[serde(default)]
+    jwks: String,
 }
 
 fn words(s: &str) -> Vec<String> {
@@ -55,6 +57,12 @@ impl ClientForm {
             },
             workspace_id: Some(self.workspace_id.clone()).filter(|w| !w.is_empty()),
             required_acr: words(&self.required_acr),
+            jwks: match self.jwks.trim() {
+                "" => None,
+                text => Some(serde_json::from_str(text).map_err(|_| {
+                    Error::bad_request("invalid_client_metadata", "the JWKS is not JSON")
+                })?),
+            },
         })
     }
 }

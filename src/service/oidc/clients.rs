@@ -9,6 +9,7 @@ use super::config::{check_client, OidcClientConfig};
 use crate::audit::{NewAuditEvent, Outcome};
 use crate::error::{Error, Result};
 use crate::oidc::authorize::{ClientKind, ClientView};
+use crate::oidc::client_assertion::ClientKeys;
 use crate::oidc::keys::Algorithm;
 use crate::service::{tokens, Actor};
 use crate::state::AppState;
@@ -31,8 +32,9 @@ pub fn view(c: &OidcClient) -> ClientView {
     }
 }
 
+/// Confidential: it authenticates with a secret or with a JWT signed by a registered key.
 pub fn kind(c: &OidcClient) -> ClientKind {
-    if c.secret_sha256.is_some() {
+    if c.secret_sha256.is_some() || c.jwks.is_some() {
         ClientKind::Confidential
     } else {
         ClientKind::Public
@@ -84,6 +86,7 @@ pub async fn sync_from_config(state: &AppState) -> Result<()> {
     let mut clients = Vec::with_capacity(declared.len());
     for c in &declared {
         let secret = c.secret().map_err(Error::Internal)?;
+        let jwks = c.jwks_document().map_err(Error::Internal)?;
         clients.push(OidcClient {
             client_id: c.client_id.clone(),
             name: c.name.trim().to_string(),
@@ -97,6 +100,7 @@ pub async fn sync_from_config(state: &AppState) -> Result<()> {
             source: "config".into(),
             created_at: now,
             disabled_at: None,
+            jwks,
         });
     }
     if !clients.is_empty() {
@@ -166,6 +170,9 @@ pub struct NewClient {
     pub workspace_id: Option<String>,
     #[serde(default)]
     pub required_acr: Vec<String>,
+    /// The public keys (a JWKS) of a `private_key_jwt` client: it gets no secret.
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
 }
 
 /// A client as created: the secret is in here once and nowhere else.
@@ -207,7 +214,23 @@ pub async fn create(state: &AppState, actor: &Actor, new: NewClient) -> Result<C
             ));
         }
     }
-    let secret = (!new.public).then(|| format!("{SECRET_PREFIX}{}", tokens::secret_token()));
+    let jwks = match new.jwks.filter(|j| !j.is_null()) {
+        None => None,
+        Some(_) if new.public => {
+            return Err(Error::bad_request(
+                "invalid_client_metadata",
+                "a public client has no keys: drop jwks or public",
+            ))
+        }
+        Some(doc) => {
+            let text = doc.to_string();
+            ClientKeys::parse(&text)
+                .map_err(|m| Error::bad_request("invalid_client_metadata", m))?;
+            Some(text)
+        }
+    };
+    let secret = (!new.public && jwks.is_none())
+        .then(|| format!("{SECRET_PREFIX}{}", tokens::secret_token()));
     let client = OidcClient {
         client_id: format!("kg-{}", &tokens::new_id()[..20]),
         name: new.name.trim().to_string(),
@@ -221,6 +244,7 @@ pub async fn create(state: &AppState, actor: &Actor, new: NewClient) -> Result<C
         source: "admin".into(),
         created_at: state.now(),
         disabled_at: None,
+        jwks,
     };
     if new.id_token_alg != Algorithm::Es256 {
         super::keys::ensure(state, new.id_token_alg).await?;
@@ -231,7 +255,8 @@ pub async fn create(state: &AppState, actor: &Actor, new: NewClient) -> Result<C
         &client.client_id,
         serde_json::json!({
             "source": "admin",
-            "public": client.secret_sha256.is_none(),
+            "public": kind(&client) == ClientKind::Public,
+            "private_key_jwt": client.jwks.is_some(),
             "redirect_uris": client.redirect_uris,
             "workspace": client.workspace_id,
             "ip": actor.ip,

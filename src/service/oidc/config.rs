@@ -81,6 +81,12 @@ pub struct OidcClientConfig {
     /// The name of an environment variable holding the client secret.
     #[serde(default)]
     pub secret_env: Option<String>,
+    /// A `private_key_jwt` client's public keys, a JWKS document (RFC 7517) inline...
+    #[serde(default)]
+    pub jwks: Option<String>,
+    /// ... or in a file. Such a client has no secret.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
 }
 
 /// Shortest client secret accepted from configuration: secrets are stored as a fast
@@ -88,6 +94,24 @@ pub struct OidcClientConfig {
 pub const MIN_SECRET_LEN: usize = 32;
 
 impl OidcClientConfig {
+    /// The client's JWKS, from its file or inline, checked (`None` without one).
+    pub fn jwks_document(&self) -> Result<Option<String>, String> {
+        let text = match (&self.jwks, &self.jwks_file) {
+            (None, None) => return Ok(None),
+            (Some(inline), _) => inline.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
+                format!(
+                    "oidc.clients `{}`: jwks_file {}: {e}",
+                    self.client_id,
+                    path.display()
+                )
+            })?,
+        };
+        crate::oidc::client_assertion::ClientKeys::parse(&text)
+            .map_err(|e| format!("oidc.clients `{}`: {e}", self.client_id))?;
+        Ok(Some(text))
+    }
+
     /// The client secret from its file or environment variable (`None` for a public
     /// client). Messages name the source, never the value.
     pub fn secret(&self) -> Result<Option<SecretString>, String> {
@@ -176,24 +200,26 @@ impl OidcConfig {
                 &c.required_acr,
             )
             .map_err(|e| format!("oidc.clients `{id}`: {e}"))?;
-            match (c.public, c.secret_file.is_some(), c.secret_env.is_some()) {
-                (true, false, false) => {}
-                (true, _, _) => {
-                    return Err(format!(
-                        "oidc.clients `{id}`: a public client has no secret (drop secret_file / secret_env)"
-                    ))
-                }
-                (false, true, true) => {
-                    return Err(format!(
-                        "oidc.clients `{id}`: set one of secret_file and secret_env, not both"
-                    ))
-                }
-                (false, false, false) => {
-                    return Err(format!(
-                        "oidc.clients `{id}`: a confidential client needs secret_file or secret_env (or public = true)"
-                    ))
-                }
-                (false, _, _) => {}
+            let keys = c.jwks.is_some() || c.jwks_file.is_some();
+            if c.jwks.is_some() && c.jwks_file.is_some() {
+                return Err(format!(
+                    "oidc.clients `{id}`: set one of jwks and jwks_file, not both"
+                ));
+            }
+            if c.jwks.is_some() {
+                c.jwks_document()?;
+            }
+            let secrets =
+                usize::from(c.secret_file.is_some()) + usize::from(c.secret_env.is_some());
+            let problem = match (c.public, keys, secrets) {
+                (true, false, 0) | (false, true, 0) | (false, false, 1) => None,
+                (true, _, _) => Some("a public client has no secret and no keys (drop secret_file / secret_env / jwks)"),
+                (false, true, _) => Some("a private_key_jwt client (jwks) has no secret: drop secret_file / secret_env"),
+                (false, false, 0) => Some("a confidential client needs secret_file, secret_env, jwks or jwks_file (or public = true)"),
+                (false, false, _) => Some("set one of secret_file and secret_env, not both"),
+            };
+            if let Some(problem) = problem {
+                return Err(format!("oidc.clients `{id}`: {problem}"));
             }
         }
         Ok(())

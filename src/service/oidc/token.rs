@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::authorize::StoredCode;
 use super::{access_token_key, audit, clients, code_key, code_used_key, Failure};
 use crate::audit::{NewAuditEvent, Outcome};
+use crate::oidc::client_assertion;
 use crate::oidc::scope::Scopes;
 use crate::oidc::token_request::{ClientAuth, TokenGrant, UntrustedTokenRequest};
 use crate::oidc::tokens::{self, Exchange, IssuedTokens, RefreshRecord};
@@ -158,12 +159,78 @@ pub(crate) async fn authenticate(
     auth: &ClientAuth,
 ) -> Result<OidcClient, Failure> {
     let client = clients::find_enabled(state, auth.client_id()).await?;
+    if let ClientAuth::Jwt { assertion, .. } = auth {
+        return assertion_client(state, client, assertion).await;
+    }
     auth.verify(
         client
             .as_ref()
             .map(|c| (clients::kind(c), c.secret_sha256.as_deref())),
     )?;
     client.ok_or_else(|| OidcError::InvalidClient("client authentication failed".into()).into())
+}
+
+/// `private_key_jwt`: the assertion must verify against the client's registered keys and
+/// its `jti` must be new (kept in the shared store until the assertion expires, so a
+/// replay is refused on every replica). A refused assertion for a registered client is
+/// audited as `oidc.client_auth_refused`: it may be a stolen or replayed credential.
+async fn assertion_client(
+    state: &AppState,
+    client: Option<OidcClient>,
+    assertion: &str,
+) -> Result<OidcClient, Failure> {
+    let refuse = || OidcError::InvalidClient("client authentication failed".into());
+    let Some(client) = client else {
+        return Err(refuse().into());
+    };
+    let Some(keys) = client
+        .jwks
+        .as_deref()
+        .and_then(|j| client_assertion::ClientKeys::parse(j).ok())
+    else {
+        return Err(refuse().into());
+    };
+    let issuer = state.oidc.settings.issuer.as_str();
+    let token_endpoint = crate::oidc::discovery::Endpoints::under(issuer).token;
+    let now = state.clock.now().unix_timestamp();
+    let refusal = match client_assertion::verify(
+        assertion,
+        &keys,
+        &client.client_id,
+        &[token_endpoint.as_str(), issuer],
+        now,
+    ) {
+        Ok(verified) => {
+            let key = format!(
+                "oidc:client_assertion:{}",
+                tokens::digest(&format!("{}\n{}", client.client_id, verified.jti))
+            );
+            let ttl = std::time::Duration::from_secs((verified.expires_at - now).max(1) as u64);
+            if state.ephemeral.set_nx_ex(&key, b"1", ttl).await? {
+                return Ok(client);
+            }
+            OidcError::InvalidClient("the client assertion was already used".into())
+        }
+        Err(e) => e,
+    };
+    let subject = format!("oidc_client:{}", client.client_id);
+    audit(
+        state,
+        NewAuditEvent {
+            actor: subject.clone(),
+            action: "oidc.client_auth_refused".into(),
+            subject,
+            outcome: Outcome::Refused,
+            reason: Some(refusal.code().into()),
+            details: serde_json::json!({
+                "client_id": client.client_id,
+                "method": "private_key_jwt",
+                "message": refusal.description(),
+            }),
+        },
+    )
+    .await?;
+    Err(refusal.into())
 }
 
 fn event(

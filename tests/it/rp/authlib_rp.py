@@ -1,13 +1,13 @@
 """An independent OpenID Connect relying party (Authlib) for keygate's tests.
 
 Line protocol on stdin/stdout, one JSON object per line:
-  in:  {"issuer", "client_id", "client_secret", "redirect_uri", "scope"}
+  in:  {"issuer", "client_id", "client_secret" or "private_key" (PEM), "redirect_uri", "scope"}
   out: {"authorization_url", "state"}            the browser is sent there
   in:  {"callback"}                              where the browser was sent back to
   out: {"claims", "userinfo", "token_type", "scope"}  or {"error"} (exit status 1)
 
 Discovery, the authorization URL (PKCE S256, nonce), the code exchange
-(client_secret_basic), ID-token validation against the JWKS named by discovery (iss, aud,
+(client_secret_basic, or private_key_jwt signed RS256 with "private_key"), ID-token validation against the JWKS named by discovery (iss, aud,
 exp, iat, nonce, at_hash) and userinfo are all Authlib's and requests' own code.
 """
 import json
@@ -18,6 +18,7 @@ import requests
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.jose import JsonWebKey, jwt
+from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from authlib.oidc.core import CodeIDToken
 
 
@@ -39,14 +40,19 @@ def main():
     ).json()
     if meta["issuer"] != cfg["issuer"]:
         raise ValueError("discovery names another issuer: " + meta["issuer"])
+    key_jwt = "private_key" in cfg
+    if key_jwt and "private_key_jwt" not in meta["token_endpoint_auth_methods_supported"]:
+        raise ValueError("discovery does not offer private_key_jwt")
     session = OAuth2Session(
         cfg["client_id"],
-        cfg["client_secret"],
+        cfg["private_key"] if key_jwt else cfg["client_secret"],
         scope=cfg["scope"],
         redirect_uri=cfg["redirect_uri"],
         code_challenge_method="S256",
-        token_endpoint_auth_method="client_secret_basic",
+        token_endpoint_auth_method="private_key_jwt" if key_jwt else "client_secret_basic",
     )
+    if key_jwt:
+        session.register_client_auth_method(PrivateKeyJWT(meta["token_endpoint"]))
     verifier = generate_token(64)
     nonce = generate_token(24)
     url, state = session.create_authorization_url(
