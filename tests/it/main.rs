@@ -24,6 +24,7 @@ mod managed_config_http;
 mod oidc_authlib;
 mod oidc_authorize;
 mod oidc_core;
+mod oidc_fuzz;
 mod oidc_http;
 mod oidc_http_endpoints;
 mod oidc_http_errors;
