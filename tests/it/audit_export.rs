@@ -390,3 +390,77 @@ fn audit_export_anchor_signature_is_checked_against_the_jwks() {
     assert!(!ok);
     assert!(err.contains("must be signed"), "{err}");
 }
+
+/// Python's joserfc, an independent JOSE implementation, checks an export's anchor with the
+/// exported JWKS: the signature verifies, `typ` names an audit anchor, and the signed
+/// payload is the anchor line itself without its signature. A changed anchor fails there.
+const PYTHON_ANCHOR_CHECK: &str = r#"
+import json, sys
+from joserfc import jws
+from joserfc.jwk import KeySet
+anchor = json.loads(open(sys.argv[1]).readline())
+keys = KeySet.import_key_set(json.load(open(sys.argv[2])))
+obj = jws.deserialize_compact(anchor.pop("signature"), keys, algorithms=["ES256"])
+assert obj.protected["typ"] == "keygate-audit-anchor+json", obj.protected
+signed = json.loads(obj.payload)
+assert signed == anchor, (signed, anchor)
+print(obj.protected["kid"], anchor["format"])
+"#;
+
+#[test]
+fn audit_export_anchor_verifies_with_an_independent_jose_library() {
+    if !crate::compliance_verify::python_has_joserfc() {
+        if crate::support::db::in_ci() {
+            panic!("python3 with joserfc is required in CI: run scripts/setup");
+        }
+        eprintln!("skipped: python3 with joserfc is missing (run scripts/setup)");
+        return;
+    }
+    let db = test_storage();
+    seed(&db, 2, 1_764_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = config_for(d, &db.url);
+    let (file, jwks, script) = (d.join("a.jsonl"), d.join("jwks.json"), d.join("check.py"));
+    export_to(&["audit", "export"], &file, &config);
+    export_to(&["export", "jwks"], &jwks, &config);
+    std::fs::write(&script, PYTHON_ANCHOR_CHECK).unwrap();
+    let python = |path: &Path| {
+        run(std::process::Command::new("python3")
+            .arg(&script)
+            .arg(path)
+            .arg(&jwks))
+    };
+    let (ok, out, err) = python(&file);
+    assert!(ok, "joserfc refused the anchor: {err}");
+    let anchor = header_of(&lines_of(&file)[0]);
+    let kid = serde_json::from_slice::<serde_json::Value>(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            anchor
+                .signature
+                .as_deref()
+                .unwrap()
+                .split('.')
+                .next()
+                .unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(out.trim(), format!("{kid} keygate.audit.export.v2"));
+
+    // The anchor with a field changed under its signature: refused there too.
+    let mut lines = lines_of(&file);
+    let mut moved = anchor;
+    moved.exported_at = "2020-01-01T00:00:00Z".into();
+    lines[0] = serde_json::to_string(&moved).unwrap();
+    let changed = d.join("changed.jsonl");
+    std::fs::write(&changed, lines.join("\n") + "\n").unwrap();
+    let (ok, _, err) = python(&changed);
+    assert!(!ok, "joserfc must refuse a changed anchor");
+    assert!(err.contains("AssertionError"), "{err}");
+}

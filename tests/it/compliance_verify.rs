@@ -287,7 +287,7 @@ report = json.loads(obj.payload)
 print(obj.protected["kid"], hashlib.sha256(obj.payload).hexdigest(), report["summary"]["members"])
 "#;
 
-fn python_has_joserfc() -> bool {
+pub(crate) fn python_has_joserfc() -> bool {
     Command::new("python3")
         .args(["-c", "import joserfc"])
         .stdout(Stdio::null())
