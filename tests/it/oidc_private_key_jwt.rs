@@ -38,6 +38,20 @@ jwks = '{jwks}'
     )
 }
 
+/// [`client_toml`] with the JWKS in a file of `dir` (`jwks_file`).
+fn client_toml_with_file(keys: &[&SigningKey], dir: &std::path::Path) -> String {
+    let path = dir.join("client.jwks.json");
+    let jwks = json!({ "keys": keys.iter().map(|k| k.public_jwk()).collect::<Vec<_>>() });
+    std::fs::write(&path, jwks.to_string()).expect("write the JWKS");
+    let inline = format!("jwks = '{jwks}'");
+    let toml = client_toml(keys).replace(&inline, &format!("jwks_file = \"{}\"", path.display()));
+    assert!(
+        toml.contains("jwks_file") && !toml.contains("jwks = "),
+        "{toml}"
+    );
+    toml
+}
+
 /// The private key as PKCS#8 PEM (for Authlib).
 pub fn pem(key: &SigningKey) -> String {
     let b64 = STANDARD.encode(key.pkcs8().expose_secret());
@@ -140,7 +154,8 @@ async fn refusals(p: &Provider) -> Vec<String> {
 #[actix_web::test]
 async fn private_key_jwt_authenticates_a_client_by_its_registered_key() {
     let key = client_key(Algorithm::Es256);
-    let mut p = provider_with_config(&client_toml(&[&key])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = provider_with_config(&client_toml_with_file(&[&key], dir.path())).await;
     let mut browser = p.browser().await;
 
     let discovery = p
