@@ -367,7 +367,16 @@ fn discovery_document_reads_as_standard_provider_metadata() {
     );
     assert_eq!(
         raw["token_endpoint_auth_methods_supported"],
-        json!(["client_secret_basic", "client_secret_post", "none"])
+        json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+            "none"
+        ])
+    );
+    assert_eq!(
+        raw["token_endpoint_auth_signing_alg_values_supported"],
+        json!(["ES256", "RS256"])
     );
     assert_eq!(
         raw["scopes_supported"],
