@@ -34,8 +34,29 @@ pub struct OidcClient {
     pub created_at: i64,
     pub disabled_at: Option<i64>,
     /// The public keys a `private_key_jwt` client signs its assertions with (a JWKS
-    /// document); such a client has no secret.
+    /// document, kept as its text); such a client has no secret. Shown as a JSON object.
+    #[serde(default, with = "jwks_as_json")]
     pub jwks: Option<String>,
+}
+
+/// A stored JWKS text shown as the JSON document it is (and read back from one).
+mod jwks_as_json {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::Value;
+
+    pub fn serialize<S: Serializer>(text: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        text.as_deref()
+            .map(|t| serde_json::from_str::<Value>(t).unwrap_or_else(|_| Value::from(t)))
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(match Option::<Value>::deserialize(d)? {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => Some(text),
+            Some(doc) => Some(doc.to_string()),
+        })
+    }
 }
 
 #[derive(Queryable, Insertable, AsChangeset)]

@@ -363,6 +363,10 @@ async fn admins_register_a_private_key_jwt_client_which_then_authenticates_with_
     assert_eq!(r.status, 201, "{}", r.body);
     let created = r.json();
     assert!(created["client_secret"].is_null(), "no secret: {created}");
+    assert_eq!(
+        created["jwks"], jwks,
+        "the registered keys, as a JSON document"
+    );
     let client_id = created["client_id"].as_str().unwrap().to_string();
 
     // Client credentials with an assertion the client signed (RS256, no kid: its one key).
