@@ -131,6 +131,10 @@ pub struct EnrolmentConfig {
     pub invitation_ttl_secs: u64,
     /// Lifetime of the first admin's bootstrap link.
     pub bootstrap_ttl_secs: u64,
+    /// How long a key-recovery request waits for its second admin.
+    pub recovery_request_ttl_secs: u64,
+    /// Lifetime of the one-time recovery link an approval issues.
+    pub recovery_link_ttl_secs: u64,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -517,6 +521,8 @@ impl Default for EnrolmentConfig {
         Self {
             invitation_ttl_secs: 24 * 3600,
             bootstrap_ttl_secs: 3600,
+            recovery_request_ttl_secs: 24 * 3600,
+            recovery_link_ttl_secs: 3600,
         }
     }
 }
@@ -646,6 +652,18 @@ impl Config {
                 "enrolment.bootstrap_ttl_secs",
                 self.enrolment.bootstrap_ttl_secs,
                 60,
+                24 * 3600,
+            ),
+            (
+                "enrolment.recovery_request_ttl_secs",
+                self.enrolment.recovery_request_ttl_secs,
+                600,
+                7 * 24 * 3600,
+            ),
+            (
+                "enrolment.recovery_link_ttl_secs",
+                self.enrolment.recovery_link_ttl_secs,
+                300,
                 24 * 3600,
             ),
             (
@@ -845,6 +863,21 @@ mod tests {
         assert_eq!(c.session.idle_ttl_secs, 120);
         assert_eq!(c.organisation.name, "Acme Corp");
         assert!(c.policy.fips_only);
+    }
+
+    #[test]
+    fn recovery_lifetimes_are_bounded() {
+        let c = Config::default();
+        assert_eq!(c.enrolment.recovery_request_ttl_secs, 24 * 3600);
+        assert_eq!(c.enrolment.recovery_link_ttl_secs, 3600);
+        for (name, value) in [
+            ("KEYGATE__ENROLMENT__RECOVERY_LINK_TTL_SECS", "60"),
+            ("KEYGATE__ENROLMENT__RECOVERY_LINK_TTL_SECS", "172800"),
+            ("KEYGATE__ENROLMENT__RECOVERY_REQUEST_TTL_SECS", "60"),
+        ] {
+            let err = Config::load(None, env(&[(name, value)])).unwrap_err();
+            assert!(err.to_string().contains("recovery_"), "{err}");
+        }
     }
 
     #[test]

@@ -17,11 +17,12 @@ use crate::storage::{
     InvitationKind, NewInvitation, RecoveryRequest, SessionScope, StorageError, UserStatus,
 };
 
-/// How long a request waits for its second admin.
-pub const REQUEST_TTL_SECS: i64 = 24 * 3600;
-/// How long the recovery link lives once approved.
-pub const LINK_TTL_SECS: i64 = 3600;
 const REASON_MAX_CHARS: usize = 500;
+
+/// A configured lifetime (bounded when the config is read) in seconds.
+fn secs(configured: u64) -> i64 {
+    i64::try_from(configured).unwrap_or(i64::MAX)
+}
 
 /// A request as admins see it (no link: that is shown once, at approval).
 #[derive(Clone, Debug, Serialize)]
@@ -131,7 +132,7 @@ pub async fn request(
         requested_by: admin_id,
         reason,
         created_at: now,
-        expires_at: now + REQUEST_TTL_SECS,
+        expires_at: now + secs(state.config.enrolment.recovery_request_ttl_secs),
         approved_by: None,
         approved_at: None,
         invitation_id: None,
@@ -268,7 +269,7 @@ pub async fn approve(
         role: user.role,
         created_by: Some(actor.id.clone()),
         created_at: now,
-        expires_at: now + LINK_TTL_SECS,
+        expires_at: now + secs(state.config.enrolment.recovery_link_ttl_secs),
     };
     let subject = format!("user:{}", user.id);
     let approved = NewAuditEvent {

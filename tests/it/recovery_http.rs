@@ -3,6 +3,7 @@
 //! recovered only when two different admins agree, each with a fresh key touch, through a
 //! one-time link that adds the key to the same member. Every refusal changes nothing.
 
+use keygate::state::Clock;
 use serde_json::json;
 
 use crate::enrolment_http::{
@@ -634,5 +635,43 @@ async fn approval_is_a_single_conditional_update() {
         [false, false, false, true, false, true, false],
         "requester, target, expired, second admin, twice, completed once"
     );
+    app.stop().await;
+}
+
+/// The two recovery lifetimes are settings: the request and the link expire when the
+/// configuration says, and a request past its lifetime can no longer be approved.
+#[actix_web::test]
+async fn recovery_lifetimes_follow_the_settings() {
+    let ca = trusted_ca();
+    let app = TestApp::builder()
+        .with_toml(&ca.toml)
+        .with("enrolment.recovery_request_ttl_secs", "7200")
+        .with("enrolment.recovery_link_ttl_secs", "900")
+        // The admins' sessions outlive the clock moved past the request's lifetime.
+        .with("session.idle_ttl_secs", "86400")
+        .start()
+        .await;
+    let (mut ada, mut grace, bob) = world(&app, &ca).await;
+    let request = open_request(&app, &mut ada, &bob.id, "lifetimes").await;
+    let list = ada
+        .client
+        .get(&format!("/api/admin/members/{}/recovery", bob.id))
+        .await
+        .json();
+    assert_eq!(
+        list[0]["expires_at"].as_i64().unwrap() - list[0]["created_at"].as_i64().unwrap(),
+        7200
+    );
+    let approved_at = app.clock.now().unix_timestamp();
+    let r = approve(&app, &mut grace, &request, true).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let link_expiry = r.json()["expires_at"].as_i64().unwrap() - approved_at;
+    assert!((900..=902).contains(&link_expiry), "{link_expiry}");
+
+    // A second request, left past its two hours: 410, nothing issued.
+    let late = open_request(&app, &mut ada, &bob.id, "too late").await;
+    app.clock.advance(7201);
+    let r = approve(&app, &mut grace, &late, true).await;
+    assert_eq!(r.status, 410, "{}", r.body);
     app.stop().await;
 }
