@@ -7,14 +7,13 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use keygate::oidc::client_assertion::{self, ClientKeys};
 use keygate::oidc::jwt::{self, Audience, Validation};
 use keygate::oidc::keys::{Algorithm, KeySet, SigningKey};
 use keygate::oidc::token_request::UntrustedTokenRequest;
 use serde_json::json;
 
+use crate::oidc_private_key_jwt::sign_raw as sign;
 use crate::webauthn_fuzz::{mutate, Rng};
 
 const ROUNDS: usize = 800;
@@ -37,16 +36,6 @@ fn fuzz(name: &str, seed: u64, corpus: &[Vec<u8>], mut f: impl FnMut(&[u8])) {
             assert!(t.elapsed() < MAX_CALL, "{name} took {:?}", t.elapsed());
         }
     }
-}
-
-fn sign(key: &SigningKey, header: &[u8], claims: &[u8]) -> String {
-    let input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header),
-        URL_SAFE_NO_PAD.encode(claims)
-    );
-    let sig = key.sign(input.as_bytes()).unwrap();
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
 }
 
 #[test]

@@ -66,11 +66,23 @@ pub fn pem(key: &SigningKey) -> String {
     )
 }
 
-fn sign(key: &SigningKey, header: Value, claims: &Value) -> String {
-    let enc = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
-    let input = format!("{}.{}", enc(&header), enc(claims));
+/// A compact JWS over `header` and `claims` as given (bytes: they may be any JSON, or not).
+pub fn sign_raw(key: &SigningKey, header: &[u8], claims: &[u8]) -> String {
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(claims)
+    );
     let sig = key.sign(input.as_bytes()).expect("sign");
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+fn sign(key: &SigningKey, header: Value, claims: &Value) -> String {
+    sign_raw(
+        key,
+        header.to_string().as_bytes(),
+        claims.to_string().as_bytes(),
+    )
 }
 
 fn claims(p: &Provider, jti: &str) -> Value {
