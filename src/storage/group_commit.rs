@@ -20,7 +20,7 @@
 use std::sync::{Arc, Mutex};
 
 use diesel::prelude::*;
-use diesel::r2d2::Pool;
+use diesel::r2d2::{Pool, PooledConnection};
 
 use crate::audit::{link_hash, AuditRecord, LinkInput, NewAuditEvent};
 
@@ -132,7 +132,8 @@ impl GroupCommit {
             .worker
             .start_batching("keygate-audit-commit", MAX_BATCH, || {
                 let (pool, gate) = (pool.clone(), gate.clone());
-                move |batch| commit_batch(&pool, backend, &gate, batch)
+                let mut held = None;
+                move |batch| commit_batch(&pool, backend, &gate, &mut held, batch)
             })
             .send(job);
         if let Err(job) = sent {
@@ -143,13 +144,23 @@ impl GroupCommit {
     }
 }
 
+/// Commits one batch. On SQLite the committer keeps its connection between batches
+/// (`held`; the pool has one more for it): SQLite drops a connection's page cache whenever
+/// another connection wrote since it last read, so a writer that took whichever
+/// connection was free re-read, batch after batch, the index pages it was about to change.
+/// After a failure the connection goes back to the pool, which closes it if it is broken.
 fn commit_batch(
     pool: &Pool<Manager>,
     backend: Backend,
     gate: &Mutex<()>,
+    held: &mut Option<PooledConnection<Manager>>,
     mut batch: Vec<Box<dyn Job>>,
 ) {
-    let mut conn = match pool.get() {
+    let got = match held.take() {
+        Some(conn) => Ok(conn),
+        None => pool.get(),
+    };
+    let mut conn = match got {
         Ok(conn) => conn,
         Err(err) => {
             let err = StorageError::Unavailable(format!("no database connection: {err}"));
@@ -167,6 +178,9 @@ fn commit_batch(
         Ok(records) => {
             for (job, records) in batch.into_iter().zip(records) {
                 job.answer(Ok(records));
+            }
+            if backend == Backend::Sqlite {
+                *held = Some(conn);
             }
         }
         Err(err) if batch.len() == 1 => {

@@ -33,7 +33,7 @@ mod users;
 mod worker;
 mod workspaces;
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -71,7 +71,13 @@ const MIGRATION_LOCK_KEY: i64 = 0x6b65_7967_6174_6501;
 /// ([`start_checkpointer`]), not inside whichever commit crosses the threshold (a
 /// checkpoint syncs the files: milliseconds a commit would otherwise wait).
 /// `journal_size_limit`: a log that a burst grew past 64 MiB is cut back when it restarts.
+/// `page_size = 1024` takes effect only in a new database, before its first table (an
+/// existing one keeps its page size): the hot writes (a sign-in's key and session rows, an
+/// exchange's grant, their audit events) each change a leaf of an index keyed by member,
+/// and every changed page is written whole to the log at commit; 1 KiB pages write a
+/// quarter of what 4 KiB pages did (docs/benchmarks.md, docs/decisions.md).
 const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; \
+     PRAGMA page_size = 1024; \
      PRAGMA journal_mode = WAL; \
      PRAGMA synchronous = NORMAL; \
      PRAGMA wal_autocheckpoint = 0; \
@@ -80,11 +86,10 @@ const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; \
 
 /// How often the checkpointer copies the write-ahead log into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
-/// A log longer than this (4 KiB pages: 256 MiB) is made to restart, writers held back for
-/// the moment that takes ([`start_checkpointer`]); `database.sqlite_log_limit_mib` sets it.
-const DEFAULT_LOG_LIMIT_FRAMES: i32 = 65_536;
-/// SQLite's page size here (its default): a log frame holds one page.
-const SQLITE_PAGE_BYTES: u64 = 4096;
+/// A log longer than this (bytes of pages; a log frame holds one page) is made to restart,
+/// writers held back for the moment that takes ([`start_checkpointer`]);
+/// `database.sqlite_log_limit_mib` sets it.
+const DEFAULT_LOG_LIMIT_BYTES: u64 = 256 << 20;
 
 const DEFAULT_POOL_POSTGRES: u32 = 8;
 const DEFAULT_POOL_SQLITE: u32 = 4;
@@ -205,7 +210,7 @@ pub struct Storage {
     key_lookups: Arc<batched_reads::BatchedReads<batched_reads::SignInKeys>>,
     client_lookups: Arc<batched_reads::BatchedReads<batched_reads::OidcClients>>,
     /// SQLite: log frames past which the checkpointer restarts the log.
-    log_limit_frames: Arc<AtomicI32>,
+    log_limit_bytes: Arc<AtomicU64>,
     /// SQLite: the checkpointer ([`start_checkpointer`]), stopped with the last clone.
     _checkpointer: Arc<worker::Worker<()>>,
     /// Closes every connection as the last clone goes, once the threads above are joined:
@@ -224,7 +229,8 @@ impl std::fmt::Debug for Storage {
 
 impl Storage {
     /// Connects to the database named by `url` with a pool of at most `pool_size`
-    /// connections (default 8 on PostgreSQL, 4 on SQLite). Fails if no connection can
+    /// connections (default 8 on PostgreSQL, 4 on SQLite, where the committer holds one
+    /// more of its own). Fails if no connection can
     /// be opened within a few seconds. Does not run migrations ([`Storage::migrate`]).
     pub fn connect(url: &str, pool_size: Option<u32>) -> Result<Storage, StorageError> {
         let target = Target::parse(url)?;
@@ -235,6 +241,11 @@ impl Storage {
                 Backend::Sqlite => DEFAULT_POOL_SQLITE,
             })
             .max(1);
+        // SQLite's committer keeps a connection of its own ([`group_commit`]).
+        let max_size = match backend {
+            Backend::Postgres => max_size,
+            Backend::Sqlite => max_size + 1,
+        };
         let census = Arc::new(census::Census::default());
         let pool = Pool::builder()
             .max_size(max_size)
@@ -266,14 +277,14 @@ impl Storage {
         ));
         let key_lookups = Arc::new(batched_reads::BatchedReads::new(pool.clone()));
         let client_lookups = Arc::new(batched_reads::BatchedReads::new(pool.clone()));
-        let log_limit_frames = Arc::new(AtomicI32::new(DEFAULT_LOG_LIMIT_FRAMES));
+        let log_limit_bytes = Arc::new(AtomicU64::new(DEFAULT_LOG_LIMIT_BYTES));
         let checkpointer = Arc::new(worker::Worker::new());
         if backend == Backend::Sqlite {
             start_checkpointer(
                 &checkpointer,
                 pool.clone(),
                 write_gate.clone(),
-                log_limit_frames.clone(),
+                log_limit_bytes.clone(),
             );
         }
         let drain = Arc::new(census::Drain {
@@ -288,7 +299,7 @@ impl Storage {
             group,
             key_lookups,
             client_lookups,
-            log_limit_frames,
+            log_limit_bytes,
             _checkpointer: checkpointer,
             _drain: drain,
         })
@@ -452,8 +463,7 @@ impl Storage {
     /// SQLite: the log size (bytes, at least one page) past which writers pause for the
     /// checkpointer to restart the log ([`start_checkpointer`]). No effect on PostgreSQL.
     pub fn set_sqlite_log_limit(&self, bytes: u64) {
-        let frames = (bytes / SQLITE_PAGE_BYTES).clamp(1, i32::MAX as u64) as i32;
-        self.log_limit_frames.store(frames, Ordering::Relaxed);
+        self.log_limit_bytes.store(bytes.max(1), Ordering::Relaxed);
     }
 
     /// Runs a short read for an async caller, such as a lookup by key. On SQLite, when a
@@ -540,6 +550,26 @@ struct CheckpointOutcome {
     log: i32,
 }
 
+/// What `PRAGMA page_size` answers.
+#[derive(diesel::QueryableByName)]
+struct PageSize {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    page_size: i32,
+}
+
+/// The bytes of pages in a SQLite log of `frames` frames (one page each).
+fn log_bytes(conn: &mut DbConnection, frames: i32) -> QueryResult<u64> {
+    let page = match conn {
+        DbConnection::Sqlite(c) => {
+            diesel::sql_query("PRAGMA page_size")
+                .get_result::<PageSize>(c)?
+                .page_size
+        }
+        DbConnection::Pg(_) => 0,
+    };
+    Ok(u64::try_from(frames).unwrap_or(0) * u64::try_from(page).unwrap_or(0))
+}
+
 /// `PRAGMA wal_checkpoint(PASSIVE)`, or `(RESTART)` when `restart`; `Ok(None)` on
 /// PostgreSQL.
 fn checkpoint(conn: &mut DbConnection, restart: bool) -> QueryResult<Option<CheckpointOutcome>> {
@@ -561,14 +591,14 @@ fn checkpoint(conn: &mut DbConnection, restart: bool) -> QueryResult<Option<Chec
 /// restarting the log to the next writer, which restarts it only when the log is copied in
 /// full and no reader is on it at that moment. Under steady reads and writes that seldom
 /// happens, and the log grew with every commit (gigabytes in seconds under load). So once
-/// it holds more than `limit_frames`, a `RESTART` checkpoint follows, holding `write_gate`:
+/// its pages take more than `limit_bytes`, a `RESTART` checkpoint follows, holding `write_gate`:
 /// it copies the frames committed meanwhile, waits for readers still on the log (they take
 /// microseconds), and the next write starts the log from its beginning.
 fn start_checkpointer(
     worker: &worker::Worker<()>,
     pool: Pool<Manager>,
     write_gate: Arc<Mutex<()>>,
-    limit_frames: Arc<AtomicI32>,
+    limit_bytes: Arc<AtomicU64>,
 ) {
     worker.start("keygate-sqlite-checkpoint", move || {
         // Nothing is ever sent: the wait ends early only when the storage handle is dropped.
@@ -578,7 +608,9 @@ fn start_checkpointer(
             {
                 let Ok(mut conn) = pool.get() else { continue };
                 let outcome = checkpoint(&mut conn, false).and_then(|first| match first {
-                    Some(f) if f.log > limit_frames.load(Ordering::Relaxed) => {
+                    Some(f)
+                        if log_bytes(&mut conn, f.log)? > limit_bytes.load(Ordering::Relaxed) =>
+                    {
                         let _writers_wait = write_gate
                             .lock()
                             .unwrap_or_else(|poisoned| poisoned.into_inner());
