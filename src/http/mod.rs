@@ -150,6 +150,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(clients::disable_form)
     .service(clients::api_list)
     .service(clients::api_create)
+    .service(clients::api_update)
+    .service(clients::api_rotate_secret)
     .service(clients::api_disable)
     .service(saml_admin::list_page)
     .service(saml_admin::save_form)

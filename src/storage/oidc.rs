@@ -282,16 +282,30 @@ impl Tx<'_> {
             if n == 0 {
                 return Ok(false);
             }
+            tx.revoke_client_grants(client_id, "client_disabled", at)?;
+            Ok(true)
+        })
+    }
+
+    /// Revokes every live grant of a client (with the tokens issued from them); returns
+    /// how many.
+    pub fn revoke_client_grants(
+        &mut self,
+        client_id: &str,
+        reason: &str,
+        at: i64,
+    ) -> Result<usize, StorageError> {
+        self.atomically(|tx| {
             let grants: Vec<String> = oidc_grants::table
                 .filter(oidc_grants::client_id.eq(client_id))
                 .filter(oidc_grants::revoked_at.is_null())
                 .select(oidc_grants::id)
                 .load(tx.conn)
                 .map_err(db_err)?;
-            for g in grants {
-                tx.revoke_oidc_grant(&g, "client_disabled", at)?;
+            for g in &grants {
+                tx.revoke_oidc_grant(g, reason, at)?;
             }
-            Ok(true)
+            Ok(grants.len())
         })
     }
 

@@ -389,6 +389,219 @@ async fn admins_create_clients_over_the_api_and_the_secret_is_shown_once() {
     p.app.stop().await;
 }
 
+/// An admin changes a client made over the API (its redirect URIs at once; taking a scope
+/// away revokes what it holds) and gives it a new secret (the old one stops working); a
+/// client the config file declares is changed there, not here.
+#[actix_web::test]
+async fn admins_change_a_client_and_rotate_its_secret() {
+    let mut p = provider().await;
+    let mut admin = p.browser().await;
+    let csrf = csrf_of(&admin.get("/admin/clients").await.body);
+    let r = admin
+        .post_json(
+            "/api/admin/clients",
+            Some(&csrf),
+            &json!({
+                "name": "Editable",
+                "redirect_uris": ["https://edit.example/cb"],
+                "scopes": ["openid", "email"],
+                "workspace_id": "acme",
+            }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let client_id = r.json()["client_id"].as_str().unwrap().to_string();
+    let secret = r.json()["client_secret"].as_str().unwrap().to_string();
+    let api = format!("/api/admin/clients/{client_id}");
+    // Tokens issued before any change.
+    let (reply, pkce) = code_at(&mut admin, &client_id, "https://edit.example/cb").await;
+    let code = param(&location(&p.app, &reply), "code").unwrap();
+    let r = p
+        .app
+        .client()
+        .post_with(
+            "/oauth2/token",
+            &[("Authorization", p.basic(&client_id, &secret))],
+            "application/x-www-form-urlencoded",
+            form(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", "https://edit.example/cb"),
+                ("code_verifier", &pkce.verifier),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let access = r.json()["access_token"].as_str().unwrap().to_string();
+
+    // A new name and redirect URI: the old URI is refused at once, the token stays good.
+    let change = json!({
+        "name": "Edited",
+        "redirect_uris": ["https://edit.example/new-cb"],
+        "scopes": ["openid", "email"],
+        "workspace_id": "acme",
+    });
+    assert_eq!(admin.put_json(&api, None, &change).await.status, 403);
+    let r = admin.put_json(&api, Some(&csrf), &change).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        (r.json()["name"].clone(), r.json()["redirect_uris"].clone()),
+        (json!("Edited"), json!(["https://edit.example/new-cb"]))
+    );
+    let (reply, _) = code_at(&mut admin, &client_id, "https://edit.example/cb").await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    let (reply, _) = code_at(&mut admin, &client_id, "https://edit.example/new-cb").await;
+    assert!(param(&location(&p.app, &reply), "code").is_some());
+    let info = introspect_as(&p, &client_id, &secret, &access).await.json();
+    assert_eq!(info["active"], true, "{info}");
+
+    // Taking a scope away revokes the grants the client holds.
+    let narrower = json!({
+        "name": "Edited",
+        "redirect_uris": ["https://edit.example/new-cb"],
+        "scopes": ["openid"],
+        "workspace_id": "acme",
+    });
+    let r = admin.put_json(&api, Some(&csrf), &narrower).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let info = introspect_as(&p, &client_id, &secret, &access).await.json();
+    assert_eq!(info["active"], false, "{info}");
+    let updates: Vec<(String, Value)> = audit_events(&p.app)
+        .await
+        .into_iter()
+        .filter(|e| e.action == "oidc.client_updated")
+        .map(|e| (e.subject, serde_json::from_str(&e.details_json).unwrap()))
+        .collect();
+    assert_eq!(updates.len(), 2);
+    assert_eq!(updates[0].0, format!("oidc_client:{client_id}"));
+    assert_eq!(updates[0].1["changed"], json!(["name", "redirect_uris"]));
+    assert_eq!(updates[0].1["grants_revoked"], 0);
+    assert_eq!(updates[1].1["changed"], json!(["scopes"]));
+    assert!(updates[1].1["grants_revoked"].as_u64().unwrap() >= 1);
+
+    // Bad changes are refused and change nothing.
+    let before = admin.get("/api/admin/clients").await.json();
+    for (body, status, error) in [
+        (
+            json!({ "name": "x", "redirect_uris": ["http://evil.example/cb"] }),
+            400,
+            "invalid_client_metadata",
+        ),
+        (
+            json!({ "name": "x", "redirect_uris": ["https://edit.example/cb"], "workspace_id": "nope" }),
+            400,
+            "unknown_workspace",
+        ),
+        (
+            json!({ "name": "x", "redirect_uris": ["https://edit.example/cb"], "jwks": { "keys": [] } }),
+            400,
+            "invalid_client_metadata",
+        ),
+        (
+            json!({ "name": "x", "redirect_uris": ["https://edit.example/cb"], "public": true }),
+            400,
+            "bad_request",
+        ),
+    ] {
+        let r = admin.put_json(&api, Some(&csrf), &body).await;
+        assert_eq!(r.status, status, "{body}: {}", r.body);
+        if error != "bad_request" {
+            assert_eq!(r.json()["error"], error, "{body}");
+        }
+    }
+    let r = admin
+        .put_json("/api/admin/clients/kg-unknown", Some(&csrf), &narrower)
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = admin
+        .put_json(
+            &format!("/api/admin/clients/{CLIENT_ID}"),
+            Some(&csrf),
+            &narrower,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (409, json!("declared_in_config"))
+    );
+    assert_eq!(admin.get("/api/admin/clients").await.json(), before);
+
+    // A new secret: shown once, the old one refused from now on.
+    let rotate = format!("{api}/secret");
+    assert_eq!(admin.post_json(&rotate, None, &json!({})).await.status, 403);
+    let r = admin.post_json(&rotate, Some(&csrf), &json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let new_secret = r.json()["client_secret"].as_str().unwrap().to_string();
+    assert!(new_secret.starts_with("kgs_") && new_secret != secret);
+    assert_eq!(
+        introspect_as(&p, &client_id, &secret, &access).await.status,
+        401
+    );
+    let r = introspect_as(&p, &client_id, &new_secret, &access).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let listed = admin.get("/api/admin/clients").await;
+    assert!(!listed.body.contains(&new_secret));
+    assert!(audit_events(&p.app)
+        .await
+        .iter()
+        .any(|e| e.action == "oidc.client_secret_rotated"
+            && e.subject == format!("oidc_client:{client_id}")
+            && !e.details_json.contains(&new_secret)));
+    let r = admin
+        .post_json(
+            &format!("/api/admin/clients/{CLIENT_ID}/secret"),
+            Some(&csrf),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    let public = admin
+        .post_json(
+            "/api/admin/clients",
+            Some(&csrf),
+            &json!({ "name": "No secret", "redirect_uris": ["https://pub.example/cb"], "public": true }),
+        )
+        .await
+        .json();
+    let public_id = public["client_id"].as_str().unwrap();
+    let r = admin
+        .post_json(
+            &format!("/api/admin/clients/{public_id}/secret"),
+            Some(&csrf),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (400, json!("invalid_request"))
+    );
+    p.app.stop().await;
+}
+
+/// `client_id` introspects `token`, authenticating with `secret`.
+async fn introspect_as(p: &Provider, client_id: &str, secret: &str, token: &str) -> Reply {
+    p.app
+        .client()
+        .post_with(
+            "/oauth2/introspect",
+            &[("Authorization", p.basic(client_id, secret))],
+            "application/x-www-form-urlencoded",
+            form(&[("token", token)]),
+        )
+        .await
+}
+
+/// Asks for a code for `client_id` at `redirect` (scopes `openid email`).
+async fn code_at(
+    browser: &mut crate::support::app::Client,
+    client_id: &str,
+    redirect: &str,
+) -> (Reply, Pkce) {
+    let pkce = Pkce::new();
+    let path = authorize_path(client_id, redirect, "openid email", &pkce.challenge, &[]);
+    (browser.get(&path).await, pkce)
+}
+
 #[actix_web::test]
 async fn keys_rotate_keeps_earlier_tokens_valid_during_the_overlap() {
     let mut p = provider().await;

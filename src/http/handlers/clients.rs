@@ -1,7 +1,7 @@
 //! Admin pages and API for OpenID Connect clients: list, create (the secret is shown
 //! once), disable.
 
-use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use actix_web::{get, post, put, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use crate::error::Error;
@@ -10,7 +10,7 @@ use crate::http::extract::{csrf_header, AdminSession};
 use crate::http::extract::{see_other, CsrfForm};
 use crate::http::views::{self, AdminClientsPage, Nav};
 use crate::oidc::keys::Algorithm;
-use crate::service::oidc::clients::{self, CreatedClient, NewClient};
+use crate::service::oidc::clients::{self, ClientChange, CreatedClient, NewClient};
 use crate::state::AppState;
 
 /// The page form: lists as whitespace-separated text.
@@ -167,6 +167,35 @@ pub async fn api_create(
     Ok(HttpResponse::Created()
         .insert_header(("Cache-Control", "no-store"))
         .json(created))
+}
+
+/// Replaces an admin-created client's metadata (see `clients::ClientChange`).
+#[put("/api/admin/clients/{id}")]
+pub async fn api_update(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    id: web::Path<String>,
+    body: web::Json<ClientChange>,
+) -> Result<HttpResponse, ApiError> {
+    admin.0.check_csrf(csrf_header(&req))?;
+    let client = clients::update(&state, &admin.actor(&req), &id, body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(client))
+}
+
+/// A new secret for a client; the answer holds `client_secret` this once.
+#[post("/api/admin/clients/{id}/secret")]
+pub async fn api_rotate_secret(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    admin.0.check_csrf(csrf_header(&req))?;
+    let rotated = clients::rotate_secret(&state, &admin.actor(&req), &id).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(rotated))
 }
 
 #[post("/api/admin/clients/{id}/disable")]

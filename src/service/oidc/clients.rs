@@ -149,6 +149,25 @@ pub async fn sync_from_config(state: &AppState) -> Result<()> {
     Ok(())
 }
 
+/// The scopes asked for, or `openid profile email` when none were.
+fn scopes_or_default(scopes: &[String]) -> Vec<String> {
+    if scopes.is_empty() {
+        vec!["openid".into(), "profile".into(), "email".into()]
+    } else {
+        scopes.to_vec()
+    }
+}
+
+/// A client's JWKS as stored (text), once it parses as public signing keys; `null` is none.
+fn checked_jwks(doc: serde_json::Value) -> Result<Option<String>> {
+    if doc.is_null() {
+        return Ok(None);
+    }
+    let text = doc.to_string();
+    ClientKeys::parse(&text).map_err(|m| Error::bad_request("invalid_client_metadata", m))?;
+    Ok(Some(text))
+}
+
 /// An admin's new client.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -186,11 +205,7 @@ pub struct CreatedClient {
 
 /// Creates a client for an admin. Audited as `oidc.client_created`.
 pub async fn create(state: &AppState, actor: &Actor, new: NewClient) -> Result<CreatedClient> {
-    let scopes = if new.scopes.is_empty() {
-        vec!["openid".into(), "profile".into(), "email".into()]
-    } else {
-        new.scopes.clone()
-    };
+    let scopes = scopes_or_default(&new.scopes);
     check_client(
         &new.name,
         &new.redirect_uris,
@@ -200,20 +215,7 @@ pub async fn create(state: &AppState, actor: &Actor, new: NewClient) -> Result<C
     )
     .map_err(|m| Error::bad_request("invalid_client_metadata", m))?;
     let workspace_id = new.workspace_id.filter(|w| !w.trim().is_empty());
-    if let Some(w) = &workspace_id {
-        let wid = w.clone();
-        if state
-            .storage
-            .run(move |s| s.workspace(&wid))
-            .await?
-            .is_none()
-        {
-            return Err(Error::bad_request(
-                "unknown_workspace",
-                "there is no workspace with this id",
-            ));
-        }
-    }
+    check_workspace(state, workspace_id.as_ref()).await?;
     let jwks = match new.jwks.filter(|j| !j.is_null()) {
         None => None,
         Some(_) if new.public => {
@@ -222,12 +224,7 @@ pub async fn create(state: &AppState, actor: &Actor, new: NewClient) -> Result<C
                 "a public client has no keys: drop jwks or public",
             ))
         }
-        Some(doc) => {
-            let text = doc.to_string();
-            ClientKeys::parse(&text)
-                .map_err(|m| Error::bad_request("invalid_client_metadata", m))?;
-            Some(text)
-        }
+        Some(doc) => checked_jwks(doc)?,
     };
     let secret = (!new.public && jwks.is_none())
         .then(|| format!("{SECRET_PREFIX}{}", tokens::secret_token()));
@@ -277,6 +274,232 @@ pub async fn create(state: &AppState, actor: &Actor, new: NewClient) -> Result<C
         client,
         client_secret: secret,
     })
+}
+
+/// An admin's change to a client: its metadata, replaced as a whole. Whether it is public,
+/// and how it authenticates (a secret, or keys), stay as created: a client of another kind
+/// is a new client. A `private_key_jwt` client's `jwks` is replaced (key rotation).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientChange {
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Allowed scopes; default `openid profile email`.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub id_token_alg: Algorithm,
+    #[serde(default)]
+    pub workspace_id: Option<String>,
+    #[serde(default)]
+    pub required_acr: Vec<String>,
+    /// Required for, and only for, a `private_key_jwt` client.
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+}
+
+/// What a change to a stored client found.
+enum Changed<T> {
+    Done(T),
+    Unknown,
+    DeclaredInConfig,
+    WrongMethod(&'static str),
+}
+
+fn declared_in_config() -> Error {
+    Error::Conflict {
+        code: "declared_in_config",
+        message: "this client is declared in the config file; change it there".into(),
+    }
+}
+
+async fn check_workspace(state: &AppState, workspace_id: Option<&String>) -> Result<()> {
+    let Some(w) = workspace_id else {
+        return Ok(());
+    };
+    let wid = w.clone();
+    match state.storage.run(move |s| s.workspace(&wid)).await? {
+        Some(_) => Ok(()),
+        None => Err(Error::bad_request(
+            "unknown_workspace",
+            "there is no workspace with this id",
+        )),
+    }
+}
+
+/// Changes an admin-created client. Its live grants (and the tokens issued from them) are
+/// revoked when the change narrows who may hold them: another workspace, other required
+/// `acr` values, or a scope taken away. Audited as `oidc.client_updated`.
+pub async fn update(
+    state: &AppState,
+    actor: &Actor,
+    client_id: &str,
+    change: ClientChange,
+) -> Result<OidcClient> {
+    let scopes = scopes_or_default(&change.scopes);
+    check_client(
+        &change.name,
+        &change.redirect_uris,
+        &change.post_logout_redirect_uris,
+        &scopes,
+        &change.required_acr,
+    )
+    .map_err(|m| Error::bad_request("invalid_client_metadata", m))?;
+    let workspace_id = change.workspace_id.filter(|w| !w.trim().is_empty());
+    check_workspace(state, workspace_id.as_ref()).await?;
+    let jwks = change.jwks.map(checked_jwks).transpose()?.flatten();
+    if change.id_token_alg != Algorithm::Es256 {
+        super::keys::ensure(state, change.id_token_alg).await?;
+    }
+    let (id, now, ip) = (client_id.to_string(), state.now(), actor.ip.clone());
+    let actor = actor.clone();
+    let name = change.name.trim().to_string();
+    let (redirect_uris, post_logout) = (change.redirect_uris, change.post_logout_redirect_uris);
+    let (alg, required_acr) = (change.id_token_alg, change.required_acr);
+    let outcome = state
+        .storage
+        .run(move |s| {
+            s.transaction(|tx| {
+                let Some(old) = tx.oidc_client(&id)? else {
+                    return Ok(Changed::Unknown);
+                };
+                if old.source == "config" {
+                    return Ok(Changed::DeclaredInConfig);
+                }
+                match (old.jwks.is_some(), jwks.is_some()) {
+                    (true, false) => {
+                        return Ok(Changed::WrongMethod(
+                            "this client authenticates with private_key_jwt: send its jwks",
+                        ))
+                    }
+                    (false, true) => {
+                        return Ok(Changed::WrongMethod(
+                            "this client does not authenticate with keys: create a new client for private_key_jwt",
+                        ))
+                    }
+                    _ => {}
+                }
+                let new = OidcClient {
+                    name: name.clone(),
+                    redirect_uris: redirect_uris.clone(),
+                    post_logout_redirect_uris: post_logout.clone(),
+                    allowed_scopes: scopes.clone(),
+                    id_token_alg: alg.as_str().into(),
+                    workspace_id: workspace_id.clone(),
+                    required_acr: required_acr.clone(),
+                    jwks: jwks.clone(),
+                    ..old.clone()
+                };
+                let changed = changed_fields(&old, &new);
+                let narrowed = old.workspace_id != new.workspace_id
+                    || old.required_acr != new.required_acr
+                    || old
+                        .allowed_scopes
+                        .iter()
+                        .any(|s| !new.allowed_scopes.contains(s));
+                tx.update_oidc_client(&new)?;
+                let revoked = if narrowed {
+                    tx.revoke_client_grants(&new.client_id, "client_changed", now)?
+                } else {
+                    0
+                };
+                tx.append_audit(
+                    &event(
+                        &actor,
+                        "oidc.client_updated",
+                        &new.client_id,
+                        serde_json::json!({
+                            "changed": changed,
+                            "grants_revoked": revoked,
+                            "ip": ip,
+                        }),
+                    ),
+                    now,
+                )?;
+                Ok(Changed::Done(new))
+            })
+        })
+        .await?;
+    match outcome {
+        Changed::Done(c) => Ok(c),
+        Changed::Unknown => Err(Error::NotFound),
+        Changed::DeclaredInConfig => Err(declared_in_config()),
+        Changed::WrongMethod(m) => Err(Error::bad_request("invalid_client_metadata", m)),
+    }
+}
+
+/// The names of the fields a change touched (for the audit event; never a value of `jwks`).
+fn changed_fields(old: &OidcClient, new: &OidcClient) -> Vec<&'static str> {
+    [
+        ("name", old.name != new.name),
+        ("redirect_uris", old.redirect_uris != new.redirect_uris),
+        (
+            "post_logout_redirect_uris",
+            old.post_logout_redirect_uris != new.post_logout_redirect_uris,
+        ),
+        ("scopes", old.allowed_scopes != new.allowed_scopes),
+        ("id_token_alg", old.id_token_alg != new.id_token_alg),
+        ("workspace_id", old.workspace_id != new.workspace_id),
+        ("required_acr", old.required_acr != new.required_acr),
+        ("jwks", old.jwks != new.jwks),
+    ]
+    .into_iter()
+    .filter_map(|(name, differs)| differs.then_some(name))
+    .collect()
+}
+
+/// Gives an admin-created client that authenticates with a secret a new one, shown this
+/// once; the old one stops working at once. Audited as `oidc.client_secret_rotated`.
+pub async fn rotate_secret(
+    state: &AppState,
+    actor: &Actor,
+    client_id: &str,
+) -> Result<CreatedClient> {
+    let secret = format!("{SECRET_PREFIX}{}", tokens::secret_token());
+    let digest = secret_digest(&secret);
+    let (id, now) = (client_id.to_string(), state.now());
+    let audit = event(
+        actor,
+        "oidc.client_secret_rotated",
+        client_id,
+        serde_json::json!({ "ip": actor.ip }),
+    );
+    let outcome = state
+        .storage
+        .run(move |s| {
+            s.transaction(|tx| {
+                let Some(old) = tx.oidc_client(&id)? else {
+                    return Ok(Changed::Unknown);
+                };
+                if old.source == "config" {
+                    return Ok(Changed::DeclaredInConfig);
+                }
+                if old.secret_sha256.is_none() {
+                    return Ok(Changed::WrongMethod(
+                        "this client has no secret (a public or private_key_jwt client)",
+                    ));
+                }
+                let new = OidcClient {
+                    secret_sha256: Some(digest.clone()),
+                    ..old
+                };
+                tx.update_oidc_client(&new)?;
+                tx.append_audit(&audit, now)?;
+                Ok(Changed::Done(new))
+            })
+        })
+        .await?;
+    match outcome {
+        Changed::Done(client) => Ok(CreatedClient {
+            client,
+            client_secret: Some(secret),
+        }),
+        Changed::Unknown => Err(Error::NotFound),
+        Changed::DeclaredInConfig => Err(declared_in_config()),
+        Changed::WrongMethod(m) => Err(Error::bad_request("invalid_request", m)),
+    }
 }
 
 /// Disables a client and revokes every grant it holds. Audited as `oidc.client_disabled`.

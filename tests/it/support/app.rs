@@ -279,6 +279,7 @@ impl Client {
         let url = format!("{}{}", self.base, path);
         let mut req = match method {
             "GET" => self.http.get(&url),
+            "PUT" => self.http.put(&url),
             _ => self.http.post(&url),
         };
         if !self.cookies.is_empty() {
@@ -317,6 +318,20 @@ impl Client {
         body: &serde_json::Value,
     ) -> Reply {
         self.post_raw(path, csrf, body.to_string().into_bytes())
+            .await
+    }
+
+    pub async fn put_json(
+        &mut self,
+        path: &str,
+        csrf: Option<&str>,
+        body: &serde_json::Value,
+    ) -> Reply {
+        let headers: Vec<(&str, String)> = csrf
+            .map(|c| vec![("X-CSRF-Token", c.to_string())])
+            .unwrap_or_default();
+        let body = body.to_string().into_bytes();
+        self.send("PUT", path, &headers, Some(("application/json", body)))
             .await
     }
 
