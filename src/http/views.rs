@@ -290,6 +290,19 @@ pub struct AdminClientsPage {
     pub error: Option<String>,
 }
 
+/// One client: its details, the change form, a new secret (shown this once when issued).
+#[derive(Template)]
+#[template(path = "admin_client.html")]
+pub struct AdminClientPage {
+    pub nav: Nav,
+    pub csrf: String,
+    pub client: crate::storage::OidcClient,
+    pub workspaces: Vec<crate::storage::Workspace>,
+    pub new_secret: Option<String>,
+    pub notice: Option<String>,
+    pub error: Option<String>,
+}
+
 /// The one time a recovery link is shown: to the admin whose approval issued it.
 #[derive(Template)]
 #[template(path = "admin_recovery_link.html")]

@@ -578,6 +578,103 @@ async fn admins_change_a_client_and_rotate_its_secret() {
     p.app.stop().await;
 }
 
+/// The same on the admin pages: a client's page shows its settings in a form that saves
+/// them, and a button that issues a new secret shown once.
+#[actix_web::test]
+async fn admins_change_a_client_on_its_page() {
+    let mut p = provider().await;
+    let mut admin = p.browser().await;
+    let csrf = csrf_of(&admin.get("/admin/clients").await.body);
+    let created = admin
+        .post_json(
+            "/api/admin/clients",
+            Some(&csrf),
+            &json!({ "name": "Paged", "redirect_uris": ["https://paged.example/cb"] }),
+        )
+        .await
+        .json();
+    let client_id = created["client_id"].as_str().unwrap().to_string();
+    let secret = created["client_secret"].as_str().unwrap().to_string();
+    let path = format!("/admin/clients/{client_id}");
+    assert!(admin
+        .get("/admin/clients")
+        .await
+        .body
+        .contains(&format!("href=\"{path}\"")));
+    let page = admin.get(&path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("id=\"client-edit\"") && page.body.contains("https://paged.example/cb")
+    );
+    assert!(!page.body.contains(&secret));
+
+    let fields = |redirect: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("name", "Paged again".to_string()),
+            ("redirect_uris", redirect.to_string()),
+            ("scopes", "openid profile email".to_string()),
+        ]
+    };
+    let saved_fields = fields("https://paged.example/new-cb");
+    let saved: Vec<(&str, &str)> = saved_fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = admin.post_form(&path, &saved).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("id=\"client-notice\""), "{}", r.body);
+    let listed = admin.get("/api/admin/clients").await.json();
+    let row = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["client_id"] == client_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (row["name"].clone(), row["redirect_uris"].clone()),
+        (
+            json!("Paged again"),
+            json!(["https://paged.example/new-cb"])
+        )
+    );
+    let bad_fields = fields("ftp://paged.example/cb");
+    let bad: Vec<(&str, &str)> = bad_fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = admin.post_form(&path, &bad).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("id=\"client-problem\""), "{}", r.body);
+    let mut forged = saved.clone();
+    forged[0] = ("csrf", "forged");
+    assert_eq!(admin.post_form(&path, &forged).await.status, 403);
+
+    let r = admin
+        .post_form(&format!("{path}/secret"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+    let shown = r
+        .body
+        .split("id=\"new-client-secret\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("the new secret is shown")
+        .to_string();
+    assert!(shown.starts_with("kgs_"));
+    assert_eq!(
+        introspect_as(&p, &client_id, &secret, "x").await.status,
+        401
+    );
+    assert_eq!(introspect_as(&p, &client_id, &shown, "x").await.status, 200);
+    assert!(!admin.get(&path).await.body.contains(&shown));
+
+    // A config client's page shows no form; an unknown client is a 404 page.
+    let page = admin.get(&format!("/admin/clients/{CLIENT_ID}")).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("declared in the config file") && !page.body.contains("client-edit")
+    );
+    assert_eq!(admin.get("/admin/clients/kg-nothing").await.status, 404);
+    p.app.stop().await;
+}
+
 /// `client_id` introspects `token`, authenticating with `secret`.
 async fn introspect_as(p: &Provider, client_id: &str, secret: &str, token: &str) -> Reply {
     p.app

@@ -1,5 +1,5 @@
 //! Admin pages and API for OpenID Connect clients: list, create (the secret is shown
-//! once), disable.
+//! once), change, issue a new secret (shown once), disable.
 
 use actix_web::{get, post, put, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::http::errors::{ApiError, PageError};
 use crate::http::extract::{csrf_header, AdminSession};
 use crate::http::extract::{see_other, CsrfForm};
-use crate::http::views::{self, AdminClientsPage, Nav};
+use crate::http::views::{self, AdminClientPage, AdminClientsPage, Nav};
 use crate::oidc::keys::Algorithm;
 use crate::service::oidc::clients::{self, ClientChange, CreatedClient, NewClient};
 use crate::state::AppState;
@@ -43,12 +43,27 @@ fn words(s: &str) -> Vec<String> {
 
 impl ClientForm {
     fn to_new(&self) -> Result<NewClient, Error> {
+        let change = self.to_change()?;
         Ok(NewClient {
+            name: change.name,
+            redirect_uris: change.redirect_uris,
+            post_logout_redirect_uris: change.post_logout_redirect_uris,
+            scopes: change.scopes,
+            public: self.public.is_some(),
+            id_token_alg: change.id_token_alg,
+            workspace_id: change.workspace_id,
+            required_acr: change.required_acr,
+            jwks: change.jwks,
+        })
+    }
+
+    /// The change form has the same fields but `public` (which cannot change).
+    fn to_change(&self) -> Result<ClientChange, Error> {
+        Ok(ClientChange {
             name: self.name.clone(),
             redirect_uris: words(&self.redirect_uris),
             post_logout_redirect_uris: words(&self.post_logout_redirect_uris),
             scopes: words(&self.scopes),
-            public: self.public.is_some(),
             id_token_alg: match self.id_token_alg.as_str() {
                 "" => Algorithm::Es256,
                 a => Algorithm::from_name(a).ok_or_else(|| {
@@ -65,6 +80,107 @@ impl ClientForm {
             },
         })
     }
+}
+
+/// What the client page shows besides the client.
+#[derive(Default)]
+struct ClientPageExtras {
+    new_secret: Option<String>,
+    notice: Option<String>,
+    error: Option<String>,
+}
+
+async fn client_page(
+    state: &AppState,
+    admin: &AdminSession,
+    status: actix_web::http::StatusCode,
+    client_id: &str,
+    extras: ClientPageExtras,
+) -> Result<HttpResponse, PageError> {
+    let client = clients::list(state)
+        .await?
+        .into_iter()
+        .find(|c| c.client_id == client_id)
+        .ok_or(Error::NotFound)?;
+    let workspaces = state.storage.run(|s| s.list_workspaces()).await?;
+    Ok(views::render(
+        status,
+        &AdminClientPage {
+            nav: Nav::of(Some(&admin.0)),
+            csrf: admin.0.data.csrf.clone(),
+            client,
+            workspaces,
+            new_secret: extras.new_secret,
+            notice: extras.notice,
+            error: extras.error,
+        },
+    ))
+}
+
+#[get("/admin/clients/{id}")]
+pub async fn detail_page(
+    state: web::Data<AppState>,
+    admin: AdminSession,
+    id: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let ok = actix_web::http::StatusCode::OK;
+    client_page(&state, &admin, ok, &id, ClientPageExtras::default()).await
+}
+
+#[post("/admin/clients/{id}")]
+pub async fn update_form(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    id: web::Path<String>,
+    form: web::Form<ClientForm>,
+) -> Result<HttpResponse, PageError> {
+    admin.0.check_csrf(Some(&form.csrf))?;
+    let updated = match form.to_change() {
+        Ok(change) => clients::update(&state, &admin.actor(&req), &id, change).await,
+        Err(e) => Err(e),
+    };
+    let (status, extras) = match updated {
+        Ok(_) => (
+            actix_web::http::StatusCode::OK,
+            ClientPageExtras {
+                notice: Some("Saved.".into()),
+                ..ClientPageExtras::default()
+            },
+        ),
+        Err(e @ (Error::BadRequest { .. } | Error::Conflict { .. })) => (
+            crate::http::errors::status_of(&e),
+            ClientPageExtras {
+                error: Some(e.to_string()),
+                ..ClientPageExtras::default()
+            },
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    client_page(&state, &admin, status, &id, extras).await
+}
+
+#[post("/admin/clients/{id}/secret")]
+pub async fn rotate_secret_form(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, PageError> {
+    admin.0.check_csrf(Some(&form.csrf))?;
+    let rotated = clients::rotate_secret(&state, &admin.actor(&req), &id).await?;
+    let extras = ClientPageExtras {
+        new_secret: rotated.client_secret,
+        ..ClientPageExtras::default()
+    };
+    let ok = actix_web::http::StatusCode::OK;
+    let mut page = client_page(&state, &admin, ok, &id, extras).await?;
+    page.headers_mut().insert(
+        actix_web::http::header::CACHE_CONTROL,
+        actix_web::http::header::HeaderValue::from_static("no-store"),
+    );
+    Ok(page)
 }
 
 async fn page(
