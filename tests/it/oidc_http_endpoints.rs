@@ -359,21 +359,14 @@ async fn admins_create_clients_over_the_api_and_the_secret_is_shown_once() {
     );
     let r = admin.get(&path).await;
     let code = param(&location(&p.app, &r), "code").unwrap();
-    let r = p
-        .app
-        .client()
-        .post_with(
-            "/oauth2/token",
-            &[("Authorization", p.basic(&client_id, &secret))],
-            "application/x-www-form-urlencoded",
-            form(&[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", "https://rsa.example/cb"),
-                ("code_verifier", &pkce.verifier),
-            ]),
-        )
-        .await;
+    let r = exchange(
+        &p,
+        (&client_id, &secret),
+        &code,
+        "https://rsa.example/cb",
+        &pkce.verifier,
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let id_token = r.json()["id_token"].as_str().unwrap().to_string();
     assert_eq!(header_of(&id_token)["alg"], "RS256");
@@ -416,21 +409,14 @@ async fn admins_change_a_client_and_rotate_its_secret() {
     // Tokens issued before any change.
     let (reply, pkce) = code_at(&mut admin, &client_id, "https://edit.example/cb").await;
     let code = param(&location(&p.app, &reply), "code").unwrap();
-    let r = p
-        .app
-        .client()
-        .post_with(
-            "/oauth2/token",
-            &[("Authorization", p.basic(&client_id, &secret))],
-            "application/x-www-form-urlencoded",
-            form(&[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", "https://edit.example/cb"),
-                ("code_verifier", &pkce.verifier),
-            ]),
-        )
-        .await;
+    let r = exchange(
+        &p,
+        (&client_id, &secret),
+        &code,
+        "https://edit.example/cb",
+        &pkce.verifier,
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let access = r.json()["access_token"].as_str().unwrap().to_string();
 
@@ -673,6 +659,30 @@ async fn admins_change_a_client_on_its_page() {
     );
     assert_eq!(admin.get("/admin/clients/kg-nothing").await.status, 404);
     p.app.stop().await;
+}
+
+/// The authorization-code exchange for a confidential client (`client_secret_basic`).
+async fn exchange(
+    p: &Provider,
+    (client_id, secret): (&str, &str),
+    code: &str,
+    redirect: &str,
+    verifier: &str,
+) -> Reply {
+    p.app
+        .client()
+        .post_with(
+            "/oauth2/token",
+            &[("Authorization", p.basic(client_id, secret))],
+            "application/x-www-form-urlencoded",
+            form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", redirect),
+                ("code_verifier", verifier),
+            ]),
+        )
+        .await
 }
 
 /// `client_id` introspects `token`, authenticating with `secret`.

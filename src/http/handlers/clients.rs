@@ -97,10 +97,10 @@ async fn client_page(
     client_id: &str,
     extras: ClientPageExtras,
 ) -> Result<HttpResponse, PageError> {
-    let client = clients::list(state)
+    let client = state
+        .storage
+        .find_oidc_client(client_id.to_string())
         .await?
-        .into_iter()
-        .find(|c| c.client_id == client_id)
         .ok_or(Error::NotFound)?;
     let workspaces = state.storage.run(|s| s.list_workspaces()).await?;
     Ok(views::render(
