@@ -166,6 +166,9 @@ pub struct RateLimitConfig {
     /// IdP-initiated sign-in) per client address per minute, counted together: each may
     /// store a pending request in the shared store, or issue a code and an audit event.
     pub authorization_requests_per_minute: u64,
+    /// Compliance reports (and evidence) one OpenID Connect client may pull over the API
+    /// per minute (`GET /api/compliance/report`, `/api/compliance/evidence`).
+    pub compliance_reports_per_minute: u64,
 }
 
 /// Alerts on every new session: a signed JSON webhook and, where SMTP is configured, an
@@ -532,6 +535,7 @@ impl Default for RateLimitConfig {
         Self {
             ceremonies_per_minute: 60,
             authorization_requests_per_minute: 600,
+            compliance_reports_per_minute: 6,
         }
     }
 }
@@ -677,6 +681,12 @@ impl Config {
                 self.rate_limit.authorization_requests_per_minute,
                 1,
                 1_000_000,
+            ),
+            (
+                "rate_limit.compliance_reports_per_minute",
+                self.rate_limit.compliance_reports_per_minute,
+                1,
+                10_000,
             ),
         ] {
             if value < min || value > max {
@@ -877,6 +887,24 @@ mod tests {
         ] {
             let err = Config::load(None, env(&[(name, value)])).unwrap_err();
             assert!(err.to_string().contains("recovery_"), "{err}");
+        }
+    }
+
+    #[test]
+    fn compliance_report_limit_is_read_and_bounded() {
+        assert_eq!(
+            Config::default().rate_limit.compliance_reports_per_minute,
+            6
+        );
+        let key = "KEYGATE__RATE_LIMIT__COMPLIANCE_REPORTS_PER_MINUTE";
+        let c = Config::load(None, env(&[(key, "30")])).unwrap();
+        assert_eq!(c.rate_limit.compliance_reports_per_minute, 30);
+        for value in ["0", "10001"] {
+            let err = Config::load(None, env(&[(key, value)])).unwrap_err();
+            assert!(
+                err.to_string().contains("compliance_reports_per_minute"),
+                "{err}"
+            );
         }
     }
 

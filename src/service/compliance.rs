@@ -290,12 +290,9 @@ pub async fn jwks(state: &AppState) -> Result<Jwks> {
     Ok(state.oidc.keys.get(state).await.set.jwks())
 }
 
-/// The most reports one OpenID Connect client may pull over the API per minute (shared
-/// store, so across replicas).
-pub const API_REPORTS_PER_MINUTE: u64 = 6;
-
 /// A vendor's pull over the API (`GET /api/compliance/report`), for a client whose token
-/// carried `keygate:compliance`: counted against the client's per-minute limit, confined
+/// carried `keygate:compliance`: counted against the client's per-minute limit
+/// (`rate_limit.compliance_reports_per_minute`, in the shared store), confined
 /// to the client's workspace when it is bound to one (another workspace is
 /// [`Error::Forbidden`]; none asked means its own), and audited as `compliance.exported`
 /// with the client as the actor.
@@ -309,7 +306,7 @@ pub async fn export_for_client(
         state,
         "compliance-api",
         &client.client_id,
-        API_REPORTS_PER_MINUTE,
+        state.config.rate_limit.compliance_reports_per_minute,
     )
     .await?;
     if let Some(bound) = &client.workspace_id {
@@ -386,7 +383,7 @@ pub async fn evidence_for_client(
         state,
         "compliance-api",
         &client.client_id,
-        API_REPORTS_PER_MINUTE,
+        state.config.rate_limit.compliance_reports_per_minute,
     )
     .await?;
     let valid = !report_id.is_empty()

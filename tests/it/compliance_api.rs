@@ -368,14 +368,18 @@ async fn compliance_api_refuses_bad_clients_tokens_and_workspaces() {
 
 #[actix_web::test]
 async fn compliance_api_rate_limited_per_client() {
-    let p = vendor_provider().await;
+    let p = provider_with_settings_and_config(
+        &[("rate_limit.compliance_reports_per_minute", "3")],
+        CLIENTS,
+    )
+    .await;
     // The limit counts per clock minute: start well inside one.
     let into = p.app.state.now().rem_euclid(60);
     if into > 45 {
         p.app.clock.advance(60 - into);
     }
     let token = access_token(&p, ACME_PULL).await;
-    let limit = keygate::service::compliance::API_REPORTS_PER_MINUTE;
+    let limit = 3;
     let mut statuses = Vec::new();
     for _ in 0..=limit {
         statuses.push(pull(&p, Some(&token), "format=json").await.status);

@@ -71,6 +71,11 @@ pub async fn provider_with_config(extra: &str) -> Provider {
     build_with(Some(trusted_ca()), &[], extra).await
 }
 
+/// [`provider_with`] and [`provider_with_config`] together.
+pub async fn provider_with_settings_and_config(settings: &[(&str, &str)], extra: &str) -> Provider {
+    build_with(Some(trusted_ca()), settings, extra).await
+}
+
 async fn build(ca: Option<TrustedCa>, settings: &[(&str, &str)]) -> Provider {
     build_with(ca, settings, "").await
 }
