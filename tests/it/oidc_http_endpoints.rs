@@ -651,6 +651,48 @@ async fn admins_change_a_client_on_its_page() {
     assert_eq!(introspect_as(&p, &client_id, &shown, "x").await.status, 200);
     assert!(!admin.get(&path).await.body.contains(&shown));
 
+    // A keyed client's page carries its JWKS; new keys sent there replace the old ones.
+    use crate::oidc_private_key_jwt::client_key;
+    use keygate::oidc::keys::Algorithm;
+    let (old_key, new_key) = (client_key(Algorithm::Es256), client_key(Algorithm::Es256));
+    let keyed = admin
+        .post_json(
+            "/api/admin/clients",
+            Some(&csrf),
+            &json!({
+                "name": "Keyed",
+                "redirect_uris": ["https://keyed.example/cb"],
+                "jwks": { "keys": [old_key.public_jwk()] },
+            }),
+        )
+        .await
+        .json();
+    let keyed_path = format!("/admin/clients/{}", keyed["client_id"].as_str().unwrap());
+    let page = admin.get(&keyed_path).await;
+    assert!(page.body.contains("name=\"jwks\"") && !page.body.contains("client-secret"));
+    let new_jwks = json!({ "keys": [new_key.public_jwk()] }).to_string();
+    let r = admin
+        .post_form(
+            &keyed_path,
+            &[
+                ("csrf", &csrf),
+                ("name", "Keyed"),
+                ("redirect_uris", "https://keyed.example/cb"),
+                ("jwks", &new_jwks),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let listed = admin.get("/api/admin/clients").await.json();
+    let row = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["client_id"] == keyed["client_id"])
+        .unwrap()
+        .clone();
+    assert_eq!(row["jwks"].to_string(), new_jwks);
+
     // A config client's page shows no form; an unknown client is a 404 page.
     let page = admin.get(&format!("/admin/clients/{CLIENT_ID}")).await;
     assert_eq!(page.status, 200);
