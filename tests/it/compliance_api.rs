@@ -50,14 +50,7 @@ async fn client_token(p: &Provider, client_id: &str, secret: &str, scope: Option
     if let Some(s) = scope {
         fields.push(("scope", s));
     }
-    p.app
-        .client()
-        .post_with(
-            "/oauth2/token",
-            &[("Authorization", p.basic(client_id, secret))],
-            "application/x-www-form-urlencoded",
-            form(&fields),
-        )
+    p.post_as("/oauth2/token", (client_id, secret), &fields)
         .await
 }
 

@@ -166,14 +166,7 @@ async fn introspection_and_revocation() {
     assert_eq!(last.action, "oidc.revoked");
     // Wrong credentials are refused.
     let r = p
-        .app
-        .client()
-        .post_with(
-            "/oauth2/revoke",
-            &[("Authorization", p.basic(CLIENT_ID, "nope"))],
-            "application/x-www-form-urlencoded",
-            form(&[("token", rt2)]),
-        )
+        .post_as("/oauth2/revoke", (CLIENT_ID, "nope"), &[("token", rt2)])
         .await;
     assert_eq!(r.status, 401);
     p.app.stop().await;
@@ -706,38 +699,28 @@ async fn admins_change_a_client_on_its_page() {
 /// The authorization-code exchange for a confidential client (`client_secret_basic`).
 async fn exchange(
     p: &Provider,
-    (client_id, secret): (&str, &str),
+    client: (&str, &str),
     code: &str,
     redirect: &str,
     verifier: &str,
 ) -> Reply {
-    p.app
-        .client()
-        .post_with(
-            "/oauth2/token",
-            &[("Authorization", p.basic(client_id, secret))],
-            "application/x-www-form-urlencoded",
-            form(&[
-                ("grant_type", "authorization_code"),
-                ("code", code),
-                ("redirect_uri", redirect),
-                ("code_verifier", verifier),
-            ]),
-        )
-        .await
+    let fields = [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect),
+        ("code_verifier", verifier),
+    ];
+    p.post_as("/oauth2/token", client, &fields).await
 }
 
 /// `client_id` introspects `token`, authenticating with `secret`.
 async fn introspect_as(p: &Provider, client_id: &str, secret: &str, token: &str) -> Reply {
-    p.app
-        .client()
-        .post_with(
-            "/oauth2/introspect",
-            &[("Authorization", p.basic(client_id, secret))],
-            "application/x-www-form-urlencoded",
-            form(&[("token", token)]),
-        )
-        .await
+    p.post_as(
+        "/oauth2/introspect",
+        (client_id, secret),
+        &[("token", token)],
+    )
+    .await
 }
 
 /// Asks for a code for `client_id` at `redirect` (scopes `openid email`).

@@ -274,13 +274,10 @@ async fn private_key_jwt_authenticates_a_client_by_its_registered_key() {
 
     // No secret works for this client, and a secret client cannot send an assertion.
     let r = p
-        .app
-        .client()
-        .post_with(
+        .post_as(
             "/oauth2/introspect",
-            &[("Authorization", p.basic(JWT_CLIENT, &p.secret))],
-            "application/x-www-form-urlencoded",
-            form(&[("token", &access)]),
+            (JWT_CLIENT, &p.secret),
+            &[("token", &access)],
         )
         .await;
     assert_eq!(r.status, 401, "{}", r.body);

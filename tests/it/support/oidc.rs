@@ -180,20 +180,37 @@ impl Provider {
     /// POSTs a form to a token-style endpoint as `client_id` (Basic with the configured
     /// secret for confidential clients, `client_id` in the body for the public one).
     pub async fn post(&self, path: &str, client_id: &str, fields: &[(&str, &str)]) -> Reply {
-        let mut fields: Vec<(&str, &str)> = fields.to_vec();
-        let mut headers = Vec::new();
-        if client_id == PUBLIC_ID {
-            fields.push(("client_id", PUBLIC_ID));
-        } else {
-            headers.push(("Authorization", self.basic(client_id, &self.secret)));
+        if client_id != PUBLIC_ID {
+            return self.post_as(path, (client_id, &self.secret), fields).await;
         }
+        let mut fields: Vec<(&str, &str)> = fields.to_vec();
+        fields.push(("client_id", PUBLIC_ID));
         self.app
             .client()
             .post_with(
                 path,
-                &headers,
+                &[],
                 "application/x-www-form-urlencoded",
                 form(&fields),
+            )
+            .await
+    }
+
+    /// POSTs a form to a token-style endpoint with `client_secret_basic` for `client_id`
+    /// and `secret`.
+    pub async fn post_as(
+        &self,
+        path: &str,
+        (client_id, secret): (&str, &str),
+        fields: &[(&str, &str)],
+    ) -> Reply {
+        self.app
+            .client()
+            .post_with(
+                path,
+                &[("Authorization", self.basic(client_id, secret))],
+                "application/x-www-form-urlencoded",
+                form(fields),
             )
             .await
     }
