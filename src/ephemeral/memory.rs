@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{split_marks, ttl_millis, EphemeralError, EphemeralStore};
+use super::{split_marks, ttl_millis, Counted, EphemeralError, EphemeralStore, Limit, Then};
 
 const MIN_SWEEP_AT: usize = 1024;
 
@@ -34,6 +34,38 @@ impl Inner {
             self.entries.remove(key);
         }
         self.entries.get_mut(key)
+    }
+
+    /// Takes the live entry at `key`.
+    fn take(&mut self, key: &str, now: Instant) -> Option<Vec<u8>> {
+        match self.entries.remove(key) {
+            Some(entry) if entry.expires_at > now => Some(entry.value),
+            _ => None,
+        }
+    }
+
+    /// Adds one to the counter at `key`, made to expire at `expires_at` when new.
+    fn count(
+        &mut self,
+        key: &str,
+        expires_at: Instant,
+        now: Instant,
+    ) -> Result<u64, EphemeralError> {
+        if let Some(entry) = self.live(key, now) {
+            let count = std::str::from_utf8(&entry.value)
+                .ok()
+                .and_then(|text| text.parse::<u64>().ok())
+                .ok_or_else(|| EphemeralError::Backend(format!("{key:?} is not a counter")))?;
+            let count = count.saturating_add(1);
+            entry.value = count.to_string().into_bytes();
+            return Ok(count);
+        }
+        let entry = Entry {
+            value: b"1".to_vec(),
+            expires_at,
+        };
+        self.insert(key, entry, now);
+        Ok(1)
     }
 
     fn insert(&mut self, key: &str, entry: Entry, now: Instant) {
@@ -125,40 +157,7 @@ impl EphemeralStore for MemoryStore {
     }
 
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
-        let now = Instant::now();
-        let mut inner = self.lock();
-        match inner.entries.remove(key) {
-            Some(entry) if entry.expires_at > now => Ok(Some(entry.value)),
-            _ => Ok(None),
-        }
-    }
-
-    async fn take_marking(
-        &self,
-        key: &str,
-        marks: &[(&str, Duration)],
-    ) -> Result<Option<Vec<u8>>, EphemeralError> {
-        let now = Instant::now();
-        let expiries = marks
-            .iter()
-            .map(|(_, ttl)| expiry(now, *ttl))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut inner = self.lock();
-        let value = match inner.entries.remove(key) {
-            Some(entry) if entry.expires_at > now => entry.value,
-            _ => return Ok(None),
-        };
-        let Some((lines, body)) = split_marks(&value, marks.len()) else {
-            return Ok(None);
-        };
-        for ((mark, _), (line, expires_at)) in marks.iter().zip(lines.into_iter().zip(expiries)) {
-            let entry = Entry {
-                value: line.to_vec(),
-                expires_at,
-            };
-            inner.insert(mark, entry, now);
-        }
-        Ok(Some(body.to_vec()))
+        Ok(self.lock().take(key, Instant::now()))
     }
 
     async fn delete(&self, key: &str) -> Result<(), EphemeralError> {
@@ -166,25 +165,65 @@ impl EphemeralStore for MemoryStore {
         Ok(())
     }
 
-    async fn incr_ex(&self, key: &str, ttl: Duration) -> Result<u64, EphemeralError> {
+    async fn counted(&self, limits: &[Limit], then: Then<'_>) -> Result<Counted, EphemeralError> {
+        // Every time to live is checked before anything changes.
         let now = Instant::now();
-        let expires_at = expiry(now, ttl)?;
+        let windows = limits
+            .iter()
+            .map(|limit| expiry(now, limit.window))
+            .collect::<Result<Vec<_>, _>>()?;
+        let expiries = match then {
+            Then::Write { set, .. } => set.iter().map(|e| expiry(now, e.ttl)).collect(),
+            Then::TakeMarking { marks, .. } => {
+                marks.iter().map(|(_, ttl)| expiry(now, *ttl)).collect()
+            }
+            Then::Nothing | Then::Take(_) => Ok(Vec::new()),
+        }?;
         let mut inner = self.lock();
-        if let Some(entry) = inner.live(key, now) {
-            let count = std::str::from_utf8(&entry.value)
-                .ok()
-                .and_then(|text| text.parse::<u64>().ok())
-                .ok_or_else(|| EphemeralError::Backend(format!("{key:?} is not a counter")))?;
-            let count = count.saturating_add(1);
-            entry.value = count.to_string().into_bytes();
-            return Ok(count);
+        let mut limited = false;
+        for (limit, expires_at) in limits.iter().zip(windows) {
+            limited |= inner.count(&limit.key, expires_at, now)? > limit.max;
         }
-        let entry = Entry {
-            value: b"1".to_vec(),
-            expires_at,
+        if limited {
+            return Ok(Counted::Limited);
+        }
+        let taken = match then {
+            Then::Nothing => None,
+            Then::Write { delete, set } => {
+                for key in delete {
+                    inner.entries.remove(*key);
+                }
+                for (e, expires_at) in set.iter().zip(expiries) {
+                    let entry = Entry {
+                        value: e.value.to_vec(),
+                        expires_at,
+                    };
+                    inner.insert(e.key, entry, now);
+                }
+                None
+            }
+            Then::Take(key) => inner.take(key, now),
+            Then::TakeMarking { key, marks } => {
+                let value = inner.take(key, now);
+                // A value without as many marks is taken and reported absent.
+                match value.as_deref().and_then(|v| split_marks(v, marks.len())) {
+                    None => None,
+                    Some((lines, body)) => {
+                        for ((mark, _), (line, expires_at)) in
+                            marks.iter().zip(lines.into_iter().zip(expiries))
+                        {
+                            let entry = Entry {
+                                value: line.to_vec(),
+                                expires_at,
+                            };
+                            inner.insert(mark, entry, now);
+                        }
+                        Some(body.to_vec())
+                    }
+                }
+            }
         };
-        inner.insert(key, entry, now);
-        Ok(1)
+        Ok(Counted::Done(taken))
     }
 
     async fn ping(&self) -> Result<(), EphemeralError> {

@@ -6,7 +6,9 @@
 //! Values are opaque bytes; every entry has a time to live. `take` is the single-use
 //! read (ceremony state must never be read twice), `take_marking` the same leaving
 //! marks behind in one step (a used code's marker); `set_nx_ex` is the replay cache;
-//! `incr_ex` the fixed-window rate-limit counter.
+//! `counted` the fixed-window rate limits, which, when none is exceeded, write or take
+//! in the same step: one trip to Redis where a request would otherwise wait on two or
+//! three.
 
 mod memory;
 mod redis_store;
@@ -29,7 +31,7 @@ pub enum EphemeralError {
     /// The URL does not name a supported store.
     #[error("invalid ephemeral store URL: {0}")]
     InvalidUrl(String),
-    /// Any other failure (e.g. `incr_ex` on a value that is not a counter).
+    /// Any other failure (e.g. counting a key that holds no counter).
     #[error("ephemeral store error: {0}")]
     Backend(String),
 }
@@ -64,17 +66,72 @@ pub trait EphemeralStore: Send + Sync + 'static {
         &self,
         key: &str,
         marks: &[(&str, Duration)],
-    ) -> Result<Option<Vec<u8>>, EphemeralError>;
+    ) -> Result<Option<Vec<u8>>, EphemeralError> {
+        match self.counted(&[], Then::TakeMarking { key, marks }).await? {
+            Counted::Done(value) => Ok(value),
+            Counted::Limited => Err(EphemeralError::Backend(
+                "no limit was given, yet one was exceeded".into(),
+            )),
+        }
+    }
 
     async fn delete(&self, key: &str) -> Result<(), EphemeralError>;
 
-    /// Adds one to the counter at `key` and returns the new count. The first
-    /// increment creates the counter with `ttl`; later ones keep its expiry (a fixed
-    /// window). The stored value is the count in decimal text.
-    async fn incr_ex(&self, key: &str, ttl: Duration) -> Result<u64, EphemeralError>;
+    /// In one step: adds one to each limit's counter, then, if no counter went past its
+    /// limit's `max`, does `then`. Past a limit nothing else is done and the answer is
+    /// [`Counted::Limited`]; every counter has counted all the same (a refused attempt
+    /// counts too). A counter is created with its limit's window as its time to live;
+    /// later counts keep that expiry (a fixed window). It is stored as the count in
+    /// decimal text: counting a key that holds anything else is an error.
+    async fn counted(&self, limits: &[Limit], then: Then<'_>) -> Result<Counted, EphemeralError>;
 
     /// Checks that the store answers (for `/readyz`).
     async fn ping(&self) -> Result<(), EphemeralError>;
+}
+
+/// A fixed-window rate limit: at most `max` counts at `key` in one `window` (the counter's
+/// time to live from its first count).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limit {
+    pub key: String,
+    pub window: Duration,
+    pub max: u64,
+}
+
+/// A value to store, with its time to live.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry<'a> {
+    pub key: &'a str,
+    pub value: &'a [u8],
+    pub ttl: Duration,
+}
+
+/// What [`EphemeralStore::counted`] does once every limit allowed it.
+#[derive(Clone, Copy, Debug)]
+pub enum Then<'a> {
+    /// Nothing more: the limits only.
+    Nothing,
+    /// Delete the keys `delete`, then store each of `set` (replacing what was there).
+    Write {
+        delete: &'a [&'a str],
+        set: &'a [Entry<'a>],
+    },
+    /// [`EphemeralStore::take`] `key`.
+    Take(&'a str),
+    /// [`EphemeralStore::take_marking`] `key`, leaving `marks`.
+    TakeMarking {
+        key: &'a str,
+        marks: &'a [(&'a str, Duration)],
+    },
+}
+
+/// The answer of [`EphemeralStore::counted`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Counted {
+    /// A limit was exceeded; nothing but the counters was touched.
+    Limited,
+    /// Done: the value taken (`Take`, `TakeMarking`; `None` when absent), else `None`.
+    Done(Option<Vec<u8>>),
 }
 
 /// Opens the store named by `url`: none or `memory://` → in-process; `redis://` or

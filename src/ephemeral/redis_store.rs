@@ -3,8 +3,8 @@
 //! deployments (or test runs) can share one Redis.
 //!
 //! Commands: `SET PX` / `SET NX PX`, `GETDEL` (Redis ≥ 6.2) for single-use reads, and
-//! short Lua scripts for `incr_ex` (the counter and its expiry set atomically) and
-//! `take_marking` (the take and its marks in one step). A script's keys must live on one
+//! a short Lua script for `counted` (counters and their expiries, then a write or a take
+//! with its marks, in one step). A script's keys must live on one
 //! node: keygate talks to one Redis (or a primary with replicas), not a cluster.
 
 use std::time::Duration;
@@ -12,38 +12,66 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError};
 
-use super::{ttl_millis, EphemeralError, EphemeralStore};
+use super::{ttl_millis, Counted, EphemeralError, EphemeralStore, Limit, Then};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// INCR, and set the expiry when the counter is new (or somehow has none).
-const INCR_EX_SCRIPT: &str = r"
-local count = redis.call('INCR', KEYS[1])
-if count == 1 or redis.call('PTTL', KEYS[1]) < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+/// `counted`. KEYS: the limits' counters, then the operation's keys. ARGV[1]: the number of
+/// limits; ARGV[2]: the operation; then each limit's window (ms) and maximum; then the
+/// operation's arguments:
+/// - `write`: KEYS the keys to delete, then those to set; ARGV how many to delete, then
+///   each set's value and time to live (ms);
+/// - `take`: KEYS the key;
+/// - `mark`: KEYS the value, then the marks; ARGV each mark's time to live (ms). The value
+///   is deleted, line `i` stored under mark `i`; a value with too few lines is taken and
+///   nothing is marked.
+///
+/// Answers `{0, false}` past a limit, else `{1, taken value or false}`. A counter's expiry
+/// is set when it is new (or somehow has none).
+const COUNTED_SCRIPT: &str = r"
+local function count(key, window)
+  local n = redis.call('INCR', key)
+  if n == 1 or redis.call('PTTL', key) < 0 then
+    redis.call('PEXPIRE', key, window)
+  end
+  return n
 end
-return count
-";
-
-/// GETDEL, then each mark line of the value under its own key with its own expiry
-/// (`take_marking`); a value with too few lines is taken and nothing is marked. KEYS[1]
-/// is the value, KEYS[2..] the marks, ARGV[i] mark i's time to live in milliseconds.
-const TAKE_MARKING_SCRIPT: &str = r"
-local value = redis.call('GET', KEYS[1])
-if not value then return false end
-redis.call('DEL', KEYS[1])
-local lines, at = {}, 1
-for i = 2, #KEYS do
-  local stop = string.find(value, '\n', at, true)
-  if not stop then return false end
-  lines[i] = string.sub(value, at, stop - 1)
-  at = stop + 1
+local limits = tonumber(ARGV[1])
+local over = false
+for i = 1, limits do
+  if count(KEYS[i], ARGV[1 + 2 * i]) > tonumber(ARGV[2 + 2 * i]) then over = true end
 end
-for i = 2, #KEYS do
-  redis.call('SET', KEYS[i], lines[i], 'PX', ARGV[i - 1])
+if over then return {0, false} end
+local op, first, arg = ARGV[2], limits + 1, 3 + 2 * limits
+if op == 'write' then
+  local deletes = tonumber(ARGV[arg])
+  for i = first, limits + deletes do redis.call('DEL', KEYS[i]) end
+  arg = arg + 1
+  for i = first + deletes, #KEYS do
+    redis.call('SET', KEYS[i], ARGV[arg], 'PX', ARGV[arg + 1])
+    arg = arg + 2
+  end
+elseif op == 'take' then
+  return {1, redis.call('GETDEL', KEYS[first])}
+elseif op == 'mark' then
+  local value = redis.call('GET', KEYS[first])
+  if not value then return {1, false} end
+  redis.call('DEL', KEYS[first])
+  local lines, at = {}, 1
+  for i = first + 1, #KEYS do
+    local stop = string.find(value, '\n', at, true)
+    if not stop then return {1, false} end
+    lines[i] = string.sub(value, at, stop - 1)
+    at = stop + 1
+  end
+  for i = first + 1, #KEYS do
+    redis.call('SET', KEYS[i], lines[i], 'PX', ARGV[arg])
+    arg = arg + 1
+  end
+  return {1, string.sub(value, at)}
 end
-return string.sub(value, at)
+return {1, false}
 ";
 
 /// Redis-backed [`EphemeralStore`] for scale-out: any replica sees every entry.
@@ -51,10 +79,8 @@ return string.sub(value, at)
 pub struct RedisStore {
     conn: ConnectionManager,
     prefix: String,
-    /// [`INCR_EX_SCRIPT`], sent by its SHA-1 (`EVALSHA`; loaded once on `NOSCRIPT`).
-    incr_ex: redis::Script,
-    /// [`TAKE_MARKING_SCRIPT`], sent the same way.
-    take_marking: redis::Script,
+    /// [`COUNTED_SCRIPT`], sent by its SHA-1 (`EVALSHA`; loaded once on `NOSCRIPT`).
+    counted: redis::Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -96,8 +122,7 @@ impl RedisStore {
         Ok(RedisStore {
             conn,
             prefix: prefix.to_owned(),
-            incr_ex: redis::Script::new(INCR_EX_SCRIPT),
-            take_marking: redis::Script::new(TAKE_MARKING_SCRIPT),
+            counted: redis::Script::new(COUNTED_SCRIPT),
         })
     }
 
@@ -162,19 +187,6 @@ impl EphemeralStore for RedisStore {
             .map_err(redis_err)
     }
 
-    async fn take_marking(
-        &self,
-        key: &str,
-        marks: &[(&str, Duration)],
-    ) -> Result<Option<Vec<u8>>, EphemeralError> {
-        let mut invocation = self.take_marking.key(self.key(key));
-        for (mark, ttl) in marks {
-            invocation.key(self.key(mark)).arg(ttl_millis(*ttl)?);
-        }
-        let mut conn = self.conn.clone();
-        invocation.invoke_async(&mut conn).await.map_err(redis_err)
-    }
-
     async fn delete(&self, key: &str) -> Result<(), EphemeralError> {
         let mut conn = self.conn.clone();
         redis::cmd("DEL")
@@ -184,15 +196,54 @@ impl EphemeralStore for RedisStore {
             .map_err(redis_err)
     }
 
-    async fn incr_ex(&self, key: &str, ttl: Duration) -> Result<u64, EphemeralError> {
-        let millis = ttl_millis(ttl)?;
+    async fn counted(&self, limits: &[Limit], then: Then<'_>) -> Result<Counted, EphemeralError> {
+        let mut invocation = self.counted.prepare_invoke();
+        invocation.arg(limits.len()).arg(match then {
+            Then::Nothing => "none",
+            Then::Write { .. } => "write",
+            Then::Take(_) => "take",
+            Then::TakeMarking { .. } => "mark",
+        });
+        for limit in limits {
+            invocation
+                .key(self.key(&limit.key))
+                .arg(ttl_millis(limit.window)?)
+                .arg(limit.max);
+        }
+        match then {
+            Then::Nothing => {}
+            Then::Write { delete, set } => {
+                invocation.arg(delete.len());
+                for key in delete {
+                    invocation.key(self.key(key));
+                }
+                for entry in set {
+                    invocation
+                        .key(self.key(entry.key))
+                        .arg(entry.value)
+                        .arg(ttl_millis(entry.ttl)?);
+                }
+            }
+            Then::Take(key) => {
+                invocation.key(self.key(key));
+            }
+            Then::TakeMarking { key, marks } => {
+                invocation.key(self.key(key));
+                for (mark, ttl) in marks {
+                    invocation.key(self.key(mark)).arg(ttl_millis(*ttl)?);
+                }
+            }
+        }
         let mut conn = self.conn.clone();
-        self.incr_ex
-            .key(self.key(key))
-            .arg(millis)
+        let (done, taken): (i64, Option<Vec<u8>>) = invocation
             .invoke_async(&mut conn)
             .await
-            .map_err(redis_err)
+            .map_err(redis_err)?;
+        Ok(if done == 1 {
+            Counted::Done(taken)
+        } else {
+            Counted::Limited
+        })
     }
 
     async fn ping(&self) -> Result<(), EphemeralError> {

@@ -8,8 +8,9 @@ use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 
 use crate::error::Error;
 use crate::http::errors::{ApiError, PageError};
+use crate::service::ceremony::Ceremony;
 use crate::service::session::{self, Session};
-use crate::service::{limits, tokens};
+use crate::service::tokens;
 use crate::state::AppState;
 
 fn app_state(req: &HttpRequest) -> Result<AppState, Error> {
@@ -219,24 +220,24 @@ pub fn page_csrf(
 }
 
 /// The session a ceremony's first step runs in: the browser's own (its CSRF token
-/// checked), or a new anonymous one when the double-submit token matches, rate-limited
-/// per client. The `bool` says whether the session is new (its cookie must be set).
-pub async fn ceremony_session(
+/// checked), or a new anonymous one when the double-submit token matches (stored, and
+/// rate-limited per client, with the ceremony's challenge; its cookie must be set).
+pub fn ceremony_session(
     state: &AppState,
     req: &HttpRequest,
     current: Option<Session>,
-) -> Result<(Session, bool), Error> {
+) -> Result<Ceremony, Error> {
     if let Some(s) = current {
         s.check_csrf(csrf_header(req))?;
-        return Ok((s, false));
+        return Ok(Ceremony::within(s));
     }
     let cookie = req.cookie(&csrf_cookie_name(state)).ok_or(Error::Csrf)?;
     let header = csrf_header(req).ok_or(Error::Csrf)?;
     if cookie.value().len() < 32 || !tokens::same_secret(cookie.value(), header) {
         return Err(Error::Csrf);
     }
-    limits::check(state, "session", &client_ip(req).unwrap_or_default()).await?;
-    Ok((session::start_anonymous(state, header).await?, true))
+    let ip = client_ip(req).unwrap_or_default();
+    Ok(Ceremony::in_new_session(state, header, &ip))
 }
 
 /// After a ceremony proved `user_id`'s key: rotates the browser into a signed-in session

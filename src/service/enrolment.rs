@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::attestation::{policy, AttestationKind, ExistingKey, KeyFacts, TrustResult};
 use crate::audit::{NewAuditEvent, Outcome};
 use crate::error::{Error, Result};
+use crate::service::ceremony::{self, Ceremony};
 use crate::service::session::{self, Session};
-use crate::service::{ceremony, invitations, tokens, workspaces, Actor};
+use crate::service::{invitations, tokens, workspaces, Actor};
 use crate::state::AppState;
 use crate::storage::{InvitationKind, NewCredential, NewUser, Role, StorageError, UserStatus};
 use crate::webauthn::{verify_registration, RegistrationInput};
@@ -96,10 +97,11 @@ pub struct Enrolled {
 /// Starts a registration ceremony; returns `PublicKeyCredentialCreationOptions` JSON.
 pub async fn begin(
     state: &AppState,
-    session: &Session,
+    ceremony: &Ceremony,
     actor: &Actor,
     req: BeginRequest,
 ) -> Result<serde_json::Value> {
+    let session = &ceremony.session;
     let now = state.now();
     let ttl = state.config.webauthn.challenge_ttl_secs;
     let (pending, exclude) = match (&req.token, session.user_id()) {
@@ -205,7 +207,7 @@ pub async fn begin(
         "excludeCredentials": exclude.iter().map(|id| serde_json::json!({ "type": "public-key", "id": id })).collect::<Vec<_>>(),
         "extensions": { "credProps": true },
     });
-    ceremony::remember(state, "reg", session, &pending, ttl).await?;
+    ceremony::remember(state, "reg", ceremony, &pending, ttl, Vec::new()).await?;
     Ok(options)
 }
 
@@ -223,7 +225,7 @@ pub async fn finish(
             ip: actor_ip.clone(),
         },
     };
-    let pending: Option<Pending> = ceremony::take(state, "reg", session).await?;
+    let pending: Option<Pending> = ceremony::take(state, "reg", session, &[]).await?;
     let Some(pending) = pending.filter(|p| p.expires_at > state.now()) else {
         // No ceremony to speak of: log only, so anonymous callers cannot write to the
         // audit chain at will.

@@ -1,21 +1,33 @@
-//! Rate limits kept in the ephemeral store, so they hold across replicas.
+//! Rate limits kept in the ephemeral store, so they hold across replicas. A limit is
+//! counted on its own ([`check`]) or with the store write or take of the request it
+//! guards ([`counted`]): one trip to the store instead of two.
 
 use std::time::Duration;
 
+use crate::ephemeral::{Counted, Limit, Then};
 use crate::error::{Error, Result};
 use crate::state::AppState;
+
+/// The window of every limit: a minute, and a second for clocks that disagree.
+const WINDOW: Duration = Duration::from_secs(61);
 
 /// Counts one attempt of `action` from `who` (a client address, or an account) in the
 /// current minute; refuses past the limit. IPv6 clients count per /64, which is what one
 /// subscriber usually holds.
 pub async fn check(state: &AppState, action: &str, who: &str) -> Result<()> {
-    check_at(
+    counted(state, &[ceremony(state, action, who)], Then::Nothing)
+        .await
+        .map(|_| ())
+}
+
+/// The ceremony limit ([`check`]) of `action` from `who`, to count with a write.
+pub fn ceremony(state: &AppState, action: &str, who: &str) -> Limit {
+    limit(
         state,
         action,
         who,
         state.config.rate_limit.ceremonies_per_minute,
     )
-    .await
 }
 
 /// Counts one sign-in request from an application (OIDC authorization, SAML single
@@ -34,7 +46,14 @@ pub async fn authorization(state: &AppState, ip: Option<&str>) -> Result<()> {
 }
 
 /// [`check`] with its own limit per minute (e.g. the OIDC token endpoint's).
-pub async fn check_at(state: &AppState, action: &str, who: &str, limit: u64) -> Result<()> {
+pub async fn check_at(state: &AppState, action: &str, who: &str, max: u64) -> Result<()> {
+    counted(state, &[limit(state, action, who, max)], Then::Nothing)
+        .await
+        .map(|_| ())
+}
+
+/// The counter of `action` by `who` in the current minute, allowing `max`.
+pub fn limit(state: &AppState, action: &str, who: &str, max: u64) -> Limit {
     let minute = state.now() / 60;
     let who = match who.parse::<std::net::Ipv6Addr>() {
         Ok(v6) if v6.to_ipv4_mapped().is_none() => {
@@ -43,13 +62,22 @@ pub async fn check_at(state: &AppState, action: &str, who: &str, limit: u64) -> 
         }
         _ => who.to_string(),
     };
-    let key = format!("rl:{action}:{who}:{minute}");
-    let count = state
-        .ephemeral
-        .incr_ex(&key, Duration::from_secs(61))
-        .await?;
-    if count > limit {
-        return Err(Error::RateLimited);
+    Limit {
+        key: format!("rl:{action}:{who}:{minute}"),
+        window: WINDOW,
+        max,
     }
-    Ok(())
+}
+
+/// Counts `limits` and, when none is exceeded, does `then`, in one step; past a limit,
+/// [`Error::RateLimited`] and nothing else done. Returns what `then` took.
+pub async fn counted(
+    state: &AppState,
+    limits: &[Limit],
+    then: Then<'_>,
+) -> Result<Option<Vec<u8>>> {
+    match state.ephemeral.counted(limits, then).await? {
+        Counted::Done(taken) => Ok(taken),
+        Counted::Limited => Err(Error::RateLimited),
+    }
 }

@@ -9,8 +9,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{NewAuditEvent, Outcome};
+use crate::ephemeral::{Entry, Then};
 use crate::error::{Error, Result};
-use crate::service::{alerts, tokens, Actor};
+use crate::service::{alerts, limits, tokens, Actor};
 use crate::state::AppState;
 use crate::storage::{SessionRecord, SessionScope};
 
@@ -76,15 +77,36 @@ fn ttl_for(state: &AppState, data: &SessionData) -> u64 {
     remaining.min(cap)
 }
 
-async fn save(state: &AppState, token: &str, data: &SessionData) -> Result<()> {
-    let body = serde_json::to_vec(data).map_err(|e| Error::Internal(e.to_string()))?;
+/// A session as the store keeps it: its key, its body and its time to live.
+pub(crate) struct Stored {
+    pub key: String,
+    pub body: Vec<u8>,
+    pub ttl: Duration,
+}
+
+impl Stored {
+    pub fn of(state: &AppState, session: &Session) -> Result<Stored> {
+        Ok(Stored {
+            key: key(&session.token),
+            body: serde_json::to_vec(&session.data).map_err(|e| Error::Internal(e.to_string()))?,
+            ttl: Duration::from_secs(ttl_for(state, &session.data)),
+        })
+    }
+
+    pub fn entry(&self) -> Entry<'_> {
+        Entry {
+            key: &self.key,
+            value: &self.body,
+            ttl: self.ttl,
+        }
+    }
+}
+
+async fn save(state: &AppState, session: &Session) -> Result<()> {
+    let stored = Stored::of(state, session)?;
     state
         .ephemeral
-        .set_ex(
-            &key(token),
-            &body,
-            Duration::from_secs(ttl_for(state, data)),
-        )
+        .set_ex(&stored.key, &stored.body, stored.ttl)
         .await?;
     Ok(())
 }
@@ -106,19 +128,24 @@ pub async fn load(state: &AppState, token: &str) -> Result<Option<Session>> {
         return Ok(None);
     }
     // Refresh the idle timer at most once a minute, to keep reads cheap.
-    if now - data.last_seen >= 60 {
+    let refresh = now - data.last_seen >= 60;
+    if refresh {
         data.last_seen = now;
-        save(state, token, &data).await?;
     }
-    Ok(Some(Session {
+    let session = Session {
         token: token.to_string(),
         data,
-    }))
+    };
+    if refresh {
+        save(state, &session).await?;
+    }
+    Ok(Some(session))
 }
 
 /// A new anonymous session for a browser starting a ceremony, keeping the CSRF token its
-/// page already carries.
-pub async fn start_anonymous(state: &AppState, csrf: &str) -> Result<Session> {
+/// page already carries. Not stored yet: the ceremony stores it with its challenge
+/// (`ceremony::remember`).
+pub fn anonymous(state: &AppState, csrf: &str) -> Session {
     let now = state.now();
     let data = SessionData {
         id: tokens::new_id(),
@@ -132,9 +159,10 @@ pub async fn start_anonymous(state: &AppState, csrf: &str) -> Result<Session> {
         key_id: None,
         user_verified: false,
     };
-    let token = tokens::secret_token();
-    save(state, &token, &data).await?;
-    Ok(Session { token, data })
+    Session {
+        token: tokens::secret_token(),
+        data,
+    }
 }
 
 /// How a session came to be, for the member's session list and the audit chain.
@@ -220,22 +248,22 @@ pub async fn activate(
         token,
         data,
     } = fresh;
-    // Both at once: one round trip of waiting on Redis instead of two.
-    let end_old = async {
-        match old {
-            Some(old) => state.ephemeral.delete(&key(&old.token)).await,
-            None => Ok(()),
-        }
+    let fresh = Session { token, data };
+    // The old session ends and the new one starts in one step.
+    let stored = Stored::of(state, &fresh)?;
+    let old_key = old.map(|old| key(&old.token));
+    let delete: Vec<&str> = old_key.iter().map(String::as_str).collect();
+    let write = Then::Write {
+        delete: &delete,
+        set: &[stored.entry()],
     };
-    let (ended, saved) = tokio::join!(end_old, save(state, &token, &data));
-    ended?;
-    saved?;
+    limits::counted(state, &[], write).await?;
     if state.alerts.enabled() {
         state
             .alerts
             .session_created(state, alerts::NewSession::of(&record));
     }
-    Ok(Session { token, data })
+    Ok(fresh)
 }
 
 /// The member's live sessions, newest first.

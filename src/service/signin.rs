@@ -5,9 +5,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{NewAuditEvent, Outcome};
+use crate::ephemeral::Then;
 use crate::error::{Error, Result};
+use crate::service::ceremony::{self, Ceremony};
 use crate::service::session::{self, Session, SignInContext};
-use crate::service::{ceremony, limits, tokens, Actor};
+use crate::service::{limits, tokens, Actor};
 use crate::state::AppState;
 use crate::storage::{SignInWrite, UserStatus};
 use crate::webauthn::{verify_assertion, AssertionInput, CoseKey};
@@ -67,7 +69,8 @@ pub struct SignedIn {
 /// An unknown e-mail gets the same answer as a known one (no account enumeration).
 pub async fn begin(
     state: &AppState,
-    session: &Session,
+    ceremony: &Ceremony,
+    ip: &str,
     req: BeginRequest,
 ) -> Result<serde_json::Value> {
     let ttl = state.config.webauthn.challenge_ttl_secs;
@@ -75,15 +78,18 @@ pub async fn begin(
         .email
         .map(|e| e.trim().to_ascii_lowercase())
         .filter(|e| !e.is_empty());
+    let per_address = limits::ceremony(state, "signin", ip);
+    // Counted with the challenge's write, or, before an account lookup, ahead of it.
+    let mut counted_with_challenge = Vec::new();
     let (user_id, allow) = match email {
         Some(email) => {
             // Per account too, so one address cannot be hammered from many clients.
-            limits::check(
+            let per_account = limits::ceremony(
                 state,
                 "signin-account",
                 &tokens::digest_hex(email.as_bytes()),
-            )
-            .await?;
+            );
+            limits::counted(state, &[per_address, per_account], Then::Nothing).await?;
             let lookup = email.clone();
             let found = state
                 .storage
@@ -119,7 +125,10 @@ pub async fn begin(
                 }
             }
         }
-        None => (None, Vec::new()),
+        None => {
+            counted_with_challenge.push(per_address);
+            (None, Vec::new())
+        }
     };
     let challenge = tokens::random_bytes(32);
     let pending = Pending {
@@ -134,7 +143,15 @@ pub async fn begin(
         "userVerification": if state.policy().require_user_verification { "required" } else { "preferred" },
         "allowCredentials": allow,
     });
-    ceremony::remember(state, "auth", session, &pending, ttl).await?;
+    ceremony::remember(
+        state,
+        "auth",
+        ceremony,
+        &pending,
+        ttl,
+        counted_with_challenge,
+    )
+    .await?;
     Ok(options)
 }
 
@@ -153,14 +170,10 @@ pub async fn finish(
         id: "anonymous".into(),
         ip,
     };
-    // The limit and the challenge in one trip to the shared store: a refused attempt uses
-    // its challenge up too.
-    let (limited, pending) = tokio::join!(
-        limits::check(state, "signin", actor.ip.as_deref().unwrap_or_default()),
-        ceremony::take::<Pending>(state, "auth", session)
-    );
-    limited?;
-    let pending = pending?;
+    // The limit and the challenge in one step: past the limit, the challenge stays (for
+    // its short life) and nothing is verified.
+    let per_address = limits::ceremony(state, "signin", actor.ip.as_deref().unwrap_or_default());
+    let pending = ceremony::take::<Pending>(state, "auth", session, &[per_address]).await?;
     let outcome = match pending.filter(|p| p.expires_at > state.now()) {
         None => Err((
             Error::gone(

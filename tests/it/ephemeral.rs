@@ -5,13 +5,33 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keygate::ephemeral::{
-    connect, with_marks, EphemeralError, EphemeralStore, MemoryStore, RedisStore,
+    connect, with_marks, Counted, Entry, EphemeralError, EphemeralStore, Limit, MemoryStore,
+    RedisStore, Then,
 };
 
 use crate::support::db::{test_prefix, test_redis, test_redis_with_prefix, REDIS_URL_VAR};
 
 const SHORT: Duration = Duration::from_millis(300);
 const LONG: Duration = Duration::from_secs(60);
+
+fn limit(key: &str, window: Duration, max: u64) -> Limit {
+    Limit {
+        key: key.into(),
+        window,
+        max,
+    }
+}
+
+/// Counts once at `key` (no maximum) and returns the count stored there.
+async fn count(store: &dyn EphemeralStore, key: &str, window: Duration) -> u64 {
+    let done = store
+        .counted(&[limit(key, window, u64::MAX)], Then::Nothing)
+        .await
+        .unwrap();
+    assert_eq!(done, Counted::Done(None));
+    let stored = store.get(key).await.unwrap().expect("a counter");
+    String::from_utf8(stored).unwrap().parse().unwrap()
+}
 
 /// Long enough for a `SHORT` entry to be gone (Redis expires within ~1 ms of the TTL).
 async fn past_short() {
@@ -65,9 +85,12 @@ async fn ttl_expiry(store: &dyn EphemeralStore) {
         Err(EphemeralError::InvalidTtl)
     );
     assert_eq!(
-        store.incr_ex("ttl:zero", Duration::ZERO).await,
+        store
+            .counted(&[limit("ttl:zero", Duration::ZERO, 5)], Then::Nothing)
+            .await,
         Err(EphemeralError::InvalidTtl)
     );
+    assert_eq!(store.get("ttl:zero").await.unwrap(), None);
 }
 
 async fn take_is_single_use(store: &dyn EphemeralStore) {
@@ -212,55 +235,168 @@ async fn set_nx_ex_is_a_replay_cache(store: Arc<dyn EphemeralStore>) {
     assert_eq!(stored, 1);
 }
 
-async fn incr_ex_counts_in_a_fixed_window(store: Arc<dyn EphemeralStore>) {
-    assert_eq!(store.incr_ex("rl:a", SHORT).await.unwrap(), 1);
-    assert_eq!(store.incr_ex("rl:a", SHORT).await.unwrap(), 2);
+async fn counters_count_in_a_fixed_window(store: Arc<dyn EphemeralStore>) {
+    let store_ref = store.as_ref();
+    assert_eq!(count(store_ref, "rl:a", SHORT).await, 1);
+    assert_eq!(count(store_ref, "rl:a", SHORT).await, 2);
     assert_eq!(
-        store.incr_ex("rl:a", LONG).await.unwrap(),
+        count(store_ref, "rl:a", LONG).await,
         3,
-        "later TTLs are ignored"
+        "later windows are ignored"
     );
-    assert_eq!(store.get("rl:a").await.unwrap(), Some(b"3".to_vec()));
-    assert_eq!(
-        store.incr_ex("rl:b", SHORT).await.unwrap(),
-        1,
-        "keys count apart"
-    );
+    assert_eq!(count(store_ref, "rl:b", SHORT).await, 1, "keys count apart");
     past_short().await;
-    assert_eq!(
-        store.incr_ex("rl:a", SHORT).await.unwrap(),
-        1,
-        "window expired"
-    );
+    assert_eq!(count(store_ref, "rl:a", SHORT).await, 1, "window expired");
 
-    // Increments do not extend the window.
-    store.incr_ex("rl:w", SHORT).await.unwrap();
+    // Counting does not extend the window.
+    count(store_ref, "rl:w", SHORT).await;
     tokio::time::sleep(SHORT / 2).await;
-    assert_eq!(store.incr_ex("rl:w", SHORT).await.unwrap(), 2);
+    assert_eq!(count(store_ref, "rl:w", SHORT).await, 2);
     tokio::time::sleep(SHORT / 2 + Duration::from_millis(250)).await;
-    assert_eq!(store.incr_ex("rl:w", SHORT).await.unwrap(), 1);
+    assert_eq!(count(store_ref, "rl:w", SHORT).await, 1);
 
+    // Of 20 attempts at once against a limit of 8, exactly 8 pass; all 20 count.
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let store = Arc::clone(&store);
-            tokio::spawn(async move { store.incr_ex("rl:race", LONG).await.unwrap() })
+            tokio::spawn(async move {
+                store
+                    .counted(&[limit("rl:race", LONG, 8)], Then::Nothing)
+                    .await
+                    .unwrap()
+            })
         })
         .collect();
-    let mut seen = Vec::new();
+    let mut passed = 0;
     for task in tasks {
-        seen.push(task.await.unwrap());
+        passed += usize::from(task.await.unwrap() == Counted::Done(None));
     }
-    seen.sort_unstable();
-    assert_eq!(seen, (1..=20).collect::<Vec<u64>>());
+    assert_eq!(passed, 8);
+    assert_eq!(store.get("rl:race").await.unwrap(), Some(b"20".to_vec()));
 
     store
         .set_ex("rl:text", b"not a number", LONG)
         .await
         .unwrap();
     assert!(matches!(
-        store.incr_ex("rl:text", LONG).await,
+        store
+            .counted(&[limit("rl:text", LONG, 5)], Then::Nothing)
+            .await,
         Err(EphemeralError::Backend(_))
     ));
+}
+
+/// Limits, then a write or a take, in one step; past a limit only the counters change.
+async fn counted_writes_and_takes_within_limits(store: &dyn EphemeralStore) {
+    let entry = |key, value| Entry {
+        key,
+        value,
+        ttl: LONG,
+    };
+    // A write: deletes, then sets, once both limits allow it.
+    store.set_ex("cw:old", b"old", LONG).await.unwrap();
+    let limits = [limit("cw:n1", LONG, 1), limit("cw:n2", LONG, 5)];
+    let write = Then::Write {
+        delete: &["cw:old", "cw:absent"],
+        set: &[entry("cw:s", b"session"), entry("cw:c", b"challenge")],
+    };
+    assert_eq!(
+        store.counted(&limits, write).await.unwrap(),
+        Counted::Done(None)
+    );
+    assert_eq!(store.get("cw:old").await.unwrap(), None);
+    assert_eq!(store.get("cw:s").await.unwrap(), Some(b"session".to_vec()));
+    assert_eq!(
+        store.get("cw:c").await.unwrap(),
+        Some(b"challenge".to_vec())
+    );
+
+    // Past the first limit: nothing written or deleted, yet both counters counted.
+    let write = Then::Write {
+        delete: &["cw:s"],
+        set: &[entry("cw:c", b"changed"), entry("cw:new", b"x")],
+    };
+    assert_eq!(
+        store.counted(&limits, write).await.unwrap(),
+        Counted::Limited
+    );
+    assert_eq!(store.get("cw:s").await.unwrap(), Some(b"session".to_vec()));
+    assert_eq!(
+        store.get("cw:c").await.unwrap(),
+        Some(b"challenge".to_vec())
+    );
+    assert_eq!(store.get("cw:new").await.unwrap(), None);
+    assert_eq!(store.get("cw:n1").await.unwrap(), Some(b"2".to_vec()));
+    assert_eq!(store.get("cw:n2").await.unwrap(), Some(b"2".to_vec()));
+
+    // A take, allowed then refused: a refused take leaves the value.
+    let within = [limit("ct:n", LONG, 1)];
+    assert_eq!(
+        store.counted(&within, Then::Take("cw:c")).await.unwrap(),
+        Counted::Done(Some(b"challenge".to_vec()))
+    );
+    store.set_ex("cw:c", b"again", LONG).await.unwrap();
+    assert_eq!(
+        store.counted(&within, Then::Take("cw:c")).await.unwrap(),
+        Counted::Limited
+    );
+    assert_eq!(store.get("cw:c").await.unwrap(), Some(b"again".to_vec()));
+    assert_eq!(
+        store.counted(&[], Then::Take("cw:c")).await.unwrap(),
+        Counted::Done(Some(b"again".to_vec()))
+    );
+    assert_eq!(
+        store.counted(&[], Then::Take("cw:c")).await.unwrap(),
+        Counted::Done(None),
+        "single use"
+    );
+
+    // A take with marks, refused then allowed.
+    let marked = with_marks(&[b"used"], b"code").unwrap();
+    store.set_ex("ct:code", &marked, LONG).await.unwrap();
+    let marks = [("ct:used", LONG)];
+    let take = Then::TakeMarking {
+        key: "ct:code",
+        marks: &marks,
+    };
+    assert_eq!(
+        store.counted(&within, take).await.unwrap(),
+        Counted::Limited
+    );
+    assert_eq!(store.get("ct:used").await.unwrap(), None);
+    assert_eq!(
+        store
+            .counted(&[limit("ct:m", LONG, 1)], take)
+            .await
+            .unwrap(),
+        Counted::Done(Some(b"code".to_vec()))
+    );
+    assert_eq!(store.get("ct:used").await.unwrap(), Some(b"used".to_vec()));
+    assert_eq!(store.get("ct:code").await.unwrap(), None);
+
+    // A maximum of zero refuses the first attempt; a zero time to live anywhere is
+    // refused before anything changes.
+    assert_eq!(
+        store
+            .counted(&[limit("cz:n", LONG, 0)], Then::Nothing)
+            .await
+            .unwrap(),
+        Counted::Limited
+    );
+    let bad = Then::Write {
+        delete: &["cw:s"],
+        set: &[Entry {
+            key: "cz:v",
+            value: b"v",
+            ttl: Duration::ZERO,
+        }],
+    };
+    assert_eq!(
+        store.counted(&[limit("cz:m", LONG, 5)], bad).await,
+        Err(EphemeralError::InvalidTtl)
+    );
+    assert_eq!(store.get("cz:m").await.unwrap(), None);
+    assert_eq!(store.get("cw:s").await.unwrap(), Some(b"session".to_vec()));
 }
 
 /// Two stores over one backend with different prefixes (or two memory stores) do not
@@ -270,8 +406,8 @@ async fn stores_are_isolated(a: &dyn EphemeralStore, b: &dyn EphemeralStore) {
     assert_eq!(b.get("iso:k").await.unwrap(), None);
     assert_eq!(b.take("iso:k").await.unwrap(), None);
     assert!(b.set_nx_ex("iso:k", b"b", LONG).await.unwrap());
-    assert_eq!(b.incr_ex("iso:n", LONG).await.unwrap(), 1);
-    assert_eq!(a.incr_ex("iso:n", LONG).await.unwrap(), 1);
+    assert_eq!(count(b, "iso:n", LONG).await, 1);
+    assert_eq!(count(a, "iso:n", LONG).await, 1);
     b.delete("iso:k").await.unwrap();
     assert_eq!(a.get("iso:k").await.unwrap(), Some(b"a".to_vec()));
 
@@ -297,7 +433,8 @@ async fn contract(store: Arc<dyn EphemeralStore>) {
         ttl_expiry(store.as_ref()),
         set_nx_ex_is_a_replay_cache(Arc::clone(&store)),
         take_marking_leaves_its_marks(Arc::clone(&store)),
-        incr_ex_counts_in_a_fixed_window(Arc::clone(&store)),
+        counters_count_in_a_fixed_window(Arc::clone(&store)),
+        counted_writes_and_takes_within_limits(store.as_ref()),
     );
 }
 
@@ -367,7 +504,7 @@ async fn ephemeral_redis_scripts_survive_an_emptied_script_cache() {
         return;
     };
     let marked = with_marks(&[b"mark"], b"body").unwrap();
-    assert_eq!(store.incr_ex("flush:n", LONG).await.unwrap(), 1);
+    assert_eq!(count(&store, "flush:n", LONG).await, 1);
     store.set_ex("flush:v", &marked, LONG).await.unwrap();
     let marks = [("flush:m", LONG)];
     assert!(store
@@ -385,7 +522,7 @@ async fn ephemeral_redis_scripts_survive_an_emptied_script_cache() {
         .await
         .unwrap();
 
-    assert_eq!(store.incr_ex("flush:n", LONG).await.unwrap(), 2);
+    assert_eq!(count(&store, "flush:n", LONG).await, 2);
     store.set_ex("flush:v", &marked, LONG).await.unwrap();
     assert_eq!(
         store.take_marking("flush:v", &marks).await.unwrap(),

@@ -17,6 +17,15 @@ async fn redirect_error(app: &TestApp, browser: &mut Client, path: String) -> St
     param(&loc, "error").unwrap()
 }
 
+/// A token endpoint refusal: its status and `error`, checked to be `no-store`.
+fn token_error(r: &Reply) -> (u16, String) {
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+    (
+        r.status,
+        r.json()["error"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
 #[actix_web::test]
 async fn authorization_requests_that_must_not_redirect_and_those_that_do() {
     let mut p = provider().await;
@@ -72,13 +81,6 @@ async fn authorization_requests_that_must_not_redirect_and_those_that_do() {
 async fn token_endpoint_refusals() {
     let mut p = provider().await;
     let mut browser = p.browser().await;
-    let token_error = |r: &Reply| -> (u16, String) {
-        assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
-        (
-            r.status,
-            r.json()["error"].as_str().unwrap_or_default().to_string(),
-        )
-    };
     let exchange = |code: &str, redirect: &str, verifier: &str| {
         vec![
             ("grant_type".to_string(), "authorization_code".to_string()),
@@ -265,6 +267,53 @@ async fn the_token_endpoint_is_rate_limited_per_address() {
     let r = p.post("/oauth2/token", CLIENT_ID, &fields).await;
     assert_eq!(r.status, 429, "{}", r.body);
     assert_eq!(r.json()["error"], "temporarily_unavailable");
+    p.app.stop().await;
+}
+
+/// A code exchange counts against the same limit with its code's take, in one step: every
+/// refusal before the take counts too (a malformed request, a wrong secret, an unknown
+/// code), and an exchange past the limit leaves its code to be exchanged once the minute
+/// has passed.
+#[actix_web::test]
+async fn code_exchanges_count_against_the_token_limit_and_a_refused_one_keeps_its_code() {
+    let mut p = provider_with(&[("oidc.token_requests_per_minute", "3")]).await;
+    // At second 50 of a minute: the next minute starts well within the code's lifetime.
+    let now = p.app.state.now();
+    p.app
+        .clock
+        .advance((50 - now.rem_euclid(60)).rem_euclid(60));
+    let mut browser = p.browser().await;
+    let (code, pkce) = p.code(&mut browser, CLIENT_ID, "openid").await;
+    let redirect = redirect_for(CLIENT_ID);
+    let exchange = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", redirect),
+        ("code_verifier", pkce.verifier.as_str()),
+    ];
+
+    let no_code = [
+        ("grant_type", "authorization_code"),
+        ("redirect_uri", redirect),
+    ];
+    let r = p.post("/oauth2/token", CLIENT_ID, &no_code).await;
+    assert_eq!(token_error(&r), (400, "invalid_request".into()));
+    let r = p
+        .post_as("/oauth2/token", (CLIENT_ID, "not-the-secret"), &exchange)
+        .await;
+    assert_eq!(token_error(&r), (401, "invalid_client".into()));
+    let mut unknown = exchange;
+    unknown[1].1 = "kgc_unknown";
+    let r = p.post("/oauth2/token", CLIENT_ID, &unknown).await;
+    assert_eq!(token_error(&r), (400, "invalid_grant".into()));
+
+    let r = p.post("/oauth2/token", CLIENT_ID, &exchange).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.json()["error"], "temporarily_unavailable");
+
+    p.app.clock.advance(11);
+    let tokens = p.exchange(CLIENT_ID, &code, &pkce).await;
+    assert!(tokens["id_token"].is_string(), "{tokens}");
     p.app.stop().await;
 }
 

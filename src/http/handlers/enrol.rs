@@ -89,13 +89,13 @@ pub async fn begin(
     current: MaybeSession,
     body: web::Json<enrolment::BeginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let (session, fresh) = ceremony_session(&state, &req, current.0).await?;
-    let actor = visitor(&req, Some(&session));
+    let ceremony = ceremony_session(&state, &req, current.0)?;
+    let actor = visitor(&req, Some(&ceremony.session));
     limits::check(&state, "enrol", actor.ip.as_deref().unwrap_or_default()).await?;
-    let options = enrolment::begin(&state, &session, &actor, body.into_inner()).await?;
+    let options = enrolment::begin(&state, &ceremony, &actor, body.into_inner()).await?;
     let mut res = HttpResponse::Ok().json(options);
-    if fresh {
-        res.add_cookie(&session_cookie(&state, &session))
+    if ceremony.is_new() {
+        res.add_cookie(&session_cookie(&state, &ceremony.session))
             .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
     }
     Ok(res)

@@ -119,9 +119,8 @@ fn basic(req: &HttpRequest) -> Challenge {
     }
 }
 
-/// Token-style endpoints take `application/x-www-form-urlencoded` only, and count
-/// against the per-address limit in the shared store.
-async fn form_request(state: &AppState, req: &HttpRequest, action: &str) -> Result<(), OAuthError> {
+/// Token-style endpoints take `application/x-www-form-urlencoded` only.
+fn form_only(req: &HttpRequest) -> Result<(), OAuthError> {
     let form = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -131,12 +130,20 @@ async fn form_request(state: &AppState, req: &HttpRequest, action: &str) -> Resu
             v.trim()
                 .eq_ignore_ascii_case("application/x-www-form-urlencoded")
         });
-    if !form {
-        return Err(OAuthError::new(
+    if form {
+        Ok(())
+    } else {
+        Err(OAuthError::new(
             OidcError::InvalidRequest("the body must be application/x-www-form-urlencoded".into()),
             Challenge::None,
-        ));
+        ))
     }
+}
+
+/// [`form_only`], then one count against the per-address limit in the shared store (the
+/// token endpoint counts its own: `token::token`).
+async fn form_request(state: &AppState, req: &HttpRequest, action: &str) -> Result<(), OAuthError> {
+    form_only(req)?;
     limits::check_at(
         state,
         action,
@@ -153,7 +160,7 @@ pub async fn token_endpoint(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, OAuthError> {
-    form_request(&state, &req, "oidc-token").await?;
+    form_only(&req)?;
     let reply = token::token(&state, &body, authorization(&req), client_ip(&req))
         .await
         .map_err(|e| OAuthError::new(e, basic(&req)))?;

@@ -8,7 +8,7 @@ use crate::http::extract::{
     ceremony_session, client_ip, csrf_header, page_csrf, session_cookie, user_agent, MaybeSession,
 };
 use crate::http::views::{self, IndexPage, Nav};
-use crate::service::{limits, signin};
+use crate::service::signin;
 use crate::state::AppState;
 
 #[derive(serde::Deserialize)]
@@ -81,18 +81,12 @@ pub async fn begin(
     current: MaybeSession,
     body: web::Json<signin::BeginRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let ceremony = ceremony_session(&state, &req, current.0)?;
     let ip = client_ip(&req).unwrap_or_default();
-    // Both trips to the shared store at once; a refused CSRF token still counts.
-    let (session, limited) = tokio::join!(
-        ceremony_session(&state, &req, current.0),
-        limits::check(&state, "signin", &ip)
-    );
-    let (session, fresh) = session?;
-    limited?;
-    let options = signin::begin(&state, &session, body.into_inner()).await?;
+    let options = signin::begin(&state, &ceremony, &ip, body.into_inner()).await?;
     let mut res = HttpResponse::Ok().json(options);
-    if fresh {
-        res.add_cookie(&session_cookie(&state, &session))
+    if ceremony.is_new() {
+        res.add_cookie(&session_cookie(&state, &ceremony.session))
             .map_err(|e| Error::Internal(e.to_string()))?;
     }
     Ok(res)

@@ -13,11 +13,13 @@ use serde::{Deserialize, Serialize};
 use super::authorize::StoredCode;
 use super::{access_token_key, audit, clients, code_key, code_used_key, Failure};
 use crate::audit::{NewAuditEvent, Outcome};
+use crate::ephemeral::{Limit, Then};
 use crate::oidc::client_assertion;
 use crate::oidc::scope::Scopes;
 use crate::oidc::token_request::{ClientAuth, TokenGrant, UntrustedTokenRequest};
 use crate::oidc::tokens::{self, Exchange, IssuedTokens, RefreshRecord};
 use crate::oidc::OidcError;
+use crate::service::limits;
 use crate::state::AppState;
 use crate::storage::{OidcClient, OidcGrant, RefreshTokenRecord, StorageError, UserStatus};
 
@@ -31,16 +33,50 @@ struct UsedCode {
 
 /// `POST /oauth2/token` with its form body and `Authorization` header. Returns the JSON
 /// response body (send it with `Cache-Control: no-store`).
+///
+/// Counts against the per-address token limit before anything that writes. A code
+/// exchange by a client with a secret, or a public one, writes nothing before it takes
+/// the code (its client authentication only reads), so there the limit is counted with
+/// the take, in one step; every refusal before that step counts on its own.
 pub async fn token(
     state: &AppState,
     body: &[u8],
     authorization: Option<&str>,
     ip: Option<String>,
 ) -> Result<Vec<u8>, Failure> {
-    let body = std::str::from_utf8(body)
-        .map_err(|_| OidcError::InvalidRequest("the body is not UTF-8 form data".into()))?;
-    let request = UntrustedTokenRequest::from_form(body, authorization).parse()?;
-    let client = authenticate(state, &request.client).await?;
+    let per_address = limits::limit(
+        state,
+        "oidc-token",
+        ip.as_deref().unwrap_or_default(),
+        state.oidc.token_requests_per_minute,
+    );
+    let parsed = std::str::from_utf8(body)
+        .map_err(|_| OidcError::InvalidRequest("the body is not UTF-8 form data".into()))
+        .and_then(|body| UntrustedTokenRequest::from_form(body, authorization).parse());
+    let request = match parsed {
+        Ok(request) => request,
+        Err(e) => {
+            limits::counted(state, &[per_address], Then::Nothing).await?;
+            return Err(e.into());
+        }
+    };
+    let with_take = matches!(request.grant, TokenGrant::AuthorizationCode { .. })
+        && !matches!(request.client, ClientAuth::Jwt { .. });
+    let deferred = if with_take {
+        Some(per_address)
+    } else {
+        limits::counted(state, &[per_address], Then::Nothing).await?;
+        None
+    };
+    let client = match authenticate(state, &request.client).await {
+        Ok(client) => client,
+        Err(e) => {
+            if let Some(limit) = deferred {
+                limits::counted(state, &[limit], Then::Nothing).await?;
+            }
+            return Err(e);
+        }
+    };
     match request.grant {
         TokenGrant::AuthorizationCode {
             code,
@@ -53,6 +89,7 @@ pub async fn token(
                 &code,
                 redirect_uri.as_deref(),
                 code_verifier.as_deref(),
+                deferred,
                 ip,
             )
             .await
@@ -295,12 +332,15 @@ pub(crate) fn code_value(stored: &StoredCode) -> Result<Vec<u8>, crate::error::E
         .map_err(|e| internal(&e))
 }
 
+/// `limit`, when given, is counted with the code's take (past it, nothing is taken).
+#[allow(clippy::too_many_arguments)]
 async fn exchange_code(
     state: &AppState,
     client: &OidcClient,
     code: &str,
     redirect_uri: Option<&str>,
     code_verifier: Option<&str>,
+    limit: Option<Limit>,
     ip: Option<String>,
 ) -> Result<Vec<u8>, Failure> {
     let digest = tokens::digest(code);
@@ -322,11 +362,12 @@ async fn exchange_code(
         ),
         (entry_key.as_str(), access_entry_ttl(state)),
     ];
-    let Some(raw) = state
-        .ephemeral
-        .take_marking(&code_key(&digest), &marks)
-        .await?
-    else {
+    let code_key = code_key(&digest);
+    let take = Then::TakeMarking {
+        key: &code_key,
+        marks: &marks,
+    };
+    let Some(raw) = limits::counted(state, limit.as_slice(), take).await? else {
         if let Some(marker) = state.ephemeral.get(&used_key).await? {
             if let Ok(used) = serde_json::from_slice::<UsedCode>(&marker) {
                 code_reused(state, &used, ip).await?;
