@@ -73,6 +73,7 @@ fn benches(c: &mut Criterion) {
         redirect_uri: "https://rp.example/cb".into(),
         code_challenge: pkce::s256_challenge(VERIFIER),
         expires_at: now.unix_timestamp() + 60,
+        issued_under: Default::default(),
     };
     let (es_record, rs_record) = (record(&es), record(&rs));
     let access = tokens::access_token(&settings, &keys, &es, tokens::new_jti().expect("jti"), now)

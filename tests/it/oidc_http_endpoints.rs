@@ -724,6 +724,94 @@ async fn introspect_as(p: &Provider, client_id: &str, secret: &str, token: &str)
 }
 
 /// Asks for a code for `client_id` at `redirect` (scopes `openid email`).
+/// A code issued before a change that narrows its client (a scope or the redirect URI
+/// taken away, an `acr` requirement added, another workspace) is refused at the exchange,
+/// as the change revokes the grants issued before it; a harmless change keeps it good.
+#[actix_web::test]
+async fn codes_issued_before_a_narrowing_client_change_are_refused() {
+    let mut p = provider().await;
+    let mut admin = p.browser().await;
+    let csrf = csrf_of(&admin.get("/admin/clients").await.body);
+    let cb = "https://narrow.example/cb";
+    let registration = |scopes: &[&str], uris: &[&str], acr: &[&str], workspace: &str| {
+        json!({
+            "name": "Narrowed",
+            "redirect_uris": uris,
+            "scopes": scopes,
+            "required_acr": acr,
+            "workspace_id": workspace,
+        })
+    };
+    let wide = registration(
+        &["openid", "email"],
+        &[cb, "https://narrow.example/2"],
+        &[],
+        "acme",
+    );
+    let r = admin
+        .post_json("/api/admin/clients", Some(&csrf), &wide)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let client_id = r.json()["client_id"].as_str().unwrap().to_string();
+    let secret = r.json()["client_secret"].as_str().unwrap().to_string();
+    let api = format!("/api/admin/clients/{client_id}");
+
+    let changes = [
+        (
+            "a harmless change",
+            json!({ "name": "Renamed", "redirect_uris": [cb, "https://narrow.example/2"], "scopes": ["openid", "email"], "workspace_id": "acme" }),
+            200,
+        ),
+        (
+            "a scope taken away",
+            registration(&["openid"], &[cb], &[], "acme"),
+            400,
+        ),
+        (
+            "the redirect URI taken away",
+            registration(
+                &["openid", "email"],
+                &["https://narrow.example/2"],
+                &[],
+                "acme",
+            ),
+            400,
+        ),
+        (
+            "an acr requirement added",
+            registration(&["openid", "email"], &[cb], &["phrh"], "acme"),
+            400,
+        ),
+        (
+            "another workspace",
+            registration(&["openid", "email"], &[cb], &[], "other"),
+            400,
+        ),
+    ];
+    for (what, change, status) in changes {
+        // Each case starts from the wide registration, with a code issued under it.
+        let r = admin.put_json(&api, Some(&csrf), &wide).await;
+        assert_eq!(r.status, 200, "{what}: {}", r.body);
+        let (reply, pkce) = code_at(&mut admin, &client_id, cb).await;
+        let code = param(&location(&p.app, &reply), "code")
+            .unwrap_or_else(|| panic!("{what}: no code: {}", reply.body));
+        let r = admin.put_json(&api, Some(&csrf), &change).await;
+        assert_eq!(r.status, 200, "{what}: {}", r.body);
+        let r = exchange(&p, (&client_id, &secret), &code, cb, &pkce.verifier).await;
+        assert_eq!(r.status, status, "{what}: {}", r.body);
+        if status == 400 {
+            assert_eq!(r.json()["error"], "invalid_grant", "{what}");
+        }
+    }
+    let refused = audit_events(&p.app)
+        .await
+        .into_iter()
+        .filter(|e| e.action == "oidc.refused" && e.details_json.contains("registration changed"))
+        .count();
+    assert_eq!(refused, 4);
+    p.app.stop().await;
+}
+
 async fn code_at(
     browser: &mut crate::support::app::Client,
     client_id: &str,

@@ -374,6 +374,7 @@ fn code_records_redeem_only_for_the_right_client_uri_and_verifier() {
         redirect_uri: "https://rp.example/cb".into(),
         code_challenge: pkce::s256_challenge(verifier),
         expires_at: now().unix_timestamp() + 60,
+        issued_under: Default::default(),
     };
     let uri = Some("https://rp.example/cb");
     let redeem = |client: &str, uri: Option<&str>, v: Option<&str>, at: OffsetDateTime| {
@@ -462,6 +463,7 @@ fn a_whole_code_flow_from_query_to_verified_id_token() {
     };
     let code = tokens::OpaqueToken::authorization_code().unwrap();
     let record = CodeRecord::new(
+        &client,
         &request,
         Grant {
             client_id: request.client_id.clone(),

@@ -24,10 +24,10 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use super::assurance::Assurance;
-use super::authorize::AuthorizationRequest;
+use super::authorize::{AuthorizationRequest, ClientView};
 use super::jwt;
 use super::keys::Algorithm;
-use super::scope::Scopes;
+use super::scope::{self, Scopes};
 use super::{pkce, OidcError};
 
 mod issue;
@@ -176,11 +176,34 @@ pub struct CodeRecord {
     pub code_challenge: String,
     /// Unix seconds.
     pub expires_at: i64,
+    /// The client's registration when the code was issued (a code stored without it, by
+    /// an earlier version, counts as issued under no workspace and no requirement).
+    #[serde(default)]
+    pub issued_under: Registration,
+}
+
+/// What of a client's registration an authorization code must still find at its exchange.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    /// The workspace the client is bound to (its keygate id).
+    pub workspace_id: Option<String>,
+    /// The `acr` values the client requires.
+    pub required_acr: Vec<String>,
+}
+
+impl Registration {
+    pub fn of(client: &ClientView) -> Registration {
+        Registration {
+            workspace_id: client.workspace_id.clone(),
+            required_acr: client.required_acr_values.clone(),
+        }
+    }
 }
 
 impl CodeRecord {
-    /// The record for a code issued for `request` at `now`.
+    /// The record for a code issued to `client` for `request` at `now`.
     pub fn new(
+        client: &ClientView,
         request: &AuthorizationRequest,
         grant: Grant,
         settings: &TokenSettings,
@@ -191,6 +214,29 @@ impl CodeRecord {
             redirect_uri: request.redirect_uri.as_str().to_owned(),
             code_challenge: request.code_challenge.clone(),
             expires_at: (now + settings.code_ttl).unix_timestamp(),
+            issued_under: Registration::of(client),
+        }
+    }
+
+    /// Whether `client`, as registered now, would still issue this code: the same
+    /// workspace and required `acr` values, every granted scope still allowed (`openid`
+    /// always is), the redirect URI still registered. A change that narrows a client
+    /// revokes the grants it holds; this refuses the codes issued before the change
+    /// (`invalid_grant`: the client starts the sign-in again).
+    pub fn fits(&self, client: &ClientView) -> Result<(), OidcError> {
+        let fits = Registration::of(client) == self.issued_under
+            && client.redirect_uris.contains(&self.redirect_uri)
+            && self
+                .grant
+                .scopes
+                .iter()
+                .all(|s| s == scope::OPENID || client.allowed_scopes.iter().any(|a| a == s));
+        if fits {
+            Ok(())
+        } else {
+            Err(OidcError::InvalidGrant(
+                "the client's registration changed after the authorization code was issued".into(),
+            ))
         }
     }
 

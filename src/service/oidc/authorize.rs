@@ -285,7 +285,13 @@ async fn issue(
     };
     let now = state.clock.now();
     let stored = StoredCode {
-        record: CodeRecord::new(&request, grant, &state.oidc.settings, now),
+        record: CodeRecord::new(
+            &clients::view(client),
+            &request,
+            grant,
+            &state.oidc.settings,
+            now,
+        ),
         grant_id: tokens::ordered_id(),
         user_id: user.id.clone(),
         session_id: signed.session_id,

@@ -377,9 +377,12 @@ async fn exchange_code(
     };
     let stored: StoredCode = serde_json::from_slice(&raw).map_err(|_| unknown())?;
     let now = state.clock.now();
+    // Checked against the client as registered now, after the checks of the request.
+    let fits = stored.record.fits(&clients::view(client));
     let grant = match stored
         .record
         .redeem(&client.client_id, redirect_uri, code_verifier, now)
+        .and_then(|grant| fits.map(|()| grant))
     {
         Ok(g) => g,
         Err(e) => {
