@@ -49,16 +49,19 @@ pub fn reject(api: bool, err: Error) -> actix_web::Error {
 /// The browser session, if the cookie names a live one.
 pub struct MaybeSession(pub Option<Session>);
 
+/// The session cookie's value, unchecked (`session::load` finds what it names).
+pub fn session_token(state: &AppState, req: &HttpRequest) -> Option<String> {
+    req.cookie(&state.config.session.cookie_name)
+        .map(|c| c.value().to_string())
+}
+
 impl FromRequest for MaybeSession {
     type Error = actix_web::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = app_state(req);
-        let token = state.as_ref().ok().and_then(|s| {
-            req.cookie(&s.config.session.cookie_name)
-                .map(|c| c.value().to_string())
-        });
+        let token = state.as_ref().ok().and_then(|s| session_token(s, req));
         let api = is_api(req);
         Box::pin(async move {
             let state = state.map_err(|e| reject(api, e))?;

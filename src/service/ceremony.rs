@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use crate::ephemeral::{Entry, Limit, Then};
 use crate::error::{Error, Result};
-use crate::service::limits;
 use crate::service::session::{self, Session};
+use crate::service::{limits, tokens};
 use crate::state::AppState;
 
 /// The browser session a ceremony runs in: the browser's own, or a new anonymous one
@@ -56,7 +56,7 @@ pub async fn remember<T: Serialize>(
     mut limits: Vec<Limit>,
 ) -> Result<()> {
     let body = serde_json::to_vec(pending).map_err(|e| Error::Internal(e.to_string()))?;
-    let key = key(kind, &ceremony.session);
+    let key = key(kind, &ceremony.session.token);
     let challenge = Entry {
         key: &key,
         value: &body,
@@ -81,20 +81,24 @@ pub async fn remember<T: Serialize>(
     Ok(())
 }
 
-/// Takes (and so ends) what `begin` left, in one step with counting `limits` (past one,
-/// nothing is taken); `None` when there is none or it is unreadable.
+/// Takes (and so ends) what `begin` left for the session whose cookie value is
+/// `session_token`, in one step with counting `limits` (past one, nothing is taken);
+/// `None` when there is none or it is unreadable. Needs only the cookie, not the loaded
+/// session, so it can run alongside `session::load`.
 pub async fn take<T: DeserializeOwned>(
     state: &AppState,
     kind: &str,
-    session: &Session,
+    session_token: &str,
     limits: &[Limit],
 ) -> Result<Option<T>> {
-    let key = key(kind, session);
+    let key = key(kind, session_token);
     Ok(limits::counted(state, limits, Then::Take(&key))
         .await?
         .and_then(|raw| serde_json::from_slice(&raw).ok()))
 }
 
-fn key(kind: &str, session: &Session) -> String {
-    format!("{kind}:{}", session.data.id)
+/// Under the digest of the session's cookie value, as the session itself: bound to the
+/// browser that asked, and never the cookie value itself.
+fn key(kind: &str, session_token: &str) -> String {
+    format!("{kind}:{}", tokens::digest_hex(session_token.as_bytes()))
 }

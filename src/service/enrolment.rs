@@ -225,7 +225,7 @@ pub async fn finish(
             ip: actor_ip.clone(),
         },
     };
-    let pending: Option<Pending> = ceremony::take(state, "reg", session, &[]).await?;
+    let pending: Option<Pending> = ceremony::take(state, "reg", &session.token, &[]).await?;
     let Some(pending) = pending.filter(|p| p.expires_at > state.now()) else {
         // No ceremony to speak of: log only, so anonymous callers cannot write to the
         // audit chain at will.

@@ -155,25 +155,49 @@ pub async fn begin(
     Ok(options)
 }
 
+/// The browser finishing a sign-in: its session cookie's value and CSRF header, as sent.
+pub struct Browser {
+    pub session_token: String,
+    pub csrf: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
 /// Finishes an authentication ceremony and rotates the browser into a signed-in session
 /// (recorded with the key, `ip` and `user_agent`). Counts against the sign-in rate limit
 /// of `ip`. The key's counter, the session record and the audit event are written in one
 /// transaction (a group commit).
 pub async fn finish(
     state: &AppState,
-    session: &Session,
-    ip: Option<String>,
-    user_agent: Option<String>,
+    browser: Browser,
     body: &[u8],
 ) -> Result<(SignedIn, Session)> {
+    let Browser {
+        session_token,
+        csrf,
+        ip,
+        user_agent,
+    } = browser;
     let actor = Actor {
         id: "anonymous".into(),
         ip,
     };
-    // The limit and the challenge in one step: past the limit, the challenge stays (for
-    // its short life) and nothing is verified.
-    let per_address = limits::ceremony(state, "signin", actor.ip.as_deref().unwrap_or_default());
-    let pending = ceremony::take::<Pending>(state, "auth", session, &[per_address]).await?;
+    // The session and the challenge (with the limit, in one step) at once: the challenge
+    // is found by the cookie alone. Past the limit the challenge stays (for its short
+    // life) and nothing is verified; without a live session or its CSRF token, nothing is
+    // either (the challenge, bound to that cookie, is used up).
+    let per_address = [limits::ceremony(
+        state,
+        "signin",
+        actor.ip.as_deref().unwrap_or_default(),
+    )];
+    let (session, pending) = tokio::join!(
+        session::load(state, &session_token),
+        ceremony::take::<Pending>(state, "auth", &session_token, &per_address)
+    );
+    let session = session?.ok_or(Error::Csrf)?;
+    session.check_csrf(csrf.as_deref())?;
+    let pending = pending?;
     let outcome = match pending.filter(|p| p.expires_at > state.now()) {
         None => Err((
             Error::gone(
@@ -240,7 +264,7 @@ pub async fn finish(
             if !recorded {
                 return Err(cloned);
             }
-            let fresh = session::activate(state, Some(session), fresh).await?;
+            let fresh = session::activate(state, Some(&session), fresh).await?;
             Ok((signed_in, fresh))
         }
         // Nothing proven about any account (no challenge, malformed, unknown key): log

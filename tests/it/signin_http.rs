@@ -385,3 +385,53 @@ async fn sign_in_is_rate_limited_per_address_and_a_refused_finish_changes_nothin
     assert_eq!(r.status, 200, "{}", r.body);
     app.stop().await;
 }
+
+/// SPEC §7: a challenge is bound to the browser session that asked for it. A finish needs
+/// that session and its CSRF token: without the token nothing is verified and the
+/// challenge is used up; another browser's answer is checked against that browser's own
+/// challenge; no session cookie at all is a CSRF refusal.
+#[actix_web::test]
+async fn a_finish_needs_the_session_that_began_and_its_csrf_token() {
+    let ca = trusted_ca();
+    let app = app_trusting(&ca).await;
+    let (mut cred, user_id) = admin_with_key(&app, &SoftAuthenticator::new(&ca.ca)).await;
+
+    // Browser A's answer, sent without the CSRF token: refused, and its challenge is gone.
+    let mut a = app.client();
+    let (csrf_a, options_a) = start(&mut a, None).await;
+    let answer_a = assertion_body(&mut cred, &app, &options_a, &user_id, |_| {});
+    let r = a.post_json("/api/signin/finish", None, &answer_a).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.json()["error"], "csrf");
+    let r = a
+        .post_json("/api/signin/finish", Some(&csrf_a), &answer_a)
+        .await;
+    assert_eq!(r.status, 410, "{}", r.body);
+    assert_eq!(r.json()["error"], "challenge_expired");
+
+    // A new answer for A, sent by browser B (which began its own sign-in): B's challenge
+    // is the one checked, and A's answer does not meet it.
+    let (csrf_a, options_a) = start(&mut a, None).await;
+    let answer_a = assertion_body(&mut cred, &app, &options_a, &user_id, |_| {});
+    let mut b = app.client();
+    let (csrf_b, _) = start(&mut b, None).await;
+    let r = b
+        .post_json("/api/signin/finish", Some(&csrf_b), &answer_a)
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"], "challenge_mismatch");
+    // A browser without any session cookie.
+    let r = app
+        .client()
+        .post_json("/api/signin/finish", Some(&csrf_a), &answer_a)
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.json()["error"], "csrf");
+
+    // A's own finish still goes through.
+    let r = a
+        .post_json("/api/signin/finish", Some(&csrf_a), &answer_a)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    app.stop().await;
+}

@@ -5,7 +5,8 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use crate::error::Error;
 use crate::http::errors::{ApiError, PageError};
 use crate::http::extract::{
-    ceremony_session, client_ip, csrf_header, page_csrf, session_cookie, user_agent, MaybeSession,
+    ceremony_session, client_ip, csrf_header, page_csrf, session_cookie, session_token, user_agent,
+    MaybeSession,
 };
 use crate::http::views::{self, IndexPage, Nav};
 use crate::service::signin;
@@ -96,13 +97,15 @@ pub async fn begin(
 pub async fn finish(
     state: web::Data<AppState>,
     req: HttpRequest,
-    current: MaybeSession,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let session = current.0.ok_or(Error::Csrf)?;
-    session.check_csrf(csrf_header(&req))?;
-    let (signed_in, fresh) =
-        signin::finish(&state, &session, client_ip(&req), user_agent(&req), &body).await?;
+    let browser = signin::Browser {
+        session_token: session_token(&state, &req).ok_or(Error::Csrf)?,
+        csrf: csrf_header(&req).map(str::to_owned),
+        ip: client_ip(&req),
+        user_agent: user_agent(&req),
+    };
+    let (signed_in, fresh) = signin::finish(&state, browser, &body).await?;
     let mut res = HttpResponse::Ok().json(&signed_in);
     res.add_cookie(&session_cookie(&state, &fresh))
         .map_err(|e| Error::Internal(e.to_string()))?;
