@@ -4,11 +4,10 @@
 //! (`tests/it/ephemeral.rs`).
 //!
 //! Values are opaque bytes; every entry has a time to live. `take` is the single-use
-//! read (ceremony state must never be read twice), `take_marking` the same leaving
-//! marks behind in one step (a used code's marker); `set_nx_ex` is the replay cache;
-//! `counted` the fixed-window rate limits, which, when none is exceeded, write or take
-//! in the same step: one trip to Redis where a request would otherwise wait on two or
-//! three.
+//! read (ceremony state must never be read twice); `set_nx_ex` is the replay cache;
+//! `counted` the fixed-window rate limits, which, when none is exceeded, write, take, or
+//! take leaving marks behind (a used code's marker) in the same step: one trip to Redis
+//! where a request would otherwise wait on two or three.
 
 mod memory;
 mod redis_store;
@@ -57,24 +56,6 @@ pub trait EphemeralStore: Send + Sync + 'static {
     /// gets the value.
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError>;
 
-    /// [`take`](Self::take) that leaves marks behind in the same step: the value must
-    /// have been stored as [`with_marks`] (one line per mark ahead of the body). If it is
-    /// there, it is deleted, line `i` is stored under `marks[i]` (key, time to live), and
-    /// the body is returned. A value stored without as many marks is taken and reported
-    /// as absent, so nothing is ever half-marked; no mark is written for an absent value.
-    async fn take_marking(
-        &self,
-        key: &str,
-        marks: &[(&str, Duration)],
-    ) -> Result<Option<Vec<u8>>, EphemeralError> {
-        match self.counted(&[], Then::TakeMarking { key, marks }).await? {
-            Counted::Done(value) => Ok(value),
-            Counted::Limited => Err(EphemeralError::Backend(
-                "no limit was given, yet one was exceeded".into(),
-            )),
-        }
-    }
-
     async fn delete(&self, key: &str) -> Result<(), EphemeralError>;
 
     /// In one step: adds one to each limit's counter, then, if no counter went past its
@@ -118,7 +99,12 @@ pub enum Then<'a> {
     },
     /// [`EphemeralStore::take`] `key`.
     Take(&'a str),
-    /// [`EphemeralStore::take_marking`] `key`, leaving `marks`.
+    /// [`EphemeralStore::take`] `key`, leaving marks behind in the same step: the value
+    /// must have been stored as [`with_marks`] (one line per mark ahead of the body). If
+    /// it is there, it is deleted, line `i` is stored under `marks[i]` (key, time to
+    /// live), and the body is what was taken. A value stored without as many marks is
+    /// taken and reported as absent, so nothing is ever half-marked; no mark is written
+    /// for an absent value.
     TakeMarking {
         key: &'a str,
         marks: &'a [(&'a str, Duration)],
@@ -157,7 +143,7 @@ pub async fn connect(
     }
 }
 
-/// A value for [`EphemeralStore::take_marking`]: each mark on a line of its own, then the
+/// A value for [`Then::TakeMarking`]: each mark on a line of its own, then the
 /// body. A mark holding a line break is refused.
 pub fn with_marks(marks: &[&[u8]], body: &[u8]) -> Result<Vec<u8>, EphemeralError> {
     if marks.iter().any(|m| m.contains(&b'\n')) {

@@ -22,6 +22,18 @@ fn limit(key: &str, window: Duration, max: u64) -> Limit {
     }
 }
 
+/// Takes `key` leaving `marks` (`Then::TakeMarking`, no limit).
+async fn take_marking(
+    store: &dyn EphemeralStore,
+    key: &str,
+    marks: &[(&str, Duration)],
+) -> Result<Option<Vec<u8>>, EphemeralError> {
+    match store.counted(&[], Then::TakeMarking { key, marks }).await? {
+        Counted::Done(taken) => Ok(taken),
+        Counted::Limited => panic!("limited without a limit"),
+    }
+}
+
 /// Counts once at `key` (no maximum) and returns the count stored there.
 async fn count(store: &dyn EphemeralStore, key: &str, window: Duration) -> u64 {
     let done = store
@@ -131,7 +143,9 @@ async fn take_marking_leaves_its_marks(store: Arc<dyn EphemeralStore>) {
     store.set_ex("tm:code", &value, LONG).await.unwrap();
     let marks = [("tm:used", LONG), ("tm:at", SHORT)];
     assert_eq!(
-        store.take_marking("tm:code", &marks).await.unwrap(),
+        take_marking(store.as_ref(), "tm:code", &marks)
+            .await
+            .unwrap(),
         Some(b"the code\nwith a line".to_vec())
     );
     assert_eq!(store.get("tm:code").await.unwrap(), None, "taken");
@@ -141,7 +155,9 @@ async fn take_marking_leaves_its_marks(store: Arc<dyn EphemeralStore>) {
     );
     assert_eq!(store.get("tm:at").await.unwrap(), Some(b"g1".to_vec()));
     assert_eq!(
-        store.take_marking("tm:code", &marks).await.unwrap(),
+        take_marking(store.as_ref(), "tm:code", &marks)
+            .await
+            .unwrap(),
         None,
         "single use"
     );
@@ -149,8 +165,7 @@ async fn take_marking_leaves_its_marks(store: Arc<dyn EphemeralStore>) {
     // Nothing is marked for an absent value, nor for one stored without enough marks
     // (which is still taken).
     assert_eq!(
-        store
-            .take_marking("tm:missing", &[("tm:m1", LONG)])
+        take_marking(store.as_ref(), "tm:missing", &[("tm:m1", LONG)])
             .await
             .unwrap(),
         None
@@ -161,19 +176,20 @@ async fn take_marking_leaves_its_marks(store: Arc<dyn EphemeralStore>) {
         .await
         .unwrap();
     assert_eq!(
-        store
-            .take_marking("tm:plain", &[("tm:p1", LONG), ("tm:p2", LONG)])
-            .await
-            .unwrap(),
+        take_marking(
+            store.as_ref(),
+            "tm:plain",
+            &[("tm:p1", LONG), ("tm:p2", LONG)]
+        )
+        .await
+        .unwrap(),
         None
     );
     assert_eq!(store.get("tm:plain").await.unwrap(), None);
     assert_eq!(store.get("tm:p1").await.unwrap(), None);
     assert_eq!(store.get("tm:p2").await.unwrap(), None);
     assert_eq!(
-        store
-            .take_marking("tm:x", &[("tm:zero", Duration::ZERO)])
-            .await,
+        take_marking(store.as_ref(), "tm:x", &[("tm:zero", Duration::ZERO)]).await,
         Err(EphemeralError::InvalidTtl)
     );
 
@@ -191,8 +207,7 @@ async fn take_marking_leaves_its_marks(store: Arc<dyn EphemeralStore>) {
         .map(|_| {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
-                let taken = store
-                    .take_marking("tm:race", &[("tm:race-mark", LONG)])
+                let taken = take_marking(store.as_ref(), "tm:race", &[("tm:race-mark", LONG)])
                     .await
                     .unwrap();
                 let mark = store.get("tm:race-mark").await.unwrap();
@@ -415,9 +430,9 @@ async fn stores_are_isolated(a: &dyn EphemeralStore, b: &dyn EphemeralStore) {
     let marked = with_marks(&[b"x"], b"").unwrap();
     a.set_ex("iso:mk", &marked, LONG).await.unwrap();
     let marks = [("iso:mark", LONG)];
-    assert_eq!(b.take_marking("iso:mk", &marks).await.unwrap(), None);
+    assert_eq!(take_marking(b, "iso:mk", &marks).await.unwrap(), None);
     assert_eq!(
-        a.take_marking("iso:mk", &marks).await.unwrap(),
+        take_marking(a, "iso:mk", &marks).await.unwrap(),
         Some(Vec::new())
     );
     assert_eq!(b.get("iso:mark").await.unwrap(), None);
@@ -507,8 +522,7 @@ async fn ephemeral_redis_scripts_survive_an_emptied_script_cache() {
     assert_eq!(count(&store, "flush:n", LONG).await, 1);
     store.set_ex("flush:v", &marked, LONG).await.unwrap();
     let marks = [("flush:m", LONG)];
-    assert!(store
-        .take_marking("flush:v", &marks)
+    assert!(take_marking(&store, "flush:v", &marks)
         .await
         .unwrap()
         .is_some());
@@ -525,7 +539,7 @@ async fn ephemeral_redis_scripts_survive_an_emptied_script_cache() {
     assert_eq!(count(&store, "flush:n", LONG).await, 2);
     store.set_ex("flush:v", &marked, LONG).await.unwrap();
     assert_eq!(
-        store.take_marking("flush:v", &marks).await.unwrap(),
+        take_marking(&store, "flush:v", &marks).await.unwrap(),
         Some(b"body".to_vec())
     );
     assert_eq!(store.get("flush:m").await.unwrap(), Some(b"mark".to_vec()));
