@@ -316,7 +316,7 @@ async fn remember_access_token(
 }
 
 /// What the shared store holds for a code: two marks, then the code itself. Taking the
-/// code leaves the marks in the same step (`take_marking`): the used-code marker (so a
+/// code leaves the marks in the same step (`Then::TakeMarking`): the used-code marker (so a
 /// replay never falls between the code and its marker) and the grant ID under the access
 /// token's `jti` (the entry that keeps the token alive).
 pub(crate) fn code_value(stored: &StoredCode) -> Result<Vec<u8>, crate::error::Error> {
