@@ -514,6 +514,38 @@ fn a_whole_code_flow_from_query_to_verified_id_token() {
         panic!("expected a code grant");
     };
     assert_eq!(tokens::digest(&presented), code.digest);
+    // The client as registered now still fits the code (`openid` needs no registration);
+    // each narrowing of it would refuse the code.
+    assert_eq!(record.fits(&client), Ok(()));
+    type Narrowing = (&'static str, fn(&mut ClientView));
+    let narrowings: [Narrowing; 5] = [
+        ("a scope taken away", |c| {
+            c.allowed_scopes.retain(|s| s != "email")
+        }),
+        ("the redirect URI taken away", |c| c.redirect_uris.clear()),
+        ("another required acr", |c| {
+            c.required_acr_values = vec!["phr".into()]
+        }),
+        ("no required acr", |c| c.required_acr_values.clear()),
+        ("another workspace", |c| {
+            c.workspace_id = Some("ws_7".into())
+        }),
+    ];
+    for (what, narrow) in narrowings {
+        let mut changed = client.clone();
+        narrow(&mut changed);
+        assert_eq!(
+            record.fits(&changed).map_err(|e| e.code()),
+            Err("invalid_grant"),
+            "{what}"
+        );
+    }
+    let mut renamed = client.clone();
+    renamed
+        .redirect_uris
+        .push("https://rp.example/other".into());
+    renamed.default_acr_values = vec!["phr".into()];
+    assert_eq!(record.fits(&renamed), Ok(()), "a harmless change");
     let grant = record
         .redeem(
             tr.client.client_id(),
