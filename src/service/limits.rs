@@ -15,9 +15,7 @@ const WINDOW: Duration = Duration::from_secs(61);
 /// current minute; refuses past the limit. IPv6 clients count per /64, which is what one
 /// subscriber usually holds.
 pub async fn check(state: &AppState, action: &str, who: &str) -> Result<()> {
-    counted(state, &[ceremony(state, action, who)], Then::Nothing)
-        .await
-        .map(|_| ())
+    count(state, &[ceremony(state, action, who)]).await
 }
 
 /// The ceremony limit ([`check`]) of `action` from `who`, to count with a write.
@@ -47,9 +45,7 @@ pub async fn authorization(state: &AppState, ip: Option<&str>) -> Result<()> {
 
 /// [`check`] with its own limit per minute (e.g. the OIDC token endpoint's).
 pub async fn check_at(state: &AppState, action: &str, who: &str, max: u64) -> Result<()> {
-    counted(state, &[limit(state, action, who, max)], Then::Nothing)
-        .await
-        .map(|_| ())
+    count(state, &[limit(state, action, who, max)]).await
 }
 
 /// The counter of `action` by `who` in the current minute, allowing `max`.
@@ -67,6 +63,11 @@ pub fn limit(state: &AppState, action: &str, who: &str, max: u64) -> Limit {
         window: WINDOW,
         max,
     }
+}
+
+/// Counts `limits` alone, in one step; past one, [`Error::RateLimited`].
+pub async fn count(state: &AppState, limits: &[Limit]) -> Result<()> {
+    counted(state, limits, Then::Nothing).await.map(|_| ())
 }
 
 /// Counts `limits` and, when none is exceeded, does `then`, in one step; past a limit,

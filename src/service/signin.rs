@@ -5,7 +5,6 @@
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{NewAuditEvent, Outcome};
-use crate::ephemeral::Then;
 use crate::error::{Error, Result};
 use crate::service::ceremony::{self, Ceremony};
 use crate::service::session::{self, Session, SignInContext};
@@ -89,7 +88,7 @@ pub async fn begin(
                 "signin-account",
                 &tokens::digest_hex(email.as_bytes()),
             );
-            limits::counted(state, &[per_address, per_account], Then::Nothing).await?;
+            limits::count(state, &[per_address, per_account]).await?;
             let lookup = email.clone();
             let found = state
                 .storage

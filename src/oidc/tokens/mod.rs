@@ -224,7 +224,8 @@ impl CodeRecord {
     /// revokes the grants it holds; this refuses the codes issued before the change
     /// (`invalid_grant`: the client starts the sign-in again).
     pub fn fits(&self, client: &ClientView) -> Result<(), OidcError> {
-        let fits = Registration::of(client) == self.issued_under
+        let fits = client.workspace_id == self.issued_under.workspace_id
+            && client.required_acr_values == self.issued_under.required_acr
             && client.redirect_uris.contains(&self.redirect_uri)
             && self
                 .grant

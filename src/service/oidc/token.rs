@@ -56,7 +56,7 @@ pub async fn token(
     let request = match parsed {
         Ok(request) => request,
         Err(e) => {
-            limits::counted(state, &[per_address], Then::Nothing).await?;
+            limits::count(state, &[per_address]).await?;
             return Err(e.into());
         }
     };
@@ -65,14 +65,14 @@ pub async fn token(
     let deferred = if with_take {
         Some(per_address)
     } else {
-        limits::counted(state, &[per_address], Then::Nothing).await?;
+        limits::count(state, &[per_address]).await?;
         None
     };
     let client = match authenticate(state, &request.client).await {
         Ok(client) => client,
         Err(e) => {
             if let Some(limit) = deferred {
-                limits::counted(state, &[limit], Then::Nothing).await?;
+                limits::count(state, &[limit]).await?;
             }
             return Err(e);
         }
