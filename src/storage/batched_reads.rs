@@ -7,12 +7,20 @@
 //! itself. Each kind has one thread per [`super::Storage`], started on first use, stopped
 //! and joined when the last clone of the storage handle is dropped. SQLite reads in place
 //! instead ([`super::Storage::read`]).
+//!
+//! Each thread keeps a connection of its own (the pool has one more for each), on which
+//! PostgreSQL always runs its generic plan of the lookup. Left to choose, it plans a
+//! `… = ANY($1)` lookup anew for every batch: a custom plan for the keys at hand looks
+//! cheaper than the generic one, which assumes ten keys, so the statement, prepared once,
+//! was planned on every call (pg_stat_statements: the planning cost more than the read).
+//! Each lookup is by a unique key, for which the generic plan is the custom one.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::r2d2::Pool;
+use diesel::r2d2::{Pool, PooledConnection, R2D2Connection};
 use diesel::PgConnection;
 
 use super::error::{db_err, StorageError};
@@ -25,6 +33,9 @@ use super::{DbConnection, Manager};
 
 /// Most lookups in one query.
 const MAX_BATCH: usize = 128;
+
+/// Run once on each lookup thread's own connection (see the module docs).
+const GENERIC_PLANS: &str = "SET plan_cache_mode = force_generic_plan";
 
 /// Rows found, each with its key.
 type Rows<L> = Vec<(<L as Lookup>::Key, <L as Lookup>::Row)>;
@@ -69,7 +80,8 @@ impl<L: Lookup> BatchedReads<L> {
             .worker
             .start_batching(L::THREAD, MAX_BATCH, || {
                 let pool = pool.clone();
-                move |batch| answer::<L>(&pool, batch)
+                let mut held = None;
+                move |batch| answer::<L>(&pool, &mut held, batch)
             })
             .send(Request { key, reply });
         if sent.is_err() {
@@ -79,18 +91,47 @@ impl<L: Lookup> BatchedReads<L> {
     }
 }
 
-fn answer<L: Lookup>(pool: &Pool<Manager>, batch: Vec<Request<L>>) {
+/// The connection the lookup thread keeps (`held`), or a new one from the pool set to
+/// generic plans. One that broke goes back to the pool, which closes it; the setting never
+/// reaches a connection the pool hands to anyone else.
+fn own_connection(
+    pool: &Pool<Manager>,
+    held: &mut Option<PooledConnection<Manager>>,
+) -> Result<PooledConnection<Manager>, StorageError> {
+    if let Some(conn) = held.take() {
+        return Ok(conn);
+    }
+    let mut conn = pool
+        .get()
+        .map_err(|err| StorageError::Unavailable(format!("no database connection: {err}")))?;
+    // A `SET` that failed changed nothing; one whose answer was lost broke the
+    // connection, which the pool then closes.
+    if let DbConnection::Pg(pg) = &mut *conn {
+        pg.batch_execute(GENERIC_PLANS).map_err(db_err)?;
+    }
+    Ok(conn)
+}
+
+fn answer<L: Lookup>(
+    pool: &Pool<Manager>,
+    held: &mut Option<PooledConnection<Manager>>,
+    batch: Vec<Request<L>>,
+) {
     let mut keys: Vec<&L::Key> = batch.iter().map(|r| &r.key).collect();
     keys.sort_unstable();
     keys.dedup();
-    let found = pool
-        .get()
-        .map_err(|err| StorageError::Unavailable(format!("no database connection: {err}")))
-        .and_then(|mut conn| match &mut *conn {
-            DbConnection::Pg(pg) => L::load(pg, &keys),
-            DbConnection::Sqlite(_) => Err(StorageError::Backend(
-                "batched lookups are for PostgreSQL".into(),
-            )),
+    let found = own_connection(pool, held)
+        .and_then(|mut conn| {
+            let rows = match &mut *conn {
+                DbConnection::Pg(pg) => L::load(pg, &keys),
+                DbConnection::Sqlite(_) => Err(StorageError::Backend(
+                    "batched lookups are for PostgreSQL".into(),
+                )),
+            };
+            if !conn.is_broken() {
+                *held = Some(conn);
+            }
+            rows
         })
         .map(|rows| rows.into_iter().collect::<HashMap<_, _>>());
     match found {

@@ -229,8 +229,8 @@ impl std::fmt::Debug for Storage {
 
 impl Storage {
     /// Connects to the database named by `url` with a pool of at most `pool_size`
-    /// connections (default 8 on PostgreSQL, 4 on SQLite, where the committer holds one
-    /// more of its own). Fails if no connection can
+    /// connections (default 8 on PostgreSQL, where each batched-lookup thread holds one more
+    /// of its own, and 4 on SQLite, where the committer does). Fails if no connection can
     /// be opened within a few seconds. Does not run migrations ([`Storage::migrate`]).
     pub fn connect(url: &str, pool_size: Option<u32>) -> Result<Storage, StorageError> {
         let target = Target::parse(url)?;
@@ -241,9 +241,10 @@ impl Storage {
                 Backend::Sqlite => DEFAULT_POOL_SQLITE,
             })
             .max(1);
-        // SQLite's committer keeps a connection of its own ([`group_commit`]).
+        // Connections kept by threads of their own: SQLite's committer ([`group_commit`]),
+        // PostgreSQL's two batched-lookup threads ([`batched_reads`]).
         let max_size = match backend {
-            Backend::Postgres => max_size,
+            Backend::Postgres => max_size + 2,
             Backend::Sqlite => max_size + 1,
         };
         let census = Arc::new(census::Census::default());

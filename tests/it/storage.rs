@@ -840,6 +840,42 @@ async fn storage_concurrent_key_lookups_each_find_their_own_key() {
     }
 }
 
+/// On PostgreSQL each batched-lookup thread keeps a connection of its own (set to generic
+/// plans); the pool has room for them, so with a pool of one the lookups and every other
+/// use of the storage still get a connection, over and over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_lookup_threads_keep_their_connections_beside_the_pool() {
+    let db = test_storage_with_pool(Some(1));
+    let user = db
+        .insert_user(&new_user("pool@example.com", Role::Member))
+        .unwrap();
+    db.insert_credential(&new_credential(&user.id, b"pool-key"))
+        .unwrap();
+    for round in 0..3 {
+        let key = db.storage.sign_in_key(b"pool-key".to_vec()).await.unwrap();
+        assert_eq!(key.map(|(_, u)| u.id).as_deref(), Some(user.id.as_str()));
+        assert!(db
+            .storage
+            .find_oidc_client("nobody".into())
+            .await
+            .unwrap()
+            .is_none());
+        // With both lookup threads holding their connections, the pool's one is free.
+        let storage = db.storage.clone();
+        let id = user.id.clone();
+        let found = tokio::task::spawn_blocking(move || storage.with_conn(|tx| tx.user_by_id(&id)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(found.is_some(), "round {round}");
+        db.append_audit(
+            &NewAuditEvent::new("test", "pool.checked", &user.id, Outcome::Success),
+            NOW,
+        )
+        .unwrap();
+    }
+}
+
 fn grant(id: &str, user_id: &str) -> OidcGrant {
     OidcGrant {
         id: id.to_owned(),
