@@ -876,6 +876,43 @@ async fn storage_lookup_threads_keep_their_connections_beside_the_pool() {
     }
 }
 
+/// PostgreSQL ends every connection of a storage (a restart, a failover, an operator's
+/// `pg_terminate_backend`): the lookups and the reads fail at most once each, then work
+/// again on new connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_recovers_when_postgresql_ends_its_connections() {
+    let db = test_storage();
+    if backend_name() != "postgres" {
+        return;
+    }
+    let name = format!("kg_{}", crate::support::db::random_hex(6));
+    let storage =
+        Storage::connect(&format!("{}&application_name={name}", db.url), Some(2)).unwrap();
+    let look = |storage: Storage| async move {
+        let client = storage
+            .find_oidc_client("nobody".into())
+            .await
+            .map(|c| c.is_none());
+        let id = "nobody".to_string();
+        let read = tokio::task::spawn_blocking(move || storage.with_conn(|tx| tx.user_by_id(&id)))
+            .await
+            .unwrap()
+            .map(|u| u.is_none());
+        (client, read)
+    };
+    assert_eq!(look(storage.clone()).await, (Ok(true), Ok(true)));
+    db.debug_execute(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{name}'"
+    ))
+    .unwrap();
+    // The first try may meet the ended connections; the second must not.
+    let mut tries = Vec::new();
+    for _ in 0..2 {
+        tries.push(look(storage.clone()).await);
+    }
+    assert_eq!(tries.last(), Some(&(Ok(true), Ok(true))), "{tries:?}");
+}
+
 fn grant(id: &str, user_id: &str) -> OidcGrant {
     OidcGrant {
         id: id.to_owned(),
