@@ -13,7 +13,9 @@
 //! `… = ANY($1)` lookup anew for every batch: a custom plan for the keys at hand looks
 //! cheaper than the generic one, which assumes ten keys, so the statement, prepared once,
 //! was planned on every call (pg_stat_statements: the planning cost more than the read).
-//! Each lookup is by a unique key, for which the generic plan is the custom one.
+//! Both look up a unique key. The client lookup's generic plan runs as fast as its custom
+//! ones; the key lookup's (a join with the member) runs slower, but less so than planning
+//! cost (docs/benchmarks.md).
 
 use std::collections::HashMap;
 use std::hash::Hash;
