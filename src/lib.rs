@@ -181,9 +181,12 @@ pub fn start(
     let shutdown = state.config.server.shutdown_timeout_secs;
     service::siem::spawn(state).map_err(std::io::Error::other)?;
     let state = state.clone();
-    Ok(actix_web::HttpServer::new(move || http::app(state.clone()))
-        .listen(listener)?
-        .workers(workers)
-        .shutdown_timeout(shutdown)
-        .run())
+    // The factory runs on each worker's thread.
+    Ok(
+        actix_web::HttpServer::new(move || http::app(state.for_worker()))
+            .listen(listener)?
+            .workers(workers)
+            .shutdown_timeout(shutdown)
+            .run(),
+    )
 }

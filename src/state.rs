@@ -47,6 +47,16 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The state an HTTP worker serves with, made on the worker's thread
+    /// ([`EphemeralStore::for_worker`]); everything else is shared.
+    pub fn for_worker(&self) -> AppState {
+        let mut state = self.clone();
+        if let Some(store) = self.ephemeral.for_worker() {
+            state.ephemeral = store;
+        }
+        state
+    }
+
     /// The client's address: the TCP peer, or what a trusted proxy forwarded.
     pub fn client_addr(
         &self,

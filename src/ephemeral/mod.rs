@@ -68,6 +68,13 @@ pub trait EphemeralStore: Send + Sync + 'static {
 
     /// Checks that the store answers (for `/readyz`).
     async fn ping(&self) -> Result<(), EphemeralError>;
+
+    /// The store an HTTP worker uses, made on the worker's thread: the same entries,
+    /// reached in the way that suits one thread (for Redis, a connection of the worker's
+    /// own, opened on its first use). `None`: this store serves every thread as it is.
+    fn for_worker(&self) -> Option<Arc<dyn EphemeralStore>> {
+        None
+    }
 }
 
 /// A fixed-window rate limit: at most `max` counts at `key` in one `window` (the counter's

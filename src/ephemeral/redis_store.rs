@@ -1,12 +1,17 @@
-//! The Redis store: one multiplexed, self-reconnecting connection
-//! (`ConnectionManager`) shared by every worker. Every key is prefixed so several
-//! deployments (or test runs) can share one Redis.
+//! The Redis store: a multiplexed, self-reconnecting connection (`ConnectionManager`)
+//! per HTTP worker, opened on the worker's first use ([`EphemeralStore::for_worker`]),
+//! and one opened at start-up for everything else. A connection's reader and writer run
+//! as a task on the runtime that opened it: on the worker's own thread, a command costs
+//! its socket calls and no wake-up of another thread (a shared connection cost two per
+//! command, there and back, which are dear on a virtual machine). Every key is prefixed
+//! so several deployments (or test runs) can share one Redis.
 //!
 //! Commands: `SET PX` / `SET NX PX`, `GETDEL` (Redis ≥ 6.2) for single-use reads, and
 //! a short Lua script for `counted` (counters and their expiries, then a write or a take
 //! with its marks, in one step). A script's keys must live on one
 //! node: keygate talks to one Redis (or a primary with replicas), not a cluster.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -77,10 +82,18 @@ return {1, false}
 /// Redis-backed [`EphemeralStore`] for scale-out: any replica sees every entry.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Connection,
+    client: redis::Client,
     prefix: String,
     /// [`COUNTED_SCRIPT`], sent by its SHA-1 (`EVALSHA`; loaded once on `NOSCRIPT`).
     counted: redis::Script,
+}
+
+/// The store's connection: opened at start-up, or by its worker on first use.
+#[derive(Clone)]
+enum Connection {
+    Opened(ConnectionManager),
+    OnFirstUse(Arc<tokio::sync::OnceCell<ConnectionManager>>),
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -104,26 +117,41 @@ fn redis_err(err: RedisError) -> EphemeralError {
     }
 }
 
+/// Opens a self-reconnecting connection; its tasks run on the calling runtime.
+async fn open(client: &redis::Client) -> Result<ConnectionManager, EphemeralError> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(2);
+    ConnectionManager::new_with_config(client.clone(), config)
+        .await
+        .map_err(|err| EphemeralError::Unavailable(format!("cannot connect to Redis: {err}")))
+}
+
 impl RedisStore {
     /// Connects to `url` (`redis://[user:password@]host[:port][/db]`); fails if Redis
     /// does not answer within a few seconds. Every key is stored as `prefix + key`.
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisStore, EphemeralError> {
         let client = redis::Client::open(url)
             .map_err(|err| EphemeralError::InvalidUrl(format!("redis URL: {err}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(2);
-        let conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|err| {
-                EphemeralError::Unavailable(format!("cannot connect to Redis: {err}"))
-            })?;
+        let conn = open(&client).await?;
         Ok(RedisStore {
-            conn,
+            conn: Connection::Opened(conn),
+            client,
             prefix: prefix.to_owned(),
             counted: redis::Script::new(COUNTED_SCRIPT),
         })
+    }
+
+    /// The connection for a command, opened now if this store's worker has none yet (a
+    /// failed opening is tried again by the next command).
+    async fn conn(&self) -> Result<ConnectionManager, EphemeralError> {
+        match &self.conn {
+            Connection::Opened(conn) => Ok(conn.clone()),
+            Connection::OnFirstUse(cell) => {
+                cell.get_or_try_init(|| open(&self.client)).await.cloned()
+            }
+        }
     }
 
     fn key(&self, key: &str) -> String {
@@ -138,7 +166,7 @@ impl RedisStore {
 impl EphemeralStore for RedisStore {
     async fn set_ex(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), EphemeralError> {
         let millis = ttl_millis(ttl)?;
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         redis::cmd("SET")
             .arg(self.key(key))
             .arg(value)
@@ -156,7 +184,7 @@ impl EphemeralStore for RedisStore {
         ttl: Duration,
     ) -> Result<bool, EphemeralError> {
         let millis = ttl_millis(ttl)?;
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         let stored: Option<String> = redis::cmd("SET")
             .arg(self.key(key))
             .arg(value)
@@ -170,7 +198,7 @@ impl EphemeralStore for RedisStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         redis::cmd("GET")
             .arg(self.key(key))
             .query_async(&mut conn)
@@ -179,7 +207,7 @@ impl EphemeralStore for RedisStore {
     }
 
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         redis::cmd("GETDEL")
             .arg(self.key(key))
             .query_async(&mut conn)
@@ -188,7 +216,7 @@ impl EphemeralStore for RedisStore {
     }
 
     async fn delete(&self, key: &str) -> Result<(), EphemeralError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         redis::cmd("DEL")
             .arg(self.key(key))
             .query_async::<()>(&mut conn)
@@ -234,7 +262,7 @@ impl EphemeralStore for RedisStore {
                 }
             }
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         let (done, taken): (i64, Option<Vec<u8>>) = invocation
             .invoke_async(&mut conn)
             .await
@@ -247,10 +275,19 @@ impl EphemeralStore for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), EphemeralError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await?;
         redis::cmd("PING")
             .query_async::<()>(&mut conn)
             .await
             .map_err(redis_err)
+    }
+
+    fn for_worker(&self) -> Option<Arc<dyn EphemeralStore>> {
+        Some(Arc::new(RedisStore {
+            conn: Connection::OnFirstUse(Arc::default()),
+            client: self.client.clone(),
+            prefix: self.prefix.clone(),
+            counted: self.counted.clone(),
+        }))
     }
 }

@@ -544,3 +544,40 @@ async fn ephemeral_redis_scripts_survive_an_emptied_script_cache() {
     );
     assert_eq!(store.get("flush:m").await.unwrap(), Some(b"mark".to_vec()));
 }
+
+/// An HTTP worker's Redis store opens a connection of its own on the worker's runtime at
+/// its first use, and sees the entries every other store of the deployment sees; the
+/// in-process store has no per-worker form (its workers must share the one map).
+#[test]
+fn ephemeral_worker_stores_share_the_entries() {
+    assert!(MemoryStore::new().for_worker().is_none());
+    let shared = tokio::runtime::Runtime::new().unwrap();
+    let Some(store) = shared.block_on(test_redis()) else {
+        return;
+    };
+    let worker = store
+        .for_worker()
+        .expect("a Redis store has a per-worker form");
+    // As actix runs a worker: a thread with a single-threaded runtime of its own.
+    std::thread::spawn(move || {
+        let own = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        own.block_on(async {
+            worker
+                .set_ex("worker:k", b"from the worker", LONG)
+                .await
+                .unwrap();
+            contract(Arc::clone(&worker)).await;
+        });
+    })
+    .join()
+    .unwrap();
+    shared.block_on(async {
+        assert_eq!(
+            store.take("worker:k").await.unwrap(),
+            Some(b"from the worker".to_vec())
+        );
+    });
+}
