@@ -338,12 +338,19 @@ async fn sign_in(
     origin: &str,
     member: &mut Member,
     page: Option<&StartPage>,
-) -> Result<(), String> {
+) -> Result<Phases, String> {
     let mut page = match page {
         Some(p) => p.clone(),
         None => open_start_page(conn).await?,
     };
     sign_in_from(conn, origin, member, &mut page).await
+}
+
+/// How long a sign-in's two requests took, each from sending it to its whole answer.
+#[derive(Clone, Copy)]
+struct Phases {
+    begin: Duration,
+    finish: Duration,
 }
 
 /// The key sign-in from a loaded start page (SPEC §9 "start + finish + session"): begin
@@ -354,12 +361,14 @@ async fn sign_in_from(
     origin: &str,
     member: &mut Member,
     page: &mut StartPage,
-) -> Result<(), String> {
+) -> Result<Phases, String> {
     let jar = &mut page.jar;
     let csrf = page.csrf.clone();
+    let t = Instant::now();
     let res = post_json(conn, "/api/signin/begin", jar, &csrf, b"{}")
         .await
         .map_err(|e| format!("begin: {e}"))?;
+    let begin = t.elapsed();
     keep_cookies(jar, &res);
     let options: serde_json::Value =
         serde_json::from_slice(&res.body).map_err(|e| format!("begin body: {e}"))?;
@@ -382,6 +391,7 @@ async fn sign_in_from(
         "signature": b64url(&a.signature),
         "userHandle": b64url(&hex::decode(&member.user_id).unwrap_or_default()),
     }}});
+    let t = Instant::now();
     let res = post_json(
         conn,
         "/api/signin/finish",
@@ -394,8 +404,9 @@ async fn sign_in_from(
     if res.status != 200 {
         return Err(format!("finish answered {}", res.status));
     }
+    let finish = t.elapsed();
     keep_cookies(jar, &res);
-    Ok(())
+    Ok(Phases { begin, finish })
 }
 
 /// A signed-in browser's cookies and CSRF token (exchange mode signs in once).
@@ -540,6 +551,14 @@ impl Drop for RunKeys {
     }
 }
 
+/// The `p` quantile of `sorted` (ascending); 0 when empty.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0.0)
+}
+
 fn main() {
     let s = settings();
     let schema = std::env::var("KEYGATE_BENCH_DATABASE_URL")
@@ -608,6 +627,8 @@ fn main() {
     let failed = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
+    // Sign-in mode: each sign-in's begin and finish, in ms.
+    let phases = Arc::new(Mutex::new(Vec::<(f64, f64)>::new()));
     let first_error = Arc::new(Mutex::new(None::<String>));
     // Every client gets ready (start page, signed-in browser, codes) before the clock
     // starts; once all are, the barrier's leader starts it: `ready` carries the client
@@ -617,11 +638,12 @@ fn main() {
     let with_page = s.with_page;
     let codes_per_client = env_usize("KEYGATE_BENCH_CODES", 1500);
     let load = {
-        let (done, failed, stop, latencies, first_error, base) = (
+        let (done, failed, stop, latencies, phases, first_error, base) = (
             done.clone(),
             failed.clone(),
             stop.clone(),
             latencies.clone(),
+            phases.clone(),
             first_error.clone(),
             base.clone(),
         );
@@ -634,11 +656,12 @@ fn main() {
                     let mut tasks = Vec::new();
                     for mut member in members {
                         let mode = s_mode;
-                        let (done, failed, stop, latencies, first_error, base, host) = (
+                        let (done, failed, stop, latencies, phases, first_error, base, host) = (
                             done.clone(),
                             failed.clone(),
                             stop.clone(),
                             latencies.clone(),
+                            phases.clone(),
                             first_error.clone(),
                             base.clone(),
                             host.clone(),
@@ -647,6 +670,7 @@ fn main() {
                         tasks.push(actix_web::rt::spawn(async move {
                             let mut conn = Conn::new(addr, &host);
                             let mut mine = Vec::new();
+                            let mut my_phases = Vec::new();
                             let fail = |e: String| {
                                 first_error.lock().expect("lock").get_or_insert(e);
                                 // Nobody measures anything: the run ends at once.
@@ -689,7 +713,13 @@ fn main() {
                                     (Mode::Signin, _) => {
                                         sign_in(&mut conn, &base, &mut member, start_page.as_ref())
                                             .await
-                                            .map(|()| t.elapsed())
+                                            .map(|p| {
+                                                my_phases.push((
+                                                    p.begin.as_secs_f64() * 1000.0,
+                                                    p.finish.as_secs_f64() * 1000.0,
+                                                ));
+                                                t.elapsed()
+                                            })
                                     }
                                     (Mode::Exchange, Some(b)) => exchange(&mut conn, b).await,
                                     (Mode::Token, _) => match codes.pop() {
@@ -722,6 +752,7 @@ fn main() {
                                 }
                             }
                             latencies.lock().expect("lock").extend(mine);
+                            phases.lock().expect("lock").extend(my_phases);
                         }));
                     }
                     for t in tasks {
@@ -755,11 +786,7 @@ fn main() {
     let bad = failed.load(Ordering::Relaxed);
     let mut lat = latencies.lock().expect("lock").clone();
     lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0.0)
-    };
+    let pct = |p: f64| percentile(&lat, p);
     println!(
         "signin_load: {:?}{} on {backend}, {} concurrent clients, {elapsed:.1} s",
         s.mode,
@@ -781,6 +808,19 @@ fn main() {
         (cpu_total - cpu_client).max(0.0) / elapsed,
         cpu_client / elapsed
     );
+    let phases = phases.lock().expect("lock").clone();
+    if !phases.is_empty() {
+        let (mut begin, mut finish): (Vec<f64>, Vec<f64>) = phases.into_iter().unzip();
+        begin.sort_by(f64::total_cmp);
+        finish.sort_by(f64::total_cmp);
+        println!(
+            "  begin p50 {:.1} ms  p99 {:.1} ms;  finish p50 {:.1} ms  p99 {:.1} ms",
+            percentile(&begin, 0.50),
+            percentile(&begin, 0.99),
+            percentile(&finish, 0.50),
+            percentile(&finish, 0.99)
+        );
+    }
     println!("  raw ECDSA P-256 verify bound (same run, one core): {bound:.0}/s");
     if let Some(e) = first_error.lock().expect("lock").take() {
         println!("  first error: {e}");
