@@ -201,7 +201,35 @@ fn config(
     Config::load(Some(&file), env).expect("bench config")
 }
 
-/// Members with one software key each, written straight to storage (setup, not measured).
+/// The x5c certificates (DER, leaf first) of a packed attestation object.
+fn attestation_chain(attestation_object: &[u8]) -> Vec<Vec<u8>> {
+    use ciborium::Value;
+    let field = |map: &Value, name: &str| -> Option<Value> {
+        map.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_text() == Some(name))
+            .map(|(_, v)| v.clone())
+    };
+    let object: Value = ciborium::from_reader(attestation_object).expect("attestation object");
+    field(&object, "attStmt")
+        .and_then(|statement| field(&statement, "x5c"))
+        .and_then(|x5c| x5c.into_array().ok())
+        .map(|certs| {
+            certs
+                .into_iter()
+                .filter_map(|c| c.into_bytes().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}
+
+/// Members with one software key each, written straight to storage (setup, not measured),
+/// each key's row as an enrolment stores it (the evidence: attestation object, client data,
+/// the chain received, its digests, the policy decision).
 async fn seed(state: &keygate::state::AppState, n: usize, origin: &str) -> Vec<Member> {
     let ca = TestCa::new("Bench");
     let auth = SoftAuthenticator::new(&ca);
@@ -213,6 +241,8 @@ async fn seed(state: &keygate::state::AppState, n: usize, origin: &str) -> Vec<M
             origin: origin.into(),
             ..RegisterOptions::default()
         });
+        let chain = attestation_chain(&reg.attestation_object);
+        assert!(!chain.is_empty(), "a packed attestation carries its chain");
         let user_id = keygate::service::tokens::new_id();
         let user = NewUser {
             id: user_id.clone(),
@@ -235,16 +265,22 @@ async fn seed(state: &keygate::state::AppState, n: usize, origin: &str) -> Vec<M
             fmt: "packed".into(),
             attestation_kind: "basic".into(),
             trust_anchor: Some("Bench".into()),
-            trust_anchor_sha256: None,
-            leaf_sha256: None,
-            chain_json: "[]".into(),
+            trust_anchor_sha256: Some(sha256_hex(ca.root_der())),
+            leaf_sha256: chain.first().map(|leaf| sha256_hex(leaf)),
+            chain_json: serde_json::to_string(&chain.iter().map(|c| b64url(c)).collect::<Vec<_>>())
+                .expect("chain"),
             attestation_object: reg.attestation_object.clone(),
             client_data_json: reg.client_data_json.clone(),
             user_verified: true,
             backup_eligible: false,
             phishing_resistant: true,
             policy_version: 1,
-            decision_json: "{}".into(),
+            decision_json: serde_json::json!({
+                "accepted": true,
+                "phishing_resistant": true,
+                "policy_version": 1,
+            })
+            .to_string(),
             nickname: "Bench key".into(),
             enrolled_at: 0,
             enrolled_by: "bench".into(),
