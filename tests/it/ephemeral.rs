@@ -412,6 +412,48 @@ async fn counted_writes_and_takes_within_limits(store: &dyn EphemeralStore) {
     );
     assert_eq!(store.get("cz:m").await.unwrap(), None);
     assert_eq!(store.get("cw:s").await.unwrap(), Some(b"session".to_vec()));
+
+    // Without limits (Redis runs these without its script): a write deletes and sets at
+    // once, a zero time to live still changes nothing, and nothing to do is done.
+    store.set_ex("cu:old", b"old", LONG).await.unwrap();
+    let write = Then::Write {
+        delete: &["cu:old", "cu:absent"],
+        set: &[entry("cu:a", b"a"), entry("cu:b", b"b")],
+    };
+    assert_eq!(
+        store.counted(&[], write).await.unwrap(),
+        Counted::Done(None)
+    );
+    assert_eq!(store.get("cu:old").await.unwrap(), None);
+    assert_eq!(store.get("cu:a").await.unwrap(), Some(b"a".to_vec()));
+    assert_eq!(store.get("cu:b").await.unwrap(), Some(b"b".to_vec()));
+    let bad = Then::Write {
+        delete: &["cu:a"],
+        set: &[Entry {
+            key: "cu:c",
+            value: b"c",
+            ttl: Duration::ZERO,
+        }],
+    };
+    assert_eq!(
+        store.counted(&[], bad).await,
+        Err(EphemeralError::InvalidTtl)
+    );
+    assert_eq!(store.get("cu:a").await.unwrap(), Some(b"a".to_vec()));
+    assert_eq!(store.get("cu:c").await.unwrap(), None);
+    let only_sets = Then::Write {
+        delete: &[],
+        set: &[entry("cu:d", b"d")],
+    };
+    assert_eq!(
+        store.counted(&[], only_sets).await.unwrap(),
+        Counted::Done(None)
+    );
+    assert_eq!(store.get("cu:d").await.unwrap(), Some(b"d".to_vec()));
+    assert_eq!(
+        store.counted(&[], Then::Nothing).await.unwrap(),
+        Counted::Done(None)
+    );
 }
 
 /// Two stores over one backend with different prefixes (or two memory stores) do not
