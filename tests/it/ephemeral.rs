@@ -593,13 +593,18 @@ async fn ephemeral_redis_scripts_survive_an_emptied_script_cache() {
 #[test]
 fn ephemeral_worker_stores_share_the_entries() {
     assert!(MemoryStore::new().for_worker().is_none());
-    let shared = tokio::runtime::Runtime::new().unwrap();
-    let Some(store) = shared.block_on(test_redis()) else {
+    let prefix = test_prefix();
+    let start_up = tokio::runtime::Runtime::new().unwrap();
+    let Some(store) = start_up.block_on(test_redis_with_prefix(&prefix)) else {
         return;
     };
     let worker = store
         .for_worker()
         .expect("a Redis store has a per-worker form");
+    // The start-up runtime ends, and with it the connection it opened: a worker store that
+    // used that connection would fail from here on.
+    drop(store);
+    drop(start_up);
     // As actix runs a worker: a thread with a single-threaded runtime of its own.
     std::thread::spawn(move || {
         let own = tokio::runtime::Builder::new_current_thread()
@@ -616,7 +621,9 @@ fn ephemeral_worker_stores_share_the_entries() {
     })
     .join()
     .unwrap();
-    shared.block_on(async {
+    let other = tokio::runtime::Runtime::new().unwrap();
+    other.block_on(async {
+        let store = test_redis_with_prefix(&prefix).await.unwrap();
         assert_eq!(
             store.take("worker:k").await.unwrap(),
             Some(b"from the worker".to_vec())
