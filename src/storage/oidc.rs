@@ -310,25 +310,57 @@ impl Tx<'_> {
     }
 
     pub fn insert_oidc_grant(&mut self, grant: &OidcGrant) -> Result<(), StorageError> {
+        self.insert_grant_row(grant, false).map(|_| ())
+    }
+
+    /// Revokes the grant `grant.id` names, or stores `grant` (already revoked) in its place
+    /// when its exchange has not written it yet, so that the exchange fails when it does.
+    /// Safe when several run at once, with each other and with the exchange: the insert
+    /// does nothing where a row with that ID exists (on PostgreSQL it waits for the
+    /// transaction that wrote one), then the update revokes whatever is there.
+    pub fn revoke_or_reserve_grant(
+        &mut self,
+        grant: &OidcGrant,
+        reason: &str,
+        at: i64,
+    ) -> Result<(), StorageError> {
+        self.atomically(|tx| {
+            tx.insert_grant_row(grant, true)?;
+            tx.revoke_oidc_grant(&grant.id, reason, at)?;
+            Ok(())
+        })
+    }
+
+    /// Rows inserted: 0 only when `if_absent` and the grant exists.
+    fn insert_grant_row(
+        &mut self,
+        grant: &OidcGrant,
+        if_absent: bool,
+    ) -> Result<usize, StorageError> {
         // Every column bound (NULLs too): one SQL text, prepared once per connection.
         let g = grant;
-        diesel::insert_into(oidc_grants::table)
-            .values((
-                oidc_grants::id.eq(&g.id),
-                oidc_grants::user_id.eq(&g.user_id),
-                oidc_grants::client_id.eq(&g.client_id),
-                oidc_grants::session_id.eq(&g.session_id),
-                oidc_grants::key_id.eq(&g.key_id),
-                oidc_grants::auth_time.eq(g.auth_time),
-                oidc_grants::acr.eq(&g.acr),
-                oidc_grants::amr.eq(to_json(&g.amr)),
-                oidc_grants::created_at.eq(g.created_at),
-                oidc_grants::revoked_at.eq(g.revoked_at),
-                oidc_grants::revoked_reason.eq(&g.revoked_reason),
-            ))
-            .execute(self.conn)
-            .map_err(db_err)?;
-        Ok(())
+        let insert = diesel::insert_into(oidc_grants::table).values((
+            oidc_grants::id.eq(&g.id),
+            oidc_grants::user_id.eq(&g.user_id),
+            oidc_grants::client_id.eq(&g.client_id),
+            oidc_grants::session_id.eq(&g.session_id),
+            oidc_grants::key_id.eq(&g.key_id),
+            oidc_grants::auth_time.eq(g.auth_time),
+            oidc_grants::acr.eq(&g.acr),
+            oidc_grants::amr.eq(to_json(&g.amr)),
+            oidc_grants::created_at.eq(g.created_at),
+            oidc_grants::revoked_at.eq(g.revoked_at),
+            oidc_grants::revoked_reason.eq(&g.revoked_reason),
+        ));
+        if !if_absent {
+            return insert.execute(self.conn).map_err(db_err);
+        }
+        let insert = insert.on_conflict_do_nothing();
+        match &mut *self.conn {
+            super::DbConnection::Pg(pg) => insert.execute(pg),
+            super::DbConnection::Sqlite(sqlite) => insert.execute(sqlite),
+        }
+        .map_err(db_err)
     }
 
     /// Stores the grant of an exchanged code with the first refresh token issued from it.

@@ -929,12 +929,8 @@ fn grant(id: &str, user_id: &str) -> OidcGrant {
     }
 }
 
-#[test]
-fn storage_grants_of_one_batch_are_inserted_together_and_a_conflict_fails_only_its_job() {
-    let db = test_storage_with_pool(Some(4));
-    let user = db
-        .insert_user(&new_user("grants@example.com", Role::Member))
-        .unwrap();
+/// The client `grant` names.
+fn insert_grant_client(db: &TestDb) {
     db.transaction(|tx| {
         tx.insert_oidc_client(&OidcClient {
             client_id: "batch-client".into(),
@@ -953,6 +949,80 @@ fn storage_grants_of_one_batch_are_inserted_together_and_a_conflict_fails_only_i
         })
     })
     .unwrap();
+}
+
+#[test]
+fn storage_a_reused_code_revokes_or_reserves_its_grant_however_the_writers_interleave() {
+    const RACERS: usize = 6;
+    let db = test_storage_with_pool(Some(RACERS as u32 + 1));
+    let user = db
+        .insert_user(&new_user("reuse@example.com", Role::Member))
+        .unwrap();
+    insert_grant_client(&db);
+    let revoked = |id: &str| OidcGrant {
+        revoked_at: Some(NOW),
+        revoked_reason: Some("code_reuse".into()),
+        amr: vec![],
+        ..grant(id, &user.id)
+    };
+    // Several replays of one code at once, before its exchange wrote anything: each
+    // succeeds, one revoked placeholder remains.
+    let id = new_id().unwrap();
+    let barrier = Arc::new(Barrier::new(RACERS));
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..RACERS)
+            .map(|_| {
+                let (barrier, storage, placeholder) =
+                    (Arc::clone(&barrier), db.storage.clone(), revoked(&id));
+                scope.spawn(move || {
+                    barrier.wait();
+                    storage.transaction(|tx| {
+                        tx.revoke_or_reserve_grant(&placeholder, "code_reuse", NOW)
+                    })
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap().unwrap();
+        }
+    });
+    let stored = db.transaction(|tx| tx.oidc_grant(&id)).unwrap().unwrap();
+    assert_eq!(stored.revoked_reason.as_deref(), Some("code_reuse"));
+    assert!(stored.amr.is_empty(), "the placeholder");
+    assert!(db
+        .transaction(|tx| tx.insert_oidc_grant(&grant(&id, &user.id)))
+        .is_err());
+    // A replay while the exchange's transaction has written the grant and not committed:
+    // it waits for that transaction, then revokes the exchange's grant.
+    let id = new_id().unwrap();
+    let (written, wait) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        let (storage, exchanged) = (db.storage.clone(), grant(&id, &user.id));
+        let exchange = scope.spawn(move || {
+            storage.transaction(|tx| {
+                tx.insert_oidc_grant(&exchanged)?;
+                written.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                Ok(())
+            })
+        });
+        wait.recv().unwrap();
+        db.transaction(|tx| tx.revoke_or_reserve_grant(&revoked(&id), "code_reuse", NOW))
+            .unwrap();
+        exchange.join().unwrap().unwrap();
+    });
+    let stored = db.transaction(|tx| tx.oidc_grant(&id)).unwrap().unwrap();
+    assert_eq!(stored.revoked_reason.as_deref(), Some("code_reuse"));
+    assert_eq!(stored.amr, ["hwk", "user"], "the exchange's grant");
+}
+
+#[test]
+fn storage_grants_of_one_batch_are_inserted_together_and_a_conflict_fails_only_its_job() {
+    let db = test_storage_with_pool(Some(4));
+    let user = db
+        .insert_user(&new_user("grants@example.com", Role::Member))
+        .unwrap();
+    insert_grant_client(&db);
     // One batch of three fresh grants, then one where a code used twice left a revoked
     // placeholder under the second grant's id first.
     let fresh: Vec<String> = (0..3).map(|_| new_id().unwrap()).collect();

@@ -519,11 +519,7 @@ async fn code_reused(state: &AppState, used: &UsedCode, ip: Option<String>) -> R
         .storage
         .run(move |s| {
             s.transaction(|tx| {
-                if !tx.revoke_oidc_grant(&placeholder.id, "code_reuse", at)?
-                    && tx.oidc_grant(&placeholder.id)?.is_none()
-                {
-                    tx.insert_oidc_grant(&placeholder)?;
-                }
+                tx.revoke_or_reserve_grant(&placeholder, "code_reuse", at)?;
                 tx.append_audit(&reuse, at)?;
                 Ok(())
             })
