@@ -148,7 +148,7 @@ pub async fn revoke_key(
                     return Ok(None);
                 }
                 if cred.revoked_at.is_some() {
-                    return Ok(Some(None));
+                    return Ok(Some(cred.user_id));
                 }
                 tx.revoke_credential(&key, &actor_id, now)?;
                 tx.append_audit(
@@ -162,17 +162,13 @@ pub async fn revoke_key(
                     },
                     now,
                 )?;
-                Ok(Some(Some(cred.user_id)))
+                Ok(Some(cred.user_id))
             })
         })
         .await?;
-    match outcome {
-        // Sessions the revoked key signed in end with it.
-        Some(Some(owner)) => {
-            session::end(state, actor, &owner, SessionScope::Key(key_id)).await?;
-            Ok(())
-        }
-        Some(None) => Ok(()),
-        None => Err(Error::NotFound),
-    }
+    // Sessions the revoked key signed in end with it; revoking it again ends any it still
+    // has (should ending them have failed the first time).
+    let owner = outcome.ok_or(Error::NotFound)?;
+    session::end(state, actor, &owner, SessionScope::Key(key_id)).await?;
+    Ok(())
 }

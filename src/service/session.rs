@@ -291,32 +291,71 @@ pub async fn end(
         SessionScope::All => serde_json::json!("all"),
         SessionScope::Key(k) => serde_json::json!({ "key_id": k }),
     };
+    // The live records go first, all in one step: should that fail, nothing changed and
+    // ending them again works; should the database step fail after it, the sessions are
+    // over already (they stay listed, and ending them again records it).
     let owned: OwnedScope = scope.into();
-    let hashes = state
+    let lookup = (uid.clone(), owned.clone());
+    let live: Vec<String> = state
         .storage
-        .run(move |s| s.end_sessions(&uid, owned.as_scope(), &by, now))
+        .run(move |s| s.transaction(|tx| tx.live_sessions_in(&lookup.0, lookup.1.as_scope(), now)))
+        .await?
+        .into_iter()
+        .map(|s| s.token_hash)
+        .collect();
+    forget(state, &live).await?;
+    let (actor_id, ip, subject) = (
+        actor.id.clone(),
+        actor.ip.clone(),
+        format!("user:{user_id}"),
+    );
+    let ended = state
+        .storage
+        .run(move |s| {
+            s.transaction(|tx| {
+                let ended = tx.end_sessions(&uid, owned.as_scope(), &by, now)?;
+                if !ended.is_empty() {
+                    let event = NewAuditEvent {
+                        actor: actor_id.clone(),
+                        action: "session.ended".into(),
+                        subject: subject.clone(),
+                        outcome: Outcome::Success,
+                        reason: None,
+                        details: serde_json::json!({ "scope": scope_json, "count": ended.len(), "ip": ip }),
+                    };
+                    tx.append_audit(&event, now)?;
+                }
+                Ok(ended)
+            })
+        })
         .await?;
-    for hash in &hashes {
-        state.ephemeral.delete(&format!("sess:{hash}")).await?;
+    // Sessions that began between the two steps.
+    let late: Vec<String> = ended
+        .iter()
+        .filter(|h| !live.contains(h))
+        .cloned()
+        .collect();
+    forget(state, &late).await?;
+    Ok(ended.len())
+}
+
+/// Deletes the live records of the sessions whose token digests are `hashes`, in one step.
+async fn forget(state: &AppState, hashes: &[String]) -> Result<()> {
+    if hashes.is_empty() {
+        return Ok(());
     }
-    if !hashes.is_empty() {
-        let event = NewAuditEvent {
-            actor: actor.id.clone(),
-            action: "session.ended".into(),
-            subject: format!("user:{user_id}"),
-            outcome: Outcome::Success,
-            reason: None,
-            details: serde_json::json!({ "scope": scope_json, "count": hashes.len(), "ip": actor.ip }),
-        };
-        state
-            .storage
-            .run(move |s| s.append_audit(&event, now).map(|_| ()))
-            .await?;
-    }
-    Ok(hashes.len())
+    let keys: Vec<String> = hashes.iter().map(|h| format!("sess:{h}")).collect();
+    let delete: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let write = Then::Write {
+        delete: &delete,
+        set: &[],
+    };
+    limits::counted(state, &[], write).await?;
+    Ok(())
 }
 
 /// `SessionScope` with owned ids, to cross into the blocking pool.
+#[derive(Clone)]
 enum OwnedScope {
     One(String),
     All,

@@ -74,6 +74,22 @@ impl Tx<'_> {
             .map_err(db_err)
     }
 
+    /// The live sessions of `user_id` that `scope` names.
+    pub fn live_sessions_in(
+        &mut self,
+        user_id: &str,
+        scope: SessionScope<'_>,
+        now: i64,
+    ) -> Result<Vec<SessionRecord>, StorageError> {
+        let mut live = self.live_sessions(user_id, now)?;
+        live.retain(|s| match scope {
+            SessionScope::One(id) => s.id == id,
+            SessionScope::All => true,
+            SessionScope::Key(key) => s.key_id.as_deref() == Some(key),
+        });
+        Ok(live)
+    }
+
     /// Marks live sessions of `user_id` in `scope` ended; returns their token digests so
     /// the caller can delete the live records.
     pub fn end_sessions(
@@ -83,15 +99,7 @@ impl Tx<'_> {
         by: &str,
         now: i64,
     ) -> Result<Vec<String>, StorageError> {
-        let live = self.live_sessions(user_id, now)?;
-        let chosen: Vec<&SessionRecord> = live
-            .iter()
-            .filter(|s| match scope {
-                SessionScope::One(id) => s.id == id,
-                SessionScope::All => true,
-                SessionScope::Key(key) => s.key_id.as_deref() == Some(key),
-            })
-            .collect();
+        let chosen = self.live_sessions_in(user_id, scope, now)?;
         let ids: Vec<&str> = chosen.iter().map(|s| s.id.as_str()).collect();
         if ids.is_empty() {
             return Ok(Vec::new());

@@ -1,6 +1,12 @@
 //! Sessions: the member's list, sign-out per session and everywhere, an admin ending a
 //! member's sessions, and a revoked key ending the sessions it signed in.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use keygate::ephemeral::{Counted, EphemeralError, EphemeralStore, Limit, Then};
+use keygate::service::{members, session, Actor};
+use keygate::storage::SessionScope;
 use serde_json::json;
 
 use crate::enrolment_http::{app_trusting, audit_events, trusted_ca};
@@ -143,6 +149,127 @@ async fn admin_ends_a_members_sessions_and_revoked_keys_end_theirs() {
         again.get("/api/me").await.status,
         401,
         "the key's sessions ended with it"
+    );
+    app.stop().await;
+}
+
+/// The shared store as it is, except that it fails every delete and every counted step:
+/// what a Redis outage in the middle of an admin action looks like.
+struct FailingDeletes(Arc<dyn EphemeralStore>);
+
+#[async_trait::async_trait]
+impl EphemeralStore for FailingDeletes {
+    async fn set_ex(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), EphemeralError> {
+        self.0.set_ex(key, value, ttl).await
+    }
+    async fn set_nx_ex(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, EphemeralError> {
+        self.0.set_nx_ex(key, value, ttl).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
+        self.0.get(key).await
+    }
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
+        self.0.take(key).await
+    }
+    async fn delete(&self, _key: &str) -> Result<(), EphemeralError> {
+        Err(EphemeralError::Unavailable(
+            "switched off by the test".into(),
+        ))
+    }
+    async fn counted(&self, _limits: &[Limit], _then: Then<'_>) -> Result<Counted, EphemeralError> {
+        Err(EphemeralError::Unavailable(
+            "switched off by the test".into(),
+        ))
+    }
+    async fn ping(&self) -> Result<(), EphemeralError> {
+        self.0.ping().await
+    }
+}
+
+/// Ending sessions deletes their live records before it marks them ended: when the shared
+/// store fails, nothing changed (the browsers are still signed in and the sessions still
+/// listed, so ending them again works), and revoking a key again ends the sessions it
+/// still has.
+#[actix_web::test]
+async fn ending_sessions_while_the_shared_store_fails_changes_nothing_and_a_retry_ends_them() {
+    let ca = trusted_ca();
+    let app = app_trusting(&ca).await;
+    let (mut cred, user_id) = admin_with_key(&app, &SoftAuthenticator::new(&ca.ca)).await;
+    let (mut browser, r) = sign_in(&app, &mut cred, &user_id, None, |_| {}).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let live = |scope: &'static str| {
+        let (storage, uid, now) = (app.state.storage.clone(), user_id.clone(), app.state.now());
+        async move {
+            storage
+                .run(move |s| s.live_sessions(&uid, now))
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|s| scope == "all" || s.key_id.is_some())
+                .count()
+        }
+    };
+    let before = live("all").await;
+    assert!(live("key").await >= 1);
+    let mut failing = app.state.clone();
+    failing.ephemeral = Arc::new(FailingDeletes(app.state.ephemeral.clone()));
+    let actor = Actor {
+        id: format!("user:{user_id}"),
+        ip: None,
+    };
+
+    assert!(session::end(&failing, &actor, &user_id, SessionScope::All)
+        .await
+        .is_err());
+    assert_eq!(browser.get("/api/me").await.status, 200, "still signed in");
+    assert_eq!(live("all").await, before, "and still listed");
+
+    // Revoking the key: revoked, but its sessions could not be ended.
+    let key_id = app
+        .state
+        .storage
+        .run(|s| s.list_credentials())
+        .await
+        .unwrap()[0]
+        .id
+        .clone();
+    assert!(
+        members::revoke_key(&failing, &actor, &user_id, true, &key_id)
+            .await
+            .is_err()
+    );
+    assert_eq!(browser.get("/api/me").await.status, 200);
+    // Revoking it again, the store answering: its sessions end.
+    members::revoke_key(&app.state, &actor, &user_id, true, &key_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        browser.get("/api/me").await.status,
+        401,
+        "the key's session ended"
+    );
+    assert_eq!(live("key").await, 0);
+    // Ending every session again ends the rest.
+    let rest = live("all").await;
+    let ended = session::end(&app.state, &actor, &user_id, SessionScope::All)
+        .await
+        .unwrap();
+    assert_eq!(ended, rest);
+    assert_eq!(live("all").await, 0);
+    let events = audit_events(&app).await;
+    let recorded: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "session.ended")
+        .collect();
+    assert_eq!(
+        recorded.len(),
+        1 + usize::from(rest > 0),
+        "only the endings that happened"
     );
     app.stop().await;
 }
