@@ -71,6 +71,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::PathConfig::default()
             .error_handler(|e, req| body_error(req, "malformed_path", e.to_string())),
     )
+    .app_data(
+        web::QueryConfig::default()
+            .error_handler(|e, req| body_error(req, "malformed_query", e.to_string())),
+    )
     .service(health::healthz)
     .service(health::readyz)
     // The router tries routes in order: protocol endpoints and sign-in, which carry the

@@ -609,6 +609,11 @@ async fn pages_carry_security_headers_and_errors_are_pages() {
     );
     let anon_api = client.get("/api/admin/members").await;
     assert_eq!(anon_api.status, 401);
+    // A query string its page cannot read: our error page, with the security headers.
+    let bad = client.get("/?reauth=1&reauth=2").await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("malformed_query"), "{}", bad.body);
+    assert!(bad.header("content-security-policy").is_some());
     assert_eq!(client.get("/readyz").await.status, 200);
     app.stop().await;
 }
