@@ -284,6 +284,15 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
     if url.fragment().is_some() {
         return Err(format!("`{}` may not have a fragment", shown()));
     }
+    // Compared as written at authorization and as parsed at the exchange: the two agree
+    // only for a URI already in its parsed form.
+    if url.as_str() != uri {
+        return Err(format!(
+            "`{}` is not written in its canonical form: register it as `{}`",
+            shown(),
+            url.as_str().escape_default()
+        ));
+    }
     let host = url.host_str().unwrap_or_default();
     match url.scheme() {
         "https" if !host.is_empty() => Ok(()),
@@ -320,6 +329,11 @@ mod tests {
             "/cb",
             "javascript:alert(1)",
             "data:text/html,x",
+            // Not in canonical form: the exchange could never match them.
+            "https://rp.example",
+            "https://RP.example/cb",
+            "https://rp.example:443/cb",
+            "https://rp.example/a b",
         ] {
             assert!(check_redirect_uri(bad).is_err(), "{bad}");
         }
