@@ -540,6 +540,28 @@ impl Default for RateLimitConfig {
     }
 }
 
+/// Secrets come from files or the environment (SPEC §7), never from the config file itself,
+/// which is meant to be shared and kept in version control.
+fn refuse_inline_secrets(file: &toml::Table) -> Result<(), ConfigError> {
+    for (section, key) in [
+        ("alerts", "webhook_secret"),
+        ("audit", "siem_webhook_secret"),
+    ] {
+        let inline = file
+            .get(section)
+            .and_then(toml::Value::as_table)
+            .is_some_and(|t| t.contains_key(key));
+        if inline {
+            return Err(ConfigError::Invalid(format!(
+                "{section}.{key} may not be written in the config file: set {ENV_PREFIX}{}__{} or {section}.{key}_file",
+                section.to_ascii_uppercase(),
+                key.to_ascii_uppercase()
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Config {
     /// Defaults, then the file (if any), then `KEYGATE__…` variables from `env`; then validated.
     pub fn load(
@@ -558,6 +580,7 @@ impl Config {
                     path: path.to_path_buf(),
                     message: e.message().to_string(),
                 })?;
+            refuse_inline_secrets(&tree)?;
         }
         for (name, value) in env {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
@@ -1066,6 +1089,29 @@ mod tests {
             ]),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn webhook_secrets_written_in_the_file_are_refused() {
+        let dir = std::env::temp_dir().join(format!("kg-inline-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keygate.toml");
+        for (toml, named) in [
+            (
+                "[alerts]\nwebhook_url = \"https://hooks.example.com/kg\"\nwebhook_secret = \"inline-secret-0123456789\"\n",
+                "alerts.webhook_secret",
+            ),
+            (
+                "[audit]\nsiem_webhook_url = \"https://siem.example.com/in\"\nsiem_webhook_secret = \"inline-secret-0123456789\"\n",
+                "audit.siem_webhook_secret",
+            ),
+        ] {
+            std::fs::write(&path, toml).unwrap();
+            let err = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+            assert!(err.contains(named) && err.contains("_file"), "{err}");
+            assert!(!err.contains("inline-secret"), "the secret is not echoed: {err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
