@@ -595,6 +595,21 @@ impl Config {
         Ok(config)
     }
 
+    /// What is allowed but likely a mistake, for the log at start-up.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        let shared_db = self.database.url.expose_secret().starts_with("postgres");
+        if shared_db && self.ephemeral.url.expose_secret().starts_with("memory:") {
+            // A shared database suggests several replicas; each would keep challenges,
+            // sessions and rate limits of its own.
+            found.push(
+                "the database is PostgreSQL but the ephemeral store is in-process (memory://): run one replica only, or set ephemeral.url to a Redis every replica shares"
+                    .to_string(),
+            );
+        }
+        found
+    }
+
     /// Checks what types alone cannot: URLs, addresses, the RP ID and lifetimes.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
@@ -1089,6 +1104,26 @@ mod tests {
             ]),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn postgres_with_an_in_process_store_is_warned_about() {
+        let pg = [("KEYGATE__DATABASE__URL", "postgres://kg@db.internal/kg")];
+        let c = Config::load(None, env(&pg)).unwrap();
+        assert_eq!(c.warnings().len(), 1, "{:?}", c.warnings());
+        assert!(c.warnings()[0].contains("memory://"));
+        let shared = [
+            pg[0],
+            ("KEYGATE__EPHEMERAL__URL", "redis://cache.internal:6379"),
+        ];
+        assert!(Config::load(None, env(&shared))
+            .unwrap()
+            .warnings()
+            .is_empty());
+        assert!(
+            Config::load(None, env(&[])).unwrap().warnings().is_empty(),
+            "dev default"
+        );
     }
 
     #[test]

@@ -119,6 +119,9 @@ pub async fn build(
             return Err(BuildError::PendingMigrations(pending.join(", ")));
         }
     }
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let ephemeral = ephemeral::connect(
         Some(config.ephemeral.url.expose_secret()),
         &config.ephemeral.prefix,
