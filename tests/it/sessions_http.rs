@@ -129,14 +129,7 @@ async fn admin_ends_a_members_sessions_and_revoked_keys_end_theirs() {
     let (mut again, r) = sign_in(&app, &mut cred, &user_id, None, |_| {}).await;
     assert_eq!(r.status, 200);
     let csrf = csrf_of(&again.get("/me").await.body);
-    let key_id = app
-        .state
-        .storage
-        .run(|s| s.list_credentials())
-        .await
-        .unwrap()[0]
-        .id
-        .clone();
+    let key_id = app.first_key_id().await;
     let revoked = again
         .post_json(
             &format!("/api/admin/keys/{key_id}/revoke"),
@@ -230,14 +223,7 @@ async fn ending_sessions_while_the_shared_store_fails_changes_nothing_and_a_retr
     assert_eq!(live("all").await, before, "and still listed");
 
     // Revoking the key: revoked, but its sessions could not be ended.
-    let key_id = app
-        .state
-        .storage
-        .run(|s| s.list_credentials())
-        .await
-        .unwrap()[0]
-        .id
-        .clone();
+    let key_id = app.first_key_id().await;
     assert!(
         members::revoke_key(&failing, &actor, &user_id, true, &key_id)
             .await

@@ -257,14 +257,7 @@ async fn sign_in_refusals_are_audited() {
     assert_eq!(r.json()["error"], "malformed_json");
 
     // A revoked key.
-    let key_id = app
-        .state
-        .storage
-        .run(|s| s.list_credentials())
-        .await
-        .unwrap()[0]
-        .id
-        .clone();
+    let key_id = app.first_key_id().await;
     app.state
         .storage
         .run(move |s| s.revoke_credential(&key_id, "test", 1))
@@ -304,14 +297,7 @@ async fn adding_or_revoking_keys_needs_a_recent_touch() {
         .await;
     assert_eq!(begin.status, 401, "{}", begin.body);
     assert_eq!(begin.json()["error"], "reauthentication_required");
-    let key_id = app
-        .state
-        .storage
-        .run(|s| s.list_credentials())
-        .await
-        .unwrap()[0]
-        .id
-        .clone();
+    let key_id = app.first_key_id().await;
     let revoke = client
         .post_json(
             &format!("/api/admin/keys/{key_id}/revoke"),

@@ -189,6 +189,17 @@ impl TestApp {
         &self.base
     }
 
+    /// The row id of the first key `list_credentials` gives.
+    pub async fn first_key_id(&self) -> String {
+        self.state
+            .storage
+            .run(|s| s.list_credentials())
+            .await
+            .unwrap()[0]
+            .id
+            .clone()
+    }
+
     /// A new browser-like client with its own cookies.
     pub fn client(&self) -> Client {
         Client {
