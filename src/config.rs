@@ -817,6 +817,17 @@ impl Config {
             .is_some_and(|s| s.eq_ignore_ascii_case("http:"))
     }
 
+    /// The session cookie's name as sent: with `__Host-` ahead of it when cookies are
+    /// `Secure`, so the browser keeps it to this host (a sibling subdomain cannot plant or
+    /// overwrite it). The CSRF cookie's name is this with `_csrf` after it.
+    pub fn session_cookie_name(&self) -> String {
+        if self.cookies_secure() {
+            format!("__Host-{}", self.session.cookie_name)
+        } else {
+            self.session.cookie_name.clone()
+        }
+    }
+
     /// The effective configuration as TOML, secrets redacted.
     pub fn to_redacted_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
@@ -1000,6 +1011,13 @@ mod tests {
         .unwrap();
         assert_eq!(ok.origin().unwrap(), "https://sso.example.com");
         assert!(ok.cookies_secure());
+        assert_eq!(ok.session_cookie_name(), "__Host-kg_session");
+        let dev = Config::load(None, env(&[])).unwrap();
+        assert_eq!(
+            dev.session_cookie_name(),
+            "kg_session",
+            "plain-http localhost"
+        );
     }
 
     #[test]

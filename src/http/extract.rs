@@ -51,7 +51,7 @@ pub struct MaybeSession(pub Option<Session>);
 
 /// The session cookie's value, unchecked (`session::load` finds what it names).
 pub fn session_token(state: &AppState, req: &HttpRequest) -> Option<String> {
-    req.cookie(&state.config.session.cookie_name)
+    req.cookie(&state.config.session_cookie_name())
         .map(|c| c.value().to_string())
 }
 
@@ -165,21 +165,18 @@ pub fn csrf_header(req: &HttpRequest) -> Option<&str> {
 /// The session cookie for `session`, with the attributes SPEC §7 asks for.
 pub fn session_cookie(state: &AppState, session: &Session) -> Cookie<'static> {
     let ttl = (session.data.expires_at - state.now()).max(0);
-    Cookie::build(
-        state.config.session.cookie_name.clone(),
-        session.token.clone(),
-    )
-    .path("/")
-    .http_only(true)
-    .secure(state.config.cookies_secure())
-    .same_site(SameSite::Lax)
-    .max_age(actix_web::cookie::time::Duration::seconds(ttl))
-    .finish()
+    Cookie::build(state.config.session_cookie_name(), session.token.clone())
+        .path("/")
+        .http_only(true)
+        .secure(state.config.cookies_secure())
+        .same_site(SameSite::Lax)
+        .max_age(actix_web::cookie::time::Duration::seconds(ttl))
+        .finish()
 }
 
 /// A cookie that removes the session cookie.
 pub fn cleared_cookie(state: &AppState) -> Cookie<'static> {
-    let mut c = Cookie::build(state.config.session.cookie_name.clone(), "")
+    let mut c = Cookie::build(state.config.session_cookie_name(), "")
         .path("/")
         .http_only(true)
         .secure(state.config.cookies_secure())
@@ -190,7 +187,7 @@ pub fn cleared_cookie(state: &AppState) -> Cookie<'static> {
 }
 
 fn csrf_cookie_name(state: &AppState) -> String {
-    format!("{}_csrf", state.config.session.cookie_name)
+    format!("{}_csrf", state.config.session_cookie_name())
 }
 
 /// The CSRF token a page that starts a ceremony carries: the session's, or, for a visitor

@@ -618,6 +618,52 @@ async fn pages_carry_security_headers_and_errors_are_pages() {
     app.stop().await;
 }
 
+/// Behind https (cookies `Secure`) the cookies carry the `__Host-` prefix, so the browser
+/// keeps them to this host and a sibling subdomain cannot set them; they work as before.
+#[actix_web::test]
+async fn secure_cookies_are_host_only() {
+    let app = TestApp::builder()
+        .with("server.public_url", "https://sso.example.com")
+        .start()
+        .await;
+    let mut client = app.client();
+    let page = client.get("/").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let cookie = page.header("set-cookie").expect("CSRF cookie");
+    assert!(cookie.starts_with("__Host-kg_session_csrf="), "{cookie}");
+    assert!(
+        cookie.contains("Secure") && cookie.contains("Path=/"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Domain"), "{cookie}");
+    let csrf = csrf_of(&page.body);
+    let begun = client
+        .post_json("/api/signin/begin", Some(&csrf), &json!({}))
+        .await;
+    assert_eq!(
+        begun.status, 200,
+        "the prefixed CSRF cookie is read: {}",
+        begun.body
+    );
+    let cookie = begun.header("set-cookie").expect("session cookie");
+    assert!(cookie.starts_with("__Host-kg_session="), "{cookie}");
+    assert!(
+        cookie.contains("Secure") && cookie.contains("Path=/"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Domain"), "{cookie}");
+    // The session it set is found by that name.
+    let again = client
+        .post_json("/api/signin/begin", Some(&csrf), &json!({}))
+        .await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert!(
+        again.header("set-cookie").is_none(),
+        "the same session, no new cookie"
+    );
+    app.stop().await;
+}
+
 #[actix_web::test]
 async fn admin_forms_invite_and_revoke_with_csrf() {
     let ca = trusted_ca();
