@@ -185,15 +185,27 @@ pub async fn sign_in(
 ) -> Result<Session> {
     let fresh = prepare(state, user_id, role, context);
     let record = fresh.record.clone();
-    state
+    let live = activate(state, old, fresh).await?;
+    let written = state
         .storage
-        .run(move |s| s.insert_session(&record))
-        .await?;
-    activate(state, old, fresh).await
+        .run({
+            let record = record.clone();
+            move |s| s.insert_session(&record)
+        })
+        .await;
+    if let Err(e) = written {
+        discard(state, &live).await;
+        return Err(e.into());
+    }
+    announce(state, &record);
+    Ok(live)
 }
 
-/// A signed-in session made but not live yet: write [`NewSession::record`] (e.g. in the
-/// transaction that audits the sign-in), then [`activate`] it.
+/// A signed-in session made but not live yet: [`activate`] it, then write
+/// [`NewSession::record`] (e.g. in the transaction that audits the sign-in), then
+/// [`announce`] it, or [`discard`] it if the record was not written. Live first: ending a
+/// member's sessions reads the records and then deletes what is live, so a session made
+/// live after its record was written could outlive an ending that came in between.
 pub struct NewSession {
     pub record: SessionRecord,
     token: String,
@@ -236,18 +248,14 @@ pub fn prepare(state: &AppState, user_id: &str, role: &str, context: SignInConte
     }
 }
 
-/// After its record was written: ends the old session (no session fixation), makes the
-/// new one live and sends the new-session alert.
+/// Ends the old session (no session fixation) and makes the new one live, in one step;
+/// its record is written next (see [`NewSession`]).
 pub async fn activate(
     state: &AppState,
     old: Option<&Session>,
     fresh: NewSession,
 ) -> Result<Session> {
-    let NewSession {
-        record,
-        token,
-        data,
-    } = fresh;
+    let NewSession { token, data, .. } = fresh;
     let fresh = Session { token, data };
     // The old session ends and the new one starts in one step.
     let stored = Stored::of(state, &fresh)?;
@@ -258,12 +266,25 @@ pub async fn activate(
         set: &[stored.entry()],
     };
     limits::counted(state, &[], write).await?;
+    Ok(fresh)
+}
+
+/// Sends the new-session alert, once the session's record is written.
+pub fn announce(state: &AppState, record: &SessionRecord) {
     if state.alerts.enabled() {
         state
             .alerts
-            .session_created(state, alerts::NewSession::of(&record));
+            .session_created(state, alerts::NewSession::of(record));
     }
-    Ok(fresh)
+}
+
+/// Ends a session made live whose record could not be written (or whose sign-in was
+/// refused as it was written). A failure here is logged: the session's token never left
+/// the server, and it expires on its own.
+pub async fn discard(state: &AppState, live: &Session) {
+    if let Err(e) = state.ephemeral.delete(&key(&live.token)).await {
+        tracing::warn!(error = %e, "a session whose sign-in was not recorded could not be deleted");
+    }
 }
 
 /// The member's live sessions, newest first.

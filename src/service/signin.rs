@@ -253,18 +253,31 @@ pub async fn finish(
                 success,
                 refused,
             };
+            // Live first, recorded second (see `session::NewSession`): the browser's old
+            // session ends here even if the record is then refused, which is safe.
+            let record = fresh.record.clone();
+            let live = session::activate(state, Some(&session), fresh).await?;
             // Refused when the key was revoked meanwhile, or the same counter value was
             // used twice at once.
             let recorded = state
                 .storage
                 .audited(move |tx| tx.record_sign_in(write.clone()))
-                .await?
-                .recorded();
-            if !recorded {
-                return Err(cloned);
+                .await
+                .map(|ticket| ticket.recorded());
+            match recorded {
+                Ok(true) => {
+                    session::announce(state, &record);
+                    Ok((signed_in, live))
+                }
+                Ok(false) => {
+                    session::discard(state, &live).await;
+                    Err(cloned)
+                }
+                Err(e) => {
+                    session::discard(state, &live).await;
+                    Err(e.into())
+                }
             }
-            let fresh = session::activate(state, Some(&session), fresh).await?;
-            Ok((signed_in, fresh))
         }
         // Nothing proven about any account (no challenge, malformed, unknown key): log
         // only, so anonymous callers cannot write to the audit chain at will.

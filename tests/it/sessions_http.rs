@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keygate::ephemeral::{Counted, EphemeralError, EphemeralStore, Limit, Then};
-use keygate::service::{members, session, Actor};
+use keygate::service::{members, session, signin, Actor};
 use keygate::storage::SessionScope;
 use serde_json::json;
 
 use crate::enrolment_http::{app_trusting, audit_events, trusted_ca};
-use crate::signin_http::{admin_with_key, sign_in};
+use crate::signin_http::{admin_with_key, assertion_body, sign_in, start};
 use crate::support::app::csrf_of;
 use crate::support::authenticator::SoftAuthenticator;
 
@@ -257,5 +257,118 @@ async fn ending_sessions_while_the_shared_store_fails_changes_nothing_and_a_retr
         1 + usize::from(rest > 0),
         "only the endings that happened"
     );
+    app.stop().await;
+}
+
+/// The shared store as it is, except that the first signed-in session it is asked to make
+/// live waits for the member's key to be revoked (sessions ended and all) before it lands:
+/// a revocation that comes in the middle of a sign-in.
+struct RevokedAsItLands {
+    inner: Arc<dyn EphemeralStore>,
+    state: keygate::state::AppState,
+    user_id: String,
+    key_id: String,
+    landed: std::sync::Mutex<Option<String>>,
+}
+
+#[async_trait::async_trait]
+impl EphemeralStore for RevokedAsItLands {
+    async fn set_ex(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), EphemeralError> {
+        self.inner.set_ex(key, value, ttl).await
+    }
+    async fn set_nx_ex(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, EphemeralError> {
+        self.inner.set_nx_ex(key, value, ttl).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
+        self.inner.get(key).await
+    }
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
+        self.inner.take(key).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), EphemeralError> {
+        self.inner.delete(key).await
+    }
+    async fn counted(&self, limits: &[Limit], then: Then<'_>) -> Result<Counted, EphemeralError> {
+        if let Then::Write { set: [entry], .. } = then {
+            let first = self.landed.lock().unwrap().is_none();
+            if first {
+                *self.landed.lock().unwrap() = Some(entry.key.to_string());
+                let actor = Actor {
+                    id: format!("user:{}", self.user_id),
+                    ip: None,
+                };
+                members::revoke_key(&self.state, &actor, &self.user_id, true, &self.key_id)
+                    .await
+                    .expect("the revocation");
+            }
+        }
+        self.inner.counted(limits, then).await
+    }
+    async fn ping(&self) -> Result<(), EphemeralError> {
+        self.inner.ping().await
+    }
+}
+
+/// A key revoked while a sign-in with it is under way leaves no live session behind,
+/// whichever of the two lands first: the sign-in makes its session live before it
+/// records it, so the revocation either lists it (and ends it) or comes first (and the
+/// record is refused, the live session deleted).
+#[actix_web::test]
+async fn a_key_revoked_during_its_sign_in_leaves_no_live_session() {
+    let ca = trusted_ca();
+    let app = app_trusting(&ca).await;
+    let (mut cred, user_id) = admin_with_key(&app, &SoftAuthenticator::new(&ca.ca)).await;
+    let key_id = app.first_key_id().await;
+    let mut browser = app.client();
+    let (csrf, options) = start(&mut browser, None).await;
+    let body = assertion_body(&mut cred, &app, &options, &user_id, |_| {});
+    let store = Arc::new(RevokedAsItLands {
+        inner: app.state.ephemeral.clone(),
+        state: app.state.clone(),
+        user_id: user_id.clone(),
+        key_id: key_id.clone(),
+        landed: std::sync::Mutex::new(None),
+    });
+    let mut racing = app.state.clone();
+    racing.ephemeral = store.clone();
+    let finished = signin::finish(
+        &racing,
+        signin::Browser {
+            session_token: browser.cookies[&app.state.config.session_cookie_name()].clone(),
+            csrf: Some(csrf),
+            ip: None,
+            user_agent: None,
+        },
+        body.to_string().as_bytes(),
+    )
+    .await;
+
+    let landed = store
+        .landed
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("a session was made live");
+    assert!(
+        app.state.ephemeral.get(&landed).await.unwrap().is_none(),
+        "its session is not live"
+    );
+    assert!(finished.is_err(), "the sign-in is refused");
+    let now = app.state.now();
+    let listed = app
+        .state
+        .storage
+        .run(move |s| s.live_sessions(&user_id, now))
+        .await
+        .unwrap();
+    assert!(listed.iter().all(|s| s.key_id.is_none()), "{listed:?}");
+    let events = audit_events(&app).await;
+    let last = events.last().unwrap();
+    assert_eq!(last.action, "signin.refused", "{last:?}");
     app.stop().await;
 }
