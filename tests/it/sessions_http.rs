@@ -146,44 +146,6 @@ async fn admin_ends_a_members_sessions_and_revoked_keys_end_theirs() {
     app.stop().await;
 }
 
-/// The shared store as it is, except that it fails every delete and every counted step:
-/// what a Redis outage in the middle of an admin action looks like.
-struct FailingDeletes(Arc<dyn EphemeralStore>);
-
-#[async_trait::async_trait]
-impl EphemeralStore for FailingDeletes {
-    async fn set_ex(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), EphemeralError> {
-        self.0.set_ex(key, value, ttl).await
-    }
-    async fn set_nx_ex(
-        &self,
-        key: &str,
-        value: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, EphemeralError> {
-        self.0.set_nx_ex(key, value, ttl).await
-    }
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
-        self.0.get(key).await
-    }
-    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
-        self.0.take(key).await
-    }
-    async fn delete(&self, _key: &str) -> Result<(), EphemeralError> {
-        Err(EphemeralError::Unavailable(
-            "switched off by the test".into(),
-        ))
-    }
-    async fn counted(&self, _limits: &[Limit], _then: Then<'_>) -> Result<Counted, EphemeralError> {
-        Err(EphemeralError::Unavailable(
-            "switched off by the test".into(),
-        ))
-    }
-    async fn ping(&self) -> Result<(), EphemeralError> {
-        self.0.ping().await
-    }
-}
-
 /// Ending sessions deletes their live records before it marks them ended: when the shared
 /// store fails, nothing changed (the browsers are still signed in and the sessions still
 /// listed, so ending them again works), and revoking a key again ends the sessions it
@@ -210,7 +172,10 @@ async fn ending_sessions_while_the_shared_store_fails_changes_nothing_and_a_retr
     let before = live("all").await;
     assert!(live("key").await >= 1);
     let mut failing = app.state.clone();
-    failing.ephemeral = Arc::new(FailingDeletes(app.state.ephemeral.clone()));
+    failing.ephemeral = Arc::new(MeddledStore {
+        inner: app.state.ephemeral.clone(),
+        meddling: Meddling::FailWrites,
+    });
     let actor = Actor {
         id: format!("user:{user_id}"),
         ip: None,
@@ -260,19 +225,34 @@ async fn ending_sessions_while_the_shared_store_fails_changes_nothing_and_a_retr
     app.stop().await;
 }
 
-/// The shared store as it is, except that the first signed-in session it is asked to make
-/// live waits for the member's key to be revoked (sessions ended and all) before it lands:
-/// a revocation that comes in the middle of a sign-in.
-struct RevokedAsItLands {
+/// What the test shared store does differently from the store it wraps.
+enum Meddling {
+    /// Every delete and every counted step fails: a Redis outage in the middle of an
+    /// admin action.
+    FailWrites,
+    /// The first signed-in session it is asked to make live waits for the member's key to
+    /// be revoked (sessions ended and all) before it lands: a revocation in the middle of
+    /// a sign-in. The session's key is kept in `landed`.
+    RevokeBeforeLanding {
+        state: Box<keygate::state::AppState>,
+        user_id: String,
+        key_id: String,
+        landed: std::sync::Mutex<Option<String>>,
+    },
+}
+
+/// The shared store as it is, except for its [`Meddling`].
+struct MeddledStore {
     inner: Arc<dyn EphemeralStore>,
-    state: keygate::state::AppState,
-    user_id: String,
-    key_id: String,
-    landed: std::sync::Mutex<Option<String>>,
+    meddling: Meddling,
+}
+
+fn switched_off() -> EphemeralError {
+    EphemeralError::Unavailable("switched off by the test".into())
 }
 
 #[async_trait::async_trait]
-impl EphemeralStore for RevokedAsItLands {
+impl EphemeralStore for MeddledStore {
     async fn set_ex(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), EphemeralError> {
         self.inner.set_ex(key, value, ttl).await
     }
@@ -291,21 +271,36 @@ impl EphemeralStore for RevokedAsItLands {
         self.inner.take(key).await
     }
     async fn delete(&self, key: &str) -> Result<(), EphemeralError> {
-        self.inner.delete(key).await
+        match self.meddling {
+            Meddling::FailWrites => Err(switched_off()),
+            Meddling::RevokeBeforeLanding { .. } => self.inner.delete(key).await,
+        }
     }
     async fn counted(&self, limits: &[Limit], then: Then<'_>) -> Result<Counted, EphemeralError> {
-        if let Then::Write { set: [entry], .. } = then {
-            let first = self.landed.lock().unwrap().is_none();
-            if first {
-                *self.landed.lock().unwrap() = Some(entry.key.to_string());
-                let actor = Actor {
-                    id: format!("user:{}", self.user_id),
-                    ip: None,
-                };
-                members::revoke_key(&self.state, &actor, &self.user_id, true, &self.key_id)
-                    .await
-                    .expect("the revocation");
+        match (&self.meddling, then) {
+            (Meddling::FailWrites, _) => return Err(switched_off()),
+            (
+                Meddling::RevokeBeforeLanding {
+                    state,
+                    user_id,
+                    key_id,
+                    landed,
+                },
+                Then::Write { set: [entry], .. },
+            ) => {
+                let first = landed.lock().unwrap().is_none();
+                if first {
+                    *landed.lock().unwrap() = Some(entry.key.to_string());
+                    let actor = Actor {
+                        id: format!("user:{user_id}"),
+                        ip: None,
+                    };
+                    members::revoke_key(state, &actor, user_id, true, key_id)
+                        .await
+                        .expect("the revocation");
+                }
             }
+            _ => {}
         }
         self.inner.counted(limits, then).await
     }
@@ -327,12 +322,14 @@ async fn a_key_revoked_during_its_sign_in_leaves_no_live_session() {
     let mut browser = app.client();
     let (csrf, options) = start(&mut browser, None).await;
     let body = assertion_body(&mut cred, &app, &options, &user_id, |_| {});
-    let store = Arc::new(RevokedAsItLands {
+    let store = Arc::new(MeddledStore {
         inner: app.state.ephemeral.clone(),
-        state: app.state.clone(),
-        user_id: user_id.clone(),
-        key_id: key_id.clone(),
-        landed: std::sync::Mutex::new(None),
+        meddling: Meddling::RevokeBeforeLanding {
+            state: Box::new(app.state.clone()),
+            user_id: user_id.clone(),
+            key_id,
+            landed: std::sync::Mutex::new(None),
+        },
     });
     let mut racing = app.state.clone();
     racing.ephemeral = store.clone();
@@ -348,8 +345,10 @@ async fn a_key_revoked_during_its_sign_in_leaves_no_live_session() {
     )
     .await;
 
-    let landed = store
-        .landed
+    let Meddling::RevokeBeforeLanding { landed, .. } = &store.meddling else {
+        unreachable!()
+    };
+    let landed = landed
         .lock()
         .unwrap()
         .clone()
