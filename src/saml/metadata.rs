@@ -3,6 +3,7 @@
 use samael::metadata::EntityDescriptor;
 
 use super::keys::SigningKey;
+use super::response::sign_element;
 use super::sp::{Acs, NameIdFormat, ServiceProvider};
 use super::xml::{self, Writer};
 use super::{SamlError, BINDING_POST, BINDING_REDIRECT, NS_DSIG, NS_METADATA, NS_PROTOCOL};
@@ -11,21 +12,19 @@ use super::{SamlError, BINDING_POST, BINDING_REDIRECT, NS_DSIG, NS_METADATA, NS_
 pub struct IdpMetadata<'a> {
     pub entity_id: &'a str,
     pub sso_url: &'a str,
+    /// Signs the document, and is its first signing certificate.
     pub current: &'a SigningKey,
     /// Published ahead of a rotation so SPs trust it before it signs.
     pub next: Option<&'a SigningKey>,
     pub want_requests_signed: bool,
 }
 
-/// The IdP's `md:EntityDescriptor`.
-pub fn idp(m: &IdpMetadata<'_>) -> String {
+/// The IdP's `md:EntityDescriptor`, signed by the current key (an enveloped signature
+/// over the whole descriptor, its first child, as the metadata schema places it), so an
+/// SP that pins keygate's certificate can check a copy it did not fetch over TLS itself.
+/// Its `ID` is a digest of what it says: the same metadata keeps the same ID.
+pub fn idp(m: &IdpMetadata<'_>) -> Result<String, SamlError> {
     let mut w = Writer::new();
-    w.raw("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    w.open(
-        "md:EntityDescriptor",
-        &[("md", NS_METADATA), ("ds", NS_DSIG)],
-        &[("entityID", m.entity_id)],
-    );
     let want = if m.want_requests_signed {
         "true"
     } else {
@@ -41,7 +40,8 @@ pub fn idp(m: &IdpMetadata<'_>) -> String {
     );
     for key in std::iter::once(m.current).chain(m.next) {
         w.open("md:KeyDescriptor", &[], &[("use", "signing")]);
-        w.open("ds:KeyInfo", &[], &[]);
+        // Declared where first used, as exclusive c14n writes it.
+        w.open("ds:KeyInfo", &[("ds", NS_DSIG)], &[]);
         w.open("ds:X509Data", &[], &[]);
         w.leaf("ds:X509Certificate", &[], &[], &key.cert_b64);
         w.close("ds:X509Data");
@@ -65,7 +65,23 @@ pub fn idp(m: &IdpMetadata<'_>) -> String {
     }
     w.close("md:IDPSSODescriptor");
     w.close("md:EntityDescriptor");
-    w.finish()
+    let tail = w.finish();
+
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    digest.update(m.entity_id.as_bytes());
+    digest.update(b"\0");
+    digest.update(tail.as_bytes());
+    let id = format!("_{}", hex::encode(&digest.finish().as_ref()[..20]));
+    let mut head = Writer::new();
+    head.open(
+        "md:EntityDescriptor",
+        &[("md", NS_METADATA)],
+        &[("ID", &id), ("entityID", m.entity_id)],
+    );
+    let signed = sign_element(&id, &head.finish(), &tail, m.current)?;
+    Ok(format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{signed}"
+    ))
 }
 
 /// Reads an SP's metadata into a registration: entity ID, the HTTP-POST ACS endpoints (by

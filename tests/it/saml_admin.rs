@@ -1044,6 +1044,10 @@ async fn signing_keys_rotate_in_two_steps_with_the_cli() {
     assert_eq!(certs[0], old, "the current certificate stays first");
     let new = certs[1].clone();
     assert_ne!(new, old);
+    if xmlsec {
+        assert!(metadata_verifies(&staged, &old), "the old key signs the metadata");
+        assert!(!metadata_verifies(&staged, &new));
+    }
     let page = browser.get("/admin/saml").await;
     assert!(
         page.body.contains("next, published for the rotation"),
@@ -1072,6 +1076,9 @@ async fn signing_keys_rotate_in_two_steps_with_the_cli() {
     idp.p.app.clock.advance(31);
     let promoted = get_metadata(idp.p.app.client().get("/saml/metadata").await);
     assert_eq!(signing_certs(&promoted), vec![new.clone()], "{promoted}");
+    if xmlsec {
+        assert!(metadata_verifies(&promoted, &new), "the new key signs the metadata");
+    }
     let page = browser.get("/admin/saml").await;
     assert!(!page.body.contains("next, published for the rotation"));
     if xmlsec {

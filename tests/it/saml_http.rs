@@ -61,6 +61,16 @@ async fn metadata_names_both_bindings_and_the_signing_certificate() {
         m.body.matches("<md:KeyDescriptor use=\"signing\">").count(),
         1
     );
+    // Signed by the key it names (xmlsec1 on its own), and the same document every time.
+    if pysaml2_available() {
+        let cert = idp_cert_pem(&m.body);
+        assert!(metadata_verifies(&m.body, &cert), "{}", m.body);
+        let tampered = m.body.replace("/saml/sso\"", "/saml/elsewhere\"");
+        assert_ne!(tampered, m.body);
+        assert!(!metadata_verifies(&tampered, &cert));
+    }
+    let again = idp.p.app.client().get("/saml/metadata").await;
+    assert_eq!(again.body, m.body);
     idp.p.app.stop().await;
 }
 

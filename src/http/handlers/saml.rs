@@ -13,11 +13,12 @@ use crate::service::saml::sso::{self, Next};
 use crate::state::AppState;
 
 #[get("/saml/metadata")]
-pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
+pub async fn metadata(state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
+    let doc = state.saml.metadata(&state).await?;
+    Ok(HttpResponse::Ok()
         .content_type("application/samlmetadata+xml")
         .insert_header(("Cache-Control", "public, max-age=300"))
-        .body(state.saml.metadata(&state).await)
+        .body(doc.to_string()))
 }
 
 /// The response page's policy: the usual one without `form-action`. Browsers apply

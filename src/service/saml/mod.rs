@@ -8,6 +8,7 @@ pub mod sso;
 
 pub use config::SamlConfig;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -24,6 +25,7 @@ pub struct Idp {
     pub max_age_secs: i64,
     pub skew_secs: i64,
     pub pending_ttl: Duration,
+    signed_metadata: Mutex<SignedMetadata>,
 }
 
 impl Idp {
@@ -44,18 +46,40 @@ impl Idp {
             max_age_secs: saml.request_max_age_secs as i64,
             skew_secs: saml.clock_skew_secs as i64,
             pending_ttl: Duration::from_secs(saml.pending_ttl_secs),
+            signed_metadata: Mutex::default(),
         })
     }
 
-    /// The IdP metadata document.
-    pub async fn metadata(&self, state: &crate::state::AppState) -> String {
+    /// The IdP metadata document, signed. Signed once per key set: a request for it costs
+    /// no signature unless the keys changed since the last one.
+    pub async fn metadata(&self, state: &crate::state::AppState) -> Result<Arc<str>> {
         let keys = self.keys.get(state).await;
-        crate::saml::metadata::idp(&crate::saml::metadata::IdpMetadata {
+        let held = |signed: &SignedMetadata| {
+            signed
+                .as_ref()
+                .filter(|(k, _)| Arc::ptr_eq(k, &keys))
+                .map(|(_, doc)| doc.clone())
+        };
+        if let Some(doc) = held(&lock(&self.signed_metadata)) {
+            return Ok(doc);
+        }
+        let doc: Arc<str> = crate::saml::metadata::idp(&crate::saml::metadata::IdpMetadata {
             entity_id: &self.entity_id,
             sso_url: &self.sso_url,
             current: &keys.current,
             next: keys.next.as_ref(),
             want_requests_signed: false,
         })
+        .map_err(|e| Error::Internal(format!("signing the SAML metadata: {e}")))?
+        .into();
+        *lock(&self.signed_metadata) = Some((keys, doc.clone()));
+        Ok(doc)
     }
+}
+
+/// The last signed metadata and the key set it was signed with.
+type SignedMetadata = Option<(Arc<crate::saml::keys::KeyPair>, Arc<str>)>;
+
+fn lock(m: &Mutex<SignedMetadata>) -> std::sync::MutexGuard<'_, SignedMetadata> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

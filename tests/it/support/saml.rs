@@ -351,6 +351,15 @@ pub fn xmlsec1_verifies(xml: &str, cert_pem: &str, id_attr: &str) -> bool {
     out.status.success()
 }
 
+/// Whether `xmlsec1` verifies keygate's signed metadata with `cert_pem`.
+pub fn metadata_verifies(metadata: &str, cert_pem: &str) -> bool {
+    xmlsec1_verifies(
+        metadata,
+        cert_pem,
+        "urn:oasis:names:tc:SAML:2.0:metadata:EntityDescriptor",
+    )
+}
+
 /// pysaml2 builds a request as the SP `args` describe and `browser` sends it to keygate:
 /// (the request, keygate's reply).
 pub async fn start(idp: &Idp, browser: &mut Client, args: &Value) -> (Value, Reply) {
