@@ -132,7 +132,12 @@ fn signature(id: &str, digest: &[u8], key: &SigningKey) -> Result<String, SamlEr
 
 /// Signs an element written as `head` (its start tag and `Issuer`) and `tail` (the rest):
 /// returns `head + Signature + tail`.
-pub(super) fn sign_element(id: &str, head: &str, tail: &str, key: &SigningKey) -> Result<String, SamlError> {
+pub(super) fn sign_element(
+    id: &str,
+    head: &str,
+    tail: &str,
+    key: &SigningKey,
+) -> Result<String, SamlError> {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(head.as_bytes());
     ctx.update(tail.as_bytes());

@@ -1045,7 +1045,10 @@ async fn signing_keys_rotate_in_two_steps_with_the_cli() {
     let new = certs[1].clone();
     assert_ne!(new, old);
     if xmlsec {
-        assert!(metadata_verifies(&staged, &old), "the old key signs the metadata");
+        assert!(
+            metadata_verifies(&staged, &old),
+            "the old key signs the metadata"
+        );
         assert!(!metadata_verifies(&staged, &new));
     }
     let page = browser.get("/admin/saml").await;
@@ -1077,7 +1080,10 @@ async fn signing_keys_rotate_in_two_steps_with_the_cli() {
     let promoted = get_metadata(idp.p.app.client().get("/saml/metadata").await);
     assert_eq!(signing_certs(&promoted), vec![new.clone()], "{promoted}");
     if xmlsec {
-        assert!(metadata_verifies(&promoted, &new), "the new key signs the metadata");
+        assert!(
+            metadata_verifies(&promoted, &new),
+            "the new key signs the metadata"
+        );
     }
     let page = browser.get("/admin/saml").await;
     assert!(!page.body.contains("next, published for the rotation"));

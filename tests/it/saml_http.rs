@@ -280,6 +280,35 @@ async fn encrypted_assertions_persistent_ids_and_idp_initiated_sign_in() {
 }
 
 #[actix_web::test]
+async fn an_unreadable_idp_initiated_query_is_refused_and_audited() {
+    let mut idp = idp().await;
+    let mut browser = idp.p.browser().await;
+    // ENC_SP takes IdP-initiated sign-ins, and the browser is signed in: only the escapes
+    // that decode to no UTF-8 stand between these and a response.
+    for query in [
+        format!("sp={}&RelayState=home%FF%FE", urlencode(ENC_SP)),
+        "sp=%C3%28".to_string(),
+    ] {
+        let reply = browser.get(&format!("/saml/idp-initiated?{query}")).await;
+        assert_eq!(reply.status, 400, "{query}: {}", reply.body);
+        assert!(!reply.body.contains("SAMLResponse"), "{}", reply.body);
+    }
+    let storage = idp.p.app.state.storage.clone();
+    let refused: Vec<_> = storage
+        .run(|s| s.audit_range(0, i64::MAX, 10_000))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "saml.request_refused")
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(refused
+        .iter()
+        .all(|e| e.reason.as_deref() == Some("saml_malformed")));
+    idp.p.app.stop().await;
+}
+
+#[actix_web::test]
 async fn unmet_contexts_and_other_workspaces_get_saml_statuses() {
     if !pysaml2_available() {
         return;

@@ -107,29 +107,13 @@ pub async fn sso_continue(
     answer(next, &session)
 }
 
-#[derive(serde::Deserialize)]
-pub struct IdpInitiatedQuery {
-    #[serde(default)]
-    sp: String,
-    #[serde(rename = "RelayState")]
-    relay_state: Option<String>,
-}
-
 #[get("/saml/idp-initiated")]
 pub async fn idp_initiated(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: MaybeSession,
-    query: web::Query<IdpInitiatedQuery>,
 ) -> Result<HttpResponse, PageError> {
-    let q = query.into_inner();
-    let next = sso::idp_initiated(
-        &state,
-        session.0.as_ref(),
-        &q.sp,
-        q.relay_state,
-        client_ip(&req),
-    )
-    .await?;
+    let asked = sso::from_idp_initiated(req.query_string());
+    let next = sso::idp_initiated(&state, session.0.as_ref(), asked, client_ip(&req)).await?;
     answer(next, &session)
 }

@@ -234,16 +234,55 @@ pub async fn receive(
     decide(state, session, &registered, pending, ip).await
 }
 
+/// What `/saml/idp-initiated` asks for: the SP's entity ID and the RelayState to send it.
+pub struct IdpInitiated {
+    pub sp: String,
+    pub relay_state: Option<String>,
+}
+
+/// Reads `/saml/idp-initiated`'s raw query. Percent-escapes that decode to something
+/// other than UTF-8 are refused rather than replaced: the RelayState goes on to the SP.
+pub fn from_idp_initiated(raw_query: &str) -> std::result::Result<IdpInitiated, SamlError> {
+    let malformed = || SamlError::Malformed("the query string is not UTF-8 once decoded".into());
+    let mut asked = IdpInitiated {
+        sp: String::new(),
+        relay_state: None,
+    };
+    for pair in raw_query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            let spaced = s.replace('+', " ");
+            percent_encoding::percent_decode_str(&spaced)
+                .decode_utf8()
+                .map(|v| v.into_owned())
+                .map_err(|_| malformed())
+        };
+        match decode(name)?.as_str() {
+            "sp" => asked.sp = decode(value)?,
+            "RelayState" => asked.relay_state = Some(decode(value)?),
+            _ => {}
+        }
+    }
+    Ok(asked)
+}
+
 /// `GET /saml/idp-initiated?sp=<entity ID>[&RelayState=…]`: a sign-in keygate starts for an
-/// SP that allows it.
+/// SP that allows it. An unreadable query is refused and audited, like an unknown SP.
 pub async fn idp_initiated(
     state: &AppState,
     session: Option<&Session>,
-    entity_id: &str,
-    relay_state: Option<String>,
+    asked: std::result::Result<IdpInitiated, SamlError>,
     ip: Option<String>,
 ) -> Result<Next> {
     limits::authorization(state, ip.as_deref()).await?;
+    let IdpInitiated { sp, relay_state } = match asked {
+        Ok(a) => a,
+        Err(e) => {
+            let details = serde_json::json!({ "binding": "idp_initiated" });
+            return show(state, None, e, details, &ip).await;
+        }
+    };
+    let entity_id = sp.as_str();
     let registered = match registry::find_enabled(state, entity_id).await? {
         Some(r) if r.sp.idp_initiated => r,
         Some(r) => {
@@ -665,5 +704,25 @@ pub fn from_post(
     match saml_request {
         Some(r) => request::from_post(r, relay_state),
         None => Err(SamlError::Malformed("SAMLRequest is missing".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idp_initiated_query_decodes_or_is_refused() {
+        let asked =
+            from_idp_initiated("sp=https%3A%2F%2Fsp.example%2F&RelayState=a+b%2Fc&x=%FF").unwrap();
+        assert_eq!(asked.sp, "https://sp.example/");
+        assert_eq!(asked.relay_state.as_deref(), Some("a b/c"));
+        assert!(from_idp_initiated("").unwrap().relay_state.is_none());
+        for bad in ["sp=%FF", "RelayState=%C3%28", "%FF=1"] {
+            assert!(
+                matches!(from_idp_initiated(bad), Err(SamlError::Malformed(_))),
+                "{bad}"
+            );
+        }
     }
 }
