@@ -230,15 +230,53 @@ enum Meddling {
     /// Every delete and every counted step fails: a Redis outage in the middle of an
     /// admin action.
     FailWrites,
-    /// The first signed-in session it is asked to make live waits for the member's key to
-    /// be revoked (sessions ended and all) before it lands: a revocation in the middle of
-    /// a sign-in. The session's key is kept in `landed`.
-    RevokeBeforeLanding {
+    /// The first signed-in session it is asked to make live waits for `then` before it
+    /// lands: something happening in the middle of a sign-in. The session's key is kept in
+    /// `landed`.
+    BeforeLanding {
         state: Box<keygate::state::AppState>,
-        user_id: String,
-        key_id: String,
+        then: Landing,
         landed: std::sync::Mutex<Option<String>>,
     },
+}
+
+/// What happens just before a session lands.
+enum Landing {
+    /// The member's key is revoked (its sessions ended and all).
+    Revoke { user_id: String, key_id: String },
+    /// The database starts refusing new session rows (a trigger raises an error).
+    RefuseSessionRows,
+}
+
+impl Landing {
+    async fn happen(&self, state: &keygate::state::AppState) {
+        match self {
+            Landing::Revoke { user_id, key_id } => {
+                let actor = Actor {
+                    id: format!("user:{user_id}"),
+                    ip: None,
+                };
+                members::revoke_key(state, &actor, user_id, true, key_id)
+                    .await
+                    .expect("the revocation");
+            }
+            Landing::RefuseSessionRows => {
+                let sql = match crate::support::db::backend_name() {
+                    "postgres" => {
+                        "CREATE FUNCTION refuse_sessions() RETURNS trigger LANGUAGE plpgsql AS
+                         $$ BEGIN RAISE EXCEPTION 'session rows refused by the test'; END $$;
+                         CREATE TRIGGER refuse_sessions BEFORE INSERT ON sessions
+                         FOR EACH ROW EXECUTE FUNCTION refuse_sessions();"
+                    }
+                    _ => {
+                        "CREATE TRIGGER refuse_sessions BEFORE INSERT ON sessions BEGIN
+                         SELECT RAISE(ABORT, 'session rows refused by the test'); END;"
+                    }
+                };
+                state.storage.debug_execute(sql).expect("the trigger");
+            }
+        }
+    }
 }
 
 /// The shared store as it is, except for its [`Meddling`].
@@ -273,17 +311,16 @@ impl EphemeralStore for MeddledStore {
     async fn delete(&self, key: &str) -> Result<(), EphemeralError> {
         match self.meddling {
             Meddling::FailWrites => Err(switched_off()),
-            Meddling::RevokeBeforeLanding { .. } => self.inner.delete(key).await,
+            Meddling::BeforeLanding { .. } => self.inner.delete(key).await,
         }
     }
     async fn counted(&self, limits: &[Limit], then: Then<'_>) -> Result<Counted, EphemeralError> {
         match (&self.meddling, then) {
             (Meddling::FailWrites, _) => return Err(switched_off()),
             (
-                Meddling::RevokeBeforeLanding {
+                Meddling::BeforeLanding {
                     state,
-                    user_id,
-                    key_id,
+                    then,
                     landed,
                 },
                 Then::Write { set: [entry], .. },
@@ -291,13 +328,7 @@ impl EphemeralStore for MeddledStore {
                 let first = landed.lock().unwrap().is_none();
                 if first {
                     *landed.lock().unwrap() = Some(entry.key.to_string());
-                    let actor = Actor {
-                        id: format!("user:{user_id}"),
-                        ip: None,
-                    };
-                    members::revoke_key(state, &actor, user_id, true, key_id)
-                        .await
-                        .expect("the revocation");
+                    then.happen(state).await;
                 }
             }
             _ => {}
@@ -309,12 +340,13 @@ impl EphemeralStore for MeddledStore {
     }
 }
 
-/// A key revoked while a sign-in with it is under way leaves no live session behind,
-/// whichever of the two lands first: the sign-in makes its session live before it
-/// records it, so the revocation either lists it (and ends it) or comes first (and the
-/// record is refused, the live session deleted).
-#[actix_web::test]
-async fn a_key_revoked_during_its_sign_in_leaves_no_live_session() {
+/// Signs the admin in through `signin::finish` with a shared store that lets `then`
+/// happen just before the new session lands. Returns the finish's outcome, whether the
+/// session it made live still is, the member's signed-in session rows before and after,
+/// and the audit's last event's action.
+async fn sign_in_while(
+    then: impl FnOnce(&str, String) -> Landing,
+) -> (bool, bool, [usize; 2], String) {
     let ca = trusted_ca();
     let app = app_trusting(&ca).await;
     let (mut cred, user_id) = admin_with_key(&app, &SoftAuthenticator::new(&ca.ca)).await;
@@ -322,12 +354,18 @@ async fn a_key_revoked_during_its_sign_in_leaves_no_live_session() {
     let mut browser = app.client();
     let (csrf, options) = start(&mut browser, None).await;
     let body = assertion_body(&mut cred, &app, &options, &user_id, |_| {});
+    let signed_in_rows = || async {
+        let (uid, now) = (user_id.clone(), app.state.now());
+        let rows = app.state.storage.run(move |s| s.live_sessions(&uid, now));
+        let rows = rows.await.unwrap();
+        rows.iter().filter(|s| s.key_id.is_some()).count()
+    };
+    let before = signed_in_rows().await;
     let store = Arc::new(MeddledStore {
         inner: app.state.ephemeral.clone(),
-        meddling: Meddling::RevokeBeforeLanding {
+        meddling: Meddling::BeforeLanding {
             state: Box::new(app.state.clone()),
-            user_id: user_id.clone(),
-            key_id,
+            then: then(&user_id, key_id),
             landed: std::sync::Mutex::new(None),
         },
     });
@@ -345,7 +383,7 @@ async fn a_key_revoked_during_its_sign_in_leaves_no_live_session() {
     )
     .await;
 
-    let Meddling::RevokeBeforeLanding { landed, .. } = &store.meddling else {
+    let Meddling::BeforeLanding { landed, .. } = &store.meddling else {
         unreachable!()
     };
     let landed = landed
@@ -353,21 +391,41 @@ async fn a_key_revoked_during_its_sign_in_leaves_no_live_session() {
         .unwrap()
         .clone()
         .expect("a session was made live");
-    assert!(
-        app.state.ephemeral.get(&landed).await.unwrap().is_none(),
-        "its session is not live"
-    );
-    assert!(finished.is_err(), "the sign-in is refused");
-    let now = app.state.now();
-    let listed = app
-        .state
-        .storage
-        .run(move |s| s.live_sessions(&user_id, now))
-        .await
-        .unwrap();
-    assert!(listed.iter().all(|s| s.key_id.is_none()), "{listed:?}");
-    let events = audit_events(&app).await;
-    let last = events.last().unwrap();
-    assert_eq!(last.action, "signin.refused", "{last:?}");
+    let live = app.state.ephemeral.get(&landed).await.unwrap().is_some();
+    let after = signed_in_rows().await;
+    let last = audit_events(&app).await.last().unwrap().action.clone();
     app.stop().await;
+    (finished.is_ok(), live, [before, after], last)
+}
+
+/// A key revoked while a sign-in with it is under way leaves no live session behind,
+/// whichever of the two lands first: the sign-in makes its session live before it
+/// records it, so the revocation either lists it (and ends it) or comes first (and the
+/// record is refused, the live session deleted).
+#[actix_web::test]
+async fn a_key_revoked_during_its_sign_in_leaves_no_live_session() {
+    let (finished, live, rows, last) = sign_in_while(|user_id, key_id| Landing::Revoke {
+        user_id: user_id.to_string(),
+        key_id,
+    })
+    .await;
+    assert!(!finished, "the sign-in is refused");
+    assert!(!live, "its session is not live");
+    assert_eq!(
+        rows,
+        [1, 0],
+        "the enrolment's session ended, no other listed"
+    );
+    assert_eq!(last, "signin.refused");
+}
+
+/// A sign-in whose record the database fails to write leaves no live session behind
+/// either, and no trace of a success.
+#[actix_web::test]
+async fn a_sign_in_the_database_fails_to_record_leaves_no_live_session() {
+    let (finished, live, rows, last) = sign_in_while(|_, _| Landing::RefuseSessionRows).await;
+    assert!(!finished, "the sign-in fails");
+    assert!(!live, "its session is not live");
+    assert_eq!(rows, [1, 1], "only the enrolment's session is listed");
+    assert_ne!(last, "signin.success");
 }
