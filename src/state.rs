@@ -92,7 +92,10 @@ impl AppState {
 
 /// The TCP peer, or, when the peer is a trusted proxy, the right-most address in
 /// `X-Forwarded-For` that is not a trusted proxy (addresses further left were written by
-/// the client and prove nothing).
+/// the client and prove nothing). `forwarded_for` is every line of the header, in order,
+/// joined by commas. A hop that is not an address (`ip` or `ip:port`) ends the walk at the
+/// last trusted proxy reached: what lies left of it cannot be read, so nothing there is
+/// believed.
 pub fn resolve_client(
     proxies: &[(std::net::IpAddr, u8)],
     peer: std::net::IpAddr,
@@ -102,17 +105,23 @@ pub fn resolve_client(
     if !trusted(&peer) {
         return peer;
     }
-    let hops: Vec<std::net::IpAddr> = forwarded_for
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|h| h.trim().parse().ok())
-        .collect();
-    hops.iter()
-        .rev()
-        .find(|ip| !trusted(ip))
-        .or(hops.first())
-        .copied()
-        .unwrap_or(peer)
+    let address = |hop: &str| {
+        let hop = hop.trim();
+        hop.parse::<std::net::IpAddr>()
+            .or_else(|_| hop.parse::<std::net::SocketAddr>().map(|s| s.ip()))
+            .ok()
+    };
+    let mut client = peer;
+    for hop in forwarded_for.unwrap_or_default().rsplit(',') {
+        if !trusted(&client) {
+            break;
+        }
+        match address(hop) {
+            Some(ip) => client = ip,
+            None => break,
+        }
+    }
+    client
 }
 
 fn in_range(ip: &std::net::IpAddr, (net, len): &(std::net::IpAddr, u8)) -> bool {
@@ -167,6 +176,29 @@ mod tests {
         // A proxy with no header: the proxy itself.
         assert_eq!(
             resolve_client(&proxies, ip("10.0.0.2"), None),
+            ip("10.0.0.2")
+        );
+        // Every hop trusted: the left-most, an internal client.
+        assert_eq!(
+            resolve_client(&proxies, ip("10.0.0.2"), Some("10.9.9.9, 10.0.0.3")),
+            ip("10.9.9.9")
+        );
+        // Ports are allowed; a hop that is no address stops the walk at the proxy before
+        // it, never at what the client wrote further left.
+        assert_eq!(
+            resolve_client(&proxies, ip("10.0.0.2"), Some("6.6.6.6, 198.51.100.7:4711")),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            resolve_client(&proxies, ip("10.0.0.2"), Some("[2001:db8::7]:443")),
+            ip("2001:db8::7")
+        );
+        assert_eq!(
+            resolve_client(&proxies, ip("10.0.0.2"), Some("6.6.6.6, unknown, 10.0.0.3")),
+            ip("10.0.0.3")
+        );
+        assert_eq!(
+            resolve_client(&proxies, ip("10.0.0.2"), Some("")),
             ip("10.0.0.2")
         );
         // No proxies configured: always the peer.

@@ -23,12 +23,16 @@ fn app_state(req: &HttpRequest) -> Result<AppState, Error> {
 /// (`server.trusted_proxies`).
 pub fn client_ip(req: &HttpRequest) -> Option<String> {
     let peer = req.peer_addr()?.ip();
-    let forwarded = req
+    // Every line of the header, in order: a proxy may add a line of its own rather than
+    // append to the client's. A line that is not text reads as no address.
+    let lines: Vec<&str> = req
         .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
+        .get_all("x-forwarded-for")
+        .map(|v| v.to_str().unwrap_or("?"))
+        .collect();
+    let forwarded = (!lines.is_empty()).then(|| lines.join(","));
     Some(match app_state(req) {
-        Ok(state) => state.client_addr(peer, forwarded).to_string(),
+        Ok(state) => state.client_addr(peer, forwarded.as_deref()).to_string(),
         Err(_) => peer.to_string(),
     })
 }

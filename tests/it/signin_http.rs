@@ -324,6 +324,72 @@ async fn adding_or_revoking_keys_needs_a_recent_touch() {
     app.stop().await;
 }
 
+/// Behind a trusted proxy the limit follows the address the proxy saw, however the
+/// client writes `X-Forwarded-For`: a line of its own sent before the proxy's, or a
+/// forged address left of one the proxy cannot have written, changes nothing.
+#[actix_web::test]
+async fn the_sign_in_limit_holds_behind_a_proxy_whatever_the_client_forwards() {
+    let app = TestApp::builder()
+        .with_toml("[server]\ntrusted_proxies = [\"127.0.0.1/32\"]")
+        .with("rate_limit.ceremonies_per_minute", "3")
+        .start()
+        .await;
+    let mut client = app.client();
+    let page = client.get("/").await;
+    let csrf = csrf_of(&page.body);
+    let mut statuses = Vec::new();
+    for n in 0..6 {
+        let forged = format!("203.0.113.{n}");
+        // Even attempts: the client's own line first, the proxy's (the real client)
+        // after it. Odd ones: a forged address left of a hop that is no address.
+        let headers: Vec<(&str, String)> = if n % 2 == 0 {
+            vec![
+                ("X-Forwarded-For", forged),
+                ("X-Forwarded-For", "198.51.100.7".into()),
+            ]
+        } else {
+            vec![("X-Forwarded-For", format!("{forged}, unknown"))]
+        };
+        let mut all = headers;
+        all.push(("X-CSRF-Token", csrf.clone()));
+        let r = client
+            .post_with(
+                "/api/signin/begin",
+                &all,
+                "application/json",
+                b"{}".to_vec(),
+            )
+            .await;
+        statuses.push(r.status);
+    }
+    // Attempts from 198.51.100.7 (0, 2, 4) and from the proxy itself (1, 3, 5) each
+    // have their own three.
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 200], "{statuses:?}");
+    let r = client
+        .post_with(
+            "/api/signin/begin",
+            &[
+                ("X-Forwarded-For", "192.0.2.99".into()),
+                ("X-Forwarded-For", "198.51.100.7".into()),
+                ("X-CSRF-Token", csrf.clone()),
+            ],
+            "application/json",
+            b"{}".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    let r = client
+        .post_with(
+            "/api/signin/begin",
+            &[("X-CSRF-Token", csrf.clone())],
+            "application/json",
+            b"{}".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 429, "the proxy's own address: {}", r.body);
+    app.stop().await;
+}
+
 /// SPEC §7: sign-in attempts are limited per address in the shared store, `begin` and
 /// `finish` both counting. A `finish` past the limit is refused and changes nothing but
 /// the count: its challenge stays for the rest of its short life; a new minute lets the

@@ -296,8 +296,9 @@ impl Client {
         if !self.cookies.is_empty() {
             req = req.insert_header(("Cookie", self.cookie_header()));
         }
+        // Appended: a header named twice is sent as two lines.
         for (k, v) in headers {
-            req = req.insert_header((*k, v.clone()));
+            req = req.append_header((*k, v.clone()));
         }
         let mut res = match body {
             Some((ctype, bytes)) => req
