@@ -5,5 +5,6 @@ pub mod bin;
 pub mod browser;
 pub mod db;
 pub mod fixtures;
+pub mod meddled;
 pub mod oidc;
 pub mod saml;
