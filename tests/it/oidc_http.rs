@@ -5,9 +5,11 @@
 //! `oidc_http_errors`, policy (prompt, max_age, acr, workspaces) in `oidc_http_policy`,
 //! userinfo/introspection/revocation/logout/rotation in `oidc_http_endpoints`.
 
+use base64::Engine;
 use openidconnect::Nonce;
 
 use crate::enrolment_http::audit_events;
+use crate::support::meddled::{MeddledStore, Meddling};
 use crate::support::oidc::*;
 
 #[actix_web::test]
@@ -124,6 +126,44 @@ async fn code_flow_with_pkce_verified_by_an_independent_relying_party() {
             "a token value reached the audit log"
         );
     }
+    p.app.stop().await;
+}
+
+/// A refresh the shared store fails (the new access token's entry cannot be stored) spends
+/// nothing: the client's retry with the same refresh token is served, not taken for a
+/// reuse that would revoke the family.
+#[actix_web::test]
+async fn a_refresh_the_shared_store_fails_can_be_retried() {
+    let mut p = provider().await;
+    let first = p.tokens().await;
+    let rt1 = first["refresh_token"].as_str().unwrap();
+    let mut failing = p.app.state.clone();
+    failing.ephemeral = std::sync::Arc::new(MeddledStore {
+        inner: p.app.state.ephemeral.clone(),
+        meddling: Meddling::FailSets,
+    });
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{}", p.secret));
+    let body = form(&[("grant_type", "refresh_token"), ("refresh_token", rt1)]);
+    let failed = keygate::service::oidc::token::token(
+        &failing,
+        &body,
+        Some(&format!("Basic {basic}")),
+        None,
+    )
+    .await;
+    assert!(failed.is_err(), "the shared store failed the refresh");
+
+    let r = p.refresh(CLIENT_ID, rt1).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let second = r.json();
+    let at = second["access_token"].as_str().unwrap();
+    assert_eq!(p.userinfo(at).await.status, 200);
+    let events = audit_events(&p.app).await;
+    assert!(
+        events.iter().all(|e| e.action != "oidc.reuse_detected"),
+        "{events:?}"
+    );
     p.app.stop().await;
 }
 

@@ -299,15 +299,12 @@ fn access_entry_ttl(state: &AppState) -> std::time::Duration {
     std::time::Duration::from_secs(ttl)
 }
 
-async fn remember_access_token(
-    state: &AppState,
-    issued: &IssuedTokens,
-    grant_id: &str,
-) -> Result<(), Failure> {
+/// Stores the entry that keeps the access token `jti` alive (its grant ID).
+async fn remember_access_token(state: &AppState, jti: &str, grant_id: &str) -> Result<(), Failure> {
     state
         .ephemeral
         .set_ex(
-            &access_token_key(&issued.access_token.jti),
+            &access_token_key(jti),
             grant_id.as_bytes(),
             access_entry_ttl(state),
         )
@@ -534,7 +531,7 @@ async fn code_reused(state: &AppState, used: &UsedCode, ip: Option<String>) -> R
 }
 
 enum Refreshed {
-    Issued(Box<IssuedTokens>, String),
+    Issued(Box<IssuedTokens>),
     Refused(OidcError),
     Reused,
 }
@@ -552,6 +549,20 @@ async fn refresh(
     let (client_id, workspace) = (client.client_id.clone(), client.workspace_id.clone());
     let now = state.clock.now();
     let at = now.unix_timestamp();
+    // The new access token's entry is stored before the refresh token is used up: a
+    // shared store that fails then fails the request with nothing spent, and the client's
+    // retry is not taken for a reuse. An entry whose refresh is then refused names a token
+    // nobody holds, and expires with it.
+    let jti = tokens::new_jti()?;
+    let looked_up = digest.clone();
+    let family = state
+        .storage
+        .run(move |s| s.refresh_token(&looked_up))
+        .await?
+        .map(|row| row.grant_id);
+    if let Some(grant_id) = &family {
+        remember_access_token(state, &jti, grant_id).await?;
+    }
     let outcome = state
         .storage
         .run(move |s| {
@@ -560,6 +571,10 @@ async fn refresh(
                 let Some(row) = tx.refresh_token(&digest)? else {
                     return refuse("the refresh token is unknown");
                 };
+                if family.as_ref() != Some(&row.grant_id) {
+                    // Rows are never re-pointed; this only guards the entry stored above.
+                    return refuse("the refresh token is unknown");
+                }
                 if row.client_id != client_id {
                     return refuse("the refresh token was issued to another client");
                 }
@@ -636,11 +651,15 @@ async fn refresh(
                     // Another request exchanged it a moment ago: that is reuse too.
                     return reused(tx);
                 }
-                let issued =
-                    tokens::issue(&settings, &keys.set, &grant, Exchange::RefreshToken, now)
-                        .map_err(|e| {
-                            StorageError::Backend(format!("signing: {}", e.description()))
-                        })?;
+                let issued = tokens::issue_with_jti(
+                    &settings,
+                    &keys.set,
+                    &grant,
+                    Exchange::RefreshToken,
+                    jti.clone(),
+                    now,
+                )
+                .map_err(|e| StorageError::Backend(format!("signing: {}", e.description())))?;
                 if let Some(t) = &issued.refresh_token {
                     tx.insert_refresh_token(&RefreshTokenRecord {
                         digest: t.digest.clone(),
@@ -674,15 +693,12 @@ async fn refresh(
                     ),
                     at,
                 )?;
-                Ok(Refreshed::Issued(Box::new(issued), row.grant_id.clone()))
+                Ok(Refreshed::Issued(Box::new(issued)))
             })
         })
         .await?;
     match outcome {
-        Refreshed::Issued(issued, grant_id) => {
-            remember_access_token(state, &issued, &grant_id).await?;
-            to_json(&issued.response())
-        }
+        Refreshed::Issued(issued) => to_json(&issued.response()),
         Refreshed::Refused(e) => Err(e.into()),
         Refreshed::Reused => {
             tracing::warn!(oidc.client = %client.client_id, "a used refresh token came back; its family is revoked");
