@@ -39,16 +39,22 @@ pub enum ClientAuth {
     },
 }
 
-impl std::fmt::Debug for ClientAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let method = match self {
+impl ClientAuth {
+    /// The method's name as discovery lists it (`token_endpoint_auth_methods_supported`).
+    pub fn method(&self) -> &'static str {
+        match self {
             ClientAuth::Basic { .. } => "client_secret_basic",
             ClientAuth::Post { .. } => "client_secret_post",
             ClientAuth::None { .. } => "none",
             ClientAuth::Jwt { .. } => "private_key_jwt",
-        };
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientAuth")
-            .field("method", &method)
+            .field("method", &self.method())
             .field("client_id", &self.client_id())
             .finish_non_exhaustive()
     }

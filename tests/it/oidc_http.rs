@@ -191,12 +191,21 @@ async fn refresh_rotates_and_a_reused_refresh_token_revokes_the_family() {
         200
     );
 
-    // Another client cannot use it, and that does not spend it.
+    // Another client cannot use it, and that does not spend it; the attempt is audited.
     let r = p.refresh(PUBLIC_ID, rt2).await;
     assert_eq!(
         (r.status, r.json()["error"].as_str()),
         (400, Some("invalid_grant"))
     );
+    let misused = audit_events(&p.app)
+        .await
+        .into_iter()
+        .rev()
+        .find(|e| e.action == "oidc.refused")
+        .expect("the misuse audited");
+    let details: serde_json::Value = serde_json::from_str(&misused.details_json).unwrap();
+    assert_eq!(details["presented_by"], PUBLIC_ID, "{details}");
+    assert_eq!(details["client_id"], CLIENT_ID, "{details}");
 
     // The spent token again: the whole family is revoked.
     let r = p.refresh(CLIENT_ID, rt1).await;

@@ -162,13 +162,23 @@ async fn introspection_and_revocation() {
         p.refresh(CLIENT_ID, rt2).await.json()["error"],
         "invalid_grant"
     );
-    let last = audit_events(&p.app).await.pop().unwrap();
-    assert_eq!(last.action, "oidc.revoked");
-    // Wrong credentials are refused.
+    // The revocation is audited, then the revoked token's use.
+    let events = audit_events(&p.app).await;
+    let actions: Vec<&str> = events
+        .iter()
+        .rev()
+        .take(2)
+        .map(|e| e.action.as_str())
+        .collect();
+    assert_eq!(actions, ["oidc.refused", "oidc.revoked"]);
+    assert!(events.last().unwrap().details_json.contains("revoked"));
+    // Wrong credentials are refused, and audited against the client they named.
     let r = p
         .post_as("/oauth2/revoke", (CLIENT_ID, "nope"), &[("token", rt2)])
         .await;
     assert_eq!(r.status, 401);
+    let last = audit_events(&p.app).await.pop().unwrap();
+    assert_eq!(last.action, "oidc.client_auth_refused");
     p.app.stop().await;
 }
 

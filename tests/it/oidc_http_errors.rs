@@ -169,6 +169,22 @@ async fn token_endpoint_refusals() {
         .post_with("/oauth2/token", &[], ctype, form(&f))
         .await;
     assert_eq!(token_error(&r), (401, "invalid_client".into()));
+    // The wrong secret and the missing one named a registered client: audited, with the
+    // method; the unknown client is not (anonymous callers cannot fill the audit log).
+    let refused: Vec<serde_json::Value> = audit_events(&p.app)
+        .await
+        .into_iter()
+        .filter(|e| e.action == "oidc.client_auth_refused")
+        .map(|e| {
+            assert_eq!(e.subject, format!("oidc_client:{CLIENT_ID}"));
+            serde_json::from_str(&e.details_json).unwrap()
+        })
+        .collect();
+    let methods: Vec<&str> = refused
+        .iter()
+        .map(|d| d["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(methods, ["client_secret_basic", "none"], "{refused:?}");
     // The code was not spent by failed client authentication… it is still usable.
     let r = post(exchange(&code, REDIRECT, &pkce.verifier), CLIENT_ID).await;
     assert_eq!(r.status, 200, "{}", r.body);

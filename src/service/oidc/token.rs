@@ -190,42 +190,73 @@ async fn client_credentials(
     to_json(&tokens::client_token_response(&token, &scopes, now))
 }
 
-/// Checks the client's credentials; every failure is `invalid_client`.
+/// Checks the client's credentials; every failure is `invalid_client`. A failure for a
+/// registered client is audited as `oidc.client_auth_refused` (a wrong secret, a missing
+/// one, a refused assertion: a guessed, stolen or replayed credential); one naming no
+/// registered client is only logged, so that anonymous callers cannot write to the audit
+/// chain at will (the per-address token limit counts both).
 pub(crate) async fn authenticate(
     state: &AppState,
     auth: &ClientAuth,
 ) -> Result<OidcClient, Failure> {
-    let client = clients::find_enabled(state, auth.client_id()).await?;
-    if let ClientAuth::Jwt { assertion, .. } = auth {
-        return assertion_client(state, client, assertion).await;
-    }
-    auth.verify(
-        client
-            .as_ref()
-            .map(|c| (clients::kind(c), c.secret_sha256.as_deref())),
-    )?;
-    client.ok_or_else(|| OidcError::InvalidClient("client authentication failed".into()).into())
+    let Some(client) = clients::find_enabled(state, auth.client_id()).await? else {
+        tracing::info!(
+            oidc.client = auth.client_id(),
+            "client authentication refused: no such enabled client"
+        );
+        return Err(OidcError::InvalidClient("client authentication failed".into()).into());
+    };
+    let refusal = match auth {
+        ClientAuth::Jwt { assertion, .. } => {
+            match assertion_refusal(state, &client, assertion).await? {
+                None => return Ok(client),
+                Some(refusal) => refusal,
+            }
+        }
+        _ => match auth.verify(Some((
+            clients::kind(&client),
+            client.secret_sha256.as_deref(),
+        ))) {
+            Ok(()) => return Ok(client),
+            Err(refusal) => refusal,
+        },
+    };
+    let subject = format!("oidc_client:{}", client.client_id);
+    audit(
+        state,
+        NewAuditEvent {
+            actor: subject.clone(),
+            action: "oidc.client_auth_refused".into(),
+            subject,
+            outcome: Outcome::Refused,
+            reason: Some(refusal.code().into()),
+            details: serde_json::json!({
+                "client_id": client.client_id,
+                "method": auth.method(),
+                "message": refusal.description(),
+            }),
+        },
+    )
+    .await?;
+    Err(refusal.into())
 }
 
 /// `private_key_jwt`: the assertion must verify against the client's registered keys and
 /// its `jti` must be new (kept in the shared store until the assertion expires, so a
-/// replay is refused on every replica). A refused assertion for a registered client is
-/// audited as `oidc.client_auth_refused`: it may be a stolen or replayed credential.
-async fn assertion_client(
+/// replay is refused on every replica). `None` when it does, else why not.
+async fn assertion_refusal(
     state: &AppState,
-    client: Option<OidcClient>,
+    client: &OidcClient,
     assertion: &str,
-) -> Result<OidcClient, Failure> {
-    let refuse = || OidcError::InvalidClient("client authentication failed".into());
-    let Some(client) = client else {
-        return Err(refuse().into());
-    };
+) -> Result<Option<OidcError>, Failure> {
     let Some(keys) = client
         .jwks
         .as_deref()
         .and_then(|j| client_assertion::ClientKeys::parse(j).ok())
     else {
-        return Err(refuse().into());
+        return Ok(Some(OidcError::InvalidClient(
+            "client authentication failed".into(),
+        )));
     };
     let issuer = state.oidc.settings.issuer.as_str();
     let token_endpoint = crate::oidc::discovery::Endpoints::under(issuer).token;
@@ -244,30 +275,13 @@ async fn assertion_client(
             );
             let ttl = std::time::Duration::from_secs((verified.expires_at - now).max(1) as u64);
             if state.ephemeral.set_nx_ex(&key, b"1", ttl).await? {
-                return Ok(client);
+                return Ok(None);
             }
             OidcError::InvalidClient("the client assertion was already used".into())
         }
         Err(e) => e,
     };
-    let subject = format!("oidc_client:{}", client.client_id);
-    audit(
-        state,
-        NewAuditEvent {
-            actor: subject.clone(),
-            action: "oidc.client_auth_refused".into(),
-            subject,
-            outcome: Outcome::Refused,
-            reason: Some(refusal.code().into()),
-            details: serde_json::json!({
-                "client_id": client.client_id,
-                "method": "private_key_jwt",
-                "message": refusal.description(),
-            }),
-        },
-    )
-    .await?;
-    Err(refusal.into())
+    Ok(Some(refusal))
 }
 
 fn event(
@@ -575,9 +589,6 @@ async fn refresh(
                     // Rows are never re-pointed; this only guards the entry stored above.
                     return refuse("the refresh token is unknown");
                 }
-                if row.client_id != client_id {
-                    return refuse("the refresh token was issued to another client");
-                }
                 let details = |kind: &str| {
                     serde_json::json!({
                         "client_id": row.client_id,
@@ -586,6 +597,26 @@ async fn refresh(
                         "ip": ip,
                     })
                 };
+                // A live member's token presented where it should not be (another
+                // client, or after its revocation): refused, and audited, as a token that
+                // may have leaked. Nothing of it is spent.
+                let refuse_audited = |tx: &mut crate::storage::Tx<'_>, message: &str| {
+                    let mut d = details("refresh_token");
+                    d["presented_by"] = serde_json::json!(client_id);
+                    d["message"] = serde_json::json!(message);
+                    let refused = event(
+                        "oidc.refused",
+                        Outcome::Refused,
+                        &row.user_id,
+                        Some("invalid_grant"),
+                        d,
+                    );
+                    tx.append_audit(&refused, at)?;
+                    refuse(message)
+                };
+                if row.client_id != client_id {
+                    return refuse_audited(tx, "the refresh token was issued to another client");
+                }
                 let reused = |tx: &mut crate::storage::Tx<'_>| {
                     tx.revoke_oidc_grant(&row.grant_id, "refresh_token_reuse", at)?;
                     tx.append_audit(
@@ -604,11 +635,11 @@ async fn refresh(
                     return reused(tx);
                 }
                 if row.revoked_at.is_some() {
-                    return refuse("the refresh token was revoked");
+                    return refuse_audited(tx, "the refresh token was revoked");
                 }
                 match tx.oidc_grant(&row.grant_id)? {
                     Some(g) if g.revoked_at.is_none() => {}
-                    _ => return refuse("the refresh token was revoked"),
+                    _ => return refuse_audited(tx, "the refresh token was revoked"),
                 }
                 let Ok(record) = serde_json::from_str::<RefreshRecord>(&row.record) else {
                     return refuse("the refresh token cannot be read");
