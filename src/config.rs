@@ -559,7 +559,57 @@ fn refuse_inline_secrets(file: &toml::Table) -> Result<(), ConfigError> {
             )));
         }
     }
+    // URLs written in the file may say where, not with which password: a URL with one
+    // (in its user part, or as a `password` parameter, as libpq takes it) is refused.
+    for (section, key) in [
+        ("database", "url"),
+        ("ephemeral", "url"),
+        ("alerts", "smtp_url"),
+        ("alerts", "webhook_url"),
+        ("audit", "siem_webhook_url"),
+    ] {
+        let value = file
+            .get(section)
+            .and_then(toml::Value::as_table)
+            .and_then(|t| t.get(key))
+            .and_then(toml::Value::as_str);
+        if value.is_some_and(carries_password) {
+            let env = format!(
+                "{ENV_PREFIX}{}__{}",
+                section.to_ascii_uppercase(),
+                key.to_ascii_uppercase()
+            );
+            let hint = if section == "database" {
+                " (or leave the password to PGPASSWORD or ~/.pgpass)"
+            } else {
+                ""
+            };
+            return Err(ConfigError::Invalid(format!(
+                "{section}.{key} in the config file carries a password: set the URL in {env} instead{hint}"
+            )));
+        }
+    }
     Ok(())
+}
+
+/// Whether a URL carries a password: `scheme://user:password@…` or `?password=…`.
+fn carries_password(url: &str) -> bool {
+    match url::Url::parse(url) {
+        Ok(u) => {
+            u.password().is_some_and(|p| !p.is_empty())
+                || u.query_pairs()
+                    .any(|(k, v)| k == "password" && !v.is_empty())
+        }
+        // Not a URL the parser reads: look for the user-part shape itself.
+        Err(_) => url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split(['/', '?']).next())
+            .is_some_and(|authority| {
+                authority
+                    .rsplit_once('@')
+                    .is_some_and(|(user, _)| user.contains(':'))
+            }),
+    }
 }
 
 impl Config {
@@ -1164,6 +1214,67 @@ mod tests {
             assert!(err.contains(named) && err.contains("_file"), "{err}");
             assert!(!err.contains("inline-secret"), "the secret is not echoed: {err}");
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn passwords_in_urls_written_in_the_file_are_refused() {
+        let dir = std::env::temp_dir().join(format!("kg-url-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keygate.toml");
+        for (toml, named) in [
+            (
+                "[database]\nurl = \"postgres://keygate:hunter2-pw@db.internal/keygate\"\n",
+                "database.url",
+            ),
+            (
+                "[database]\nurl = \"postgres://db.internal/keygate?user=k&password=hunter2-pw\"\n",
+                "database.url",
+            ),
+            (
+                "[ephemeral]\nurl = \"redis://:hunter2-pw@cache.internal:6379\"\n",
+                "ephemeral.url",
+            ),
+            (
+                "[alerts]\nsmtp_url = \"smtps://mailer:hunter2-pw@mail.example.com\"\n",
+                "alerts.smtp_url",
+            ),
+            (
+                "[audit]\nsiem_webhook_url = \"https://kg:hunter2-pw@siem.example.com/in\"\n",
+                "audit.siem_webhook_url",
+            ),
+        ] {
+            std::fs::write(&path, toml).unwrap();
+            let err = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+            assert!(err.contains(named) && err.contains("KEYGATE__"), "{err}");
+            assert!(
+                !err.contains("hunter2"),
+                "the password is not echoed: {err}"
+            );
+        }
+        // Without a password the file may name them; with one, the environment may.
+        std::fs::write(
+            &path,
+            "[database]\nurl = \"postgres://keygate@db.internal/keygate\"\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&path),
+            env(&[(
+                "KEYGATE__EPHEMERAL__URL",
+                "redis://:hunter2-pw@cache.internal:6379",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.database.url.expose_secret(),
+            "postgres://keygate@db.internal/keygate"
+        );
+        assert!(
+            carries_password("redis://:pw@[::1:6379"),
+            "unparsable, still seen"
+        );
+        assert!(!carries_password("sqlite://keygate.db"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

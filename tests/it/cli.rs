@@ -23,18 +23,31 @@ fn write_config(dir: &std::path::Path, db: &str, extra: &str) -> std::path::Path
 #[test]
 fn config_check_accepts_good_and_names_bad_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let good = write_config(
-        dir.path(),
-        "postgres://kg:s3cret-password@db.internal/kg",
-        "",
-    );
-    let (ok, out, err) = run(keygate().args(["config", "check", "--config"]).arg(&good));
+    let good = write_config(dir.path(), "postgres://kg@db.internal/kg", "");
+    let (ok, out, err) = run(keygate()
+        .args(["config", "check", "--config"])
+        .arg(&good)
+        .env(
+            "KEYGATE__DATABASE__URL",
+            "postgres://kg:s3cret-password@db.internal/kg",
+        ));
     assert!(ok, "{err}");
     assert!(out.contains("CLI Org"));
     assert!(
         !out.contains("s3cret-password"),
         "secrets are redacted: {out}"
     );
+    // The same password written in the file: refused, and not echoed.
+    let inline = dir.path().join("inline.toml");
+    std::fs::write(
+        &inline,
+        "[database]\nurl = \"postgres://kg:s3cret-password@db.internal/kg\"\n",
+    )
+    .unwrap();
+    let (ok, out, err) = run(keygate().args(["config", "check", "--config"]).arg(&inline));
+    assert!(!ok);
+    assert!(err.contains("KEYGATE__DATABASE__URL"), "{err}");
+    assert!(!format!("{out}{err}").contains("s3cret-password"));
 
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[session]\nidle_ttl = 5\n").unwrap();
