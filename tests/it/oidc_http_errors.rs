@@ -74,6 +74,32 @@ async fn authorization_requests_that_must_not_redirect_and_those_that_do() {
         "invalid_scope",
         "openid is required"
     );
+    // Every refusal that named the registered client is audited against it (the
+    // unregistered redirect URI first, then the five redirected ones); the unknown client
+    // and the request naming none are not.
+    let refused: Vec<(String, Option<String>)> = audit_events(&p.app)
+        .await
+        .into_iter()
+        .filter(|e| e.action == "oidc.request_refused")
+        .map(|e| {
+            assert_eq!(e.subject, format!("oidc_client:{CLIENT_ID}"));
+            (e.actor, e.reason)
+        })
+        .collect();
+    assert_eq!(refused.len(), 6, "{refused:?}");
+    assert!(refused.iter().all(|(actor, _)| actor.starts_with("user:")));
+    let reasons: Vec<&str> = refused.iter().filter_map(|(_, r)| r.as_deref()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "invalid_request",
+            "invalid_request",
+            "invalid_request",
+            "unsupported_response_type",
+            "invalid_scope",
+            "invalid_scope"
+        ]
+    );
     p.app.stop().await;
 }
 

@@ -67,9 +67,21 @@ pub async fn authorize(
     let view = client.as_ref().map(clients::view);
     let request = match untrusted.validate(view.as_ref(), state.clock.now()) {
         Ok(r) => r,
-        Err(AuthorizeError::Show(e)) => return Ok(Next::Show(e)),
-        Err(AuthorizeError::Redirect(r)) => {
-            return Ok(Next::Redirect(r.location(state.oidc.issuer()).to_string()))
+        Err(refusal) => {
+            // A request naming a registered client is audited against it (an unregistered
+            // redirect URI, a PKCE downgrade: someone may be trying that client); one
+            // naming none is not, so anonymous callers cannot write to the audit chain at
+            // will. The authorization limit, counted above, bounds both.
+            if let Some(c) = &client {
+                let event = request_refused(session, &c.client_id, refusal.error(), &ip);
+                audit(state, event).await?;
+            }
+            return Ok(match refusal {
+                AuthorizeError::Show(e) => Next::Show(e),
+                AuthorizeError::Redirect(r) => {
+                    Next::Redirect(r.location(state.oidc.issuer()).to_string())
+                }
+            });
         }
     };
     let Some(client) = client else {
@@ -150,6 +162,30 @@ async fn signed(state: &AppState, session: Option<&Session>) -> Result<Option<Si
             fips: key.fips,
         }),
     }))
+}
+
+/// An authorization request refused before anyone was asked to sign in.
+fn request_refused(
+    session: Option<&Session>,
+    client_id: &str,
+    error: &OidcError,
+    ip: &Option<String>,
+) -> NewAuditEvent {
+    let actor = session
+        .and_then(|s| s.data.user_id.as_deref())
+        .map_or_else(|| "anonymous".to_string(), |u| format!("user:{u}"));
+    NewAuditEvent {
+        actor,
+        action: "oidc.request_refused".into(),
+        subject: format!("oidc_client:{client_id}"),
+        outcome: Outcome::Refused,
+        reason: Some(error.code().into()),
+        details: serde_json::json!({
+            "client_id": client_id,
+            "message": error.description(),
+            "ip": ip,
+        }),
+    }
 }
 
 fn refused_event(
