@@ -57,7 +57,8 @@ pub struct FinishRequest {
     pub credential: RegistrationResponse,
 }
 
-/// Kept in the ephemeral store between begin and finish, under the session's id.
+/// Kept in the ephemeral store between begin and finish, under the digest of the session's
+/// cookie value (see `ceremony`).
 #[derive(Debug, Serialize, Deserialize)]
 struct Pending {
     challenge: String,
