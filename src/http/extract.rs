@@ -140,13 +140,26 @@ impl FromRequest for AdminSession {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let fut = SignedIn::from_request(req, payload);
         let api = is_api(req);
+        let state = app_state(req);
+        let ip = client_ip(req);
+        // The path, not the query: a query may carry what does not belong in the audit log.
+        let what = format!("{} {}", req.method(), req.path());
         Box::pin(async move {
             let s = fut.await?.0;
             if s.is_admin() {
-                Ok(AdminSession(s))
-            } else {
-                Err(reject(api, Error::Forbidden("this page is for admins")))
+                return Ok(AdminSession(s));
             }
+            let actor = crate::service::Actor::user(s.user_id().unwrap_or_default(), ip);
+            let audited = match state {
+                Ok(state) => crate::service::forbidden(&state, &actor, &what).await,
+                Err(e) => Err(e),
+            };
+            Err(reject(
+                api,
+                audited
+                    .err()
+                    .unwrap_or(Error::Forbidden("this page is for admins")),
+            ))
         })
     }
 }

@@ -51,6 +51,25 @@ impl Actor {
     }
 }
 
+/// A signed-in member who is not an admin asked for an admin page or API: refused (403)
+/// and audited as `admin.forbidden`, since it may be someone probing for more than their
+/// role allows. `what` is the method and path asked for.
+pub async fn forbidden(
+    state: &crate::state::AppState,
+    actor: &Actor,
+    what: &str,
+) -> crate::error::Result<()> {
+    let event = crate::audit::NewAuditEvent {
+        actor: actor.id.clone(),
+        action: "admin.forbidden".into(),
+        subject: actor.id.clone(),
+        outcome: crate::audit::Outcome::Refused,
+        reason: Some("not_admin".into()),
+        details: serde_json::json!({ "request": what, "ip": actor.ip }),
+    };
+    Ok(audit(state, event).await?)
+}
+
 /// Appends one audit event (through the group commit) and waits for it.
 pub(crate) async fn audit(
     state: &crate::state::AppState,

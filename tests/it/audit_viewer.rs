@@ -328,7 +328,36 @@ async fn audit_viewer_escapes_details_and_refuses_bad_filters_and_non_admins() {
     assert_eq!(enrolled.status, 200, "{}", enrolled.body);
     assert_eq!(mia.get("/api/admin/audit").await.status, 403);
     assert_eq!(mia.get("/api/admin/audit/export").await.status, 403);
-    assert_eq!(mia.get("/admin/audit").await.status, 403);
+    assert_eq!(
+        mia.get("/admin/audit?actor=secret-filter").await.status,
+        403
+    );
+    // Each refusal is audited on the member, with what was asked (the path, not the query).
+    let storage = app.state.storage.clone();
+    let forbidden: Vec<_> = storage
+        .run(|s| s.audit_range(0, i64::MAX, 10_000))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "admin.forbidden")
+        .collect();
+    let asked: Vec<String> = forbidden
+        .iter()
+        .map(|e| {
+            assert!(e.actor.starts_with("user:"), "{e:?}");
+            assert_eq!(e.actor, e.subject);
+            let d: serde_json::Value = serde_json::from_str(&e.details_json).unwrap();
+            d["request"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            "GET /api/admin/audit",
+            "GET /api/admin/audit/export",
+            "GET /admin/audit"
+        ]
+    );
     let nav = mia.get("/me").await;
     assert!(
         !nav.body.contains("/admin/audit"),
