@@ -135,14 +135,15 @@ fn relay_state(value: Option<String>) -> Result<Option<String>, SamlError> {
     }
 }
 
-/// One `name=value` pair of a query, value percent-decoded (`+` is a space, as browsers
-/// and SAML libraries encode it).
-fn decode_component(raw: &str) -> Result<String, SamlError> {
-    let plus = raw.replace('+', " ");
-    url::form_urlencoded::parse(format!("v={plus}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .ok_or_else(|| malformed("a query parameter cannot be decoded"))
+/// One name or value of a query or form, percent-decoded (`+` is a space, as browsers and
+/// SAML libraries encode it). Escapes that decode to no UTF-8 are refused, not replaced:
+/// a RelayState goes back to the SP as it came.
+pub fn decode_component(raw: &str) -> Result<String, SamlError> {
+    let spaced = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|v| v.into_owned())
+        .map_err(|_| malformed("a query parameter is not UTF-8 once decoded"))
 }
 
 /// HTTP-Redirect: `raw_query` exactly as received.

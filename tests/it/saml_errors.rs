@@ -128,6 +128,33 @@ async fn undecodable_messages_are_refused() {
     let xml = request("_a1", SP, ACS, &instant(0));
     let q = format!("SAMLRequest={}&SigAlg=x", enc(&b64(&deflate(&xml))));
     refused(&idp, &redirect(&mut browser, &q).await, "saml_malformed").await;
+    // A RelayState whose escapes decode to no UTF-8 is refused, not repaired and echoed,
+    // on both bindings; so is a POST form that repeats SAMLRequest.
+    let xml = request("_a2", SP, ACS, &instant(0));
+    let q = format!(
+        "SAMLRequest={}&RelayState=home%FF",
+        enc(&b64(&deflate(&xml)))
+    );
+    refused(&idp, &redirect(&mut browser, &q).await, "saml_malformed").await;
+    let ctype = "application/x-www-form-urlencoded";
+    let xml = request("_a3", SP, ACS, &instant(0));
+    let field = enc(&b64(xml.as_bytes()));
+    for body in [
+        format!("SAMLRequest={field}&RelayState=home%C3%28"),
+        format!("SAMLRequest={field}&SAMLRequest={field}"),
+    ] {
+        let r = browser
+            .post_with("/saml/sso", &[], ctype, body.into_bytes())
+            .await;
+        refused(&idp, &r, "saml_malformed").await;
+    }
+    // The same request with a readable RelayState goes through.
+    let body = format!("SAMLRequest={field}&RelayState=home%C3%A9");
+    let r = browser
+        .post_with("/saml/sso", &[], ctype, body.into_bytes())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("value=\"homeé\""), "{}", r.body);
     idp.p.app.stop().await;
 }
 

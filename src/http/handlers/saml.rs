@@ -77,15 +77,7 @@ pub async fn sso_post(
     session: MaybeSession,
     body: web::Bytes,
 ) -> Result<HttpResponse, PageError> {
-    let (mut saml_request, mut relay_state) = (None, None);
-    for (name, value) in url::form_urlencoded::parse(&body) {
-        match name.as_ref() {
-            "SAMLRequest" => saml_request = Some(value.into_owned()),
-            "RelayState" => relay_state = Some(value.into_owned()),
-            _ => {}
-        }
-    }
-    let received = sso::from_post(saml_request.as_deref(), relay_state);
+    let received = sso::from_post_form(&body);
     let next = sso::receive(&state, session.0.as_ref(), received, client_ip(&req)).await?;
     answer(next, &session)
 }

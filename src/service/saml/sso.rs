@@ -243,20 +243,13 @@ pub struct IdpInitiated {
 /// Reads `/saml/idp-initiated`'s raw query. Percent-escapes that decode to something
 /// other than UTF-8 are refused rather than replaced: the RelayState goes on to the SP.
 pub fn from_idp_initiated(raw_query: &str) -> std::result::Result<IdpInitiated, SamlError> {
-    let malformed = || SamlError::Malformed("the query string is not UTF-8 once decoded".into());
+    let decode = crate::saml::request::decode_component;
     let mut asked = IdpInitiated {
         sp: String::new(),
         relay_state: None,
     };
     for pair in raw_query.split('&') {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |s: &str| {
-            let spaced = s.replace('+', " ");
-            percent_encoding::percent_decode_str(&spaced)
-                .decode_utf8()
-                .map(|v| v.into_owned())
-                .map_err(|_| malformed())
-        };
         match decode(name)?.as_str() {
             "sp" => asked.sp = decode(value)?,
             "RelayState" => asked.relay_state = Some(decode(value)?),
@@ -694,6 +687,28 @@ async fn issue(
 /// Decodes a request from the redirect binding's raw query.
 pub fn from_redirect(raw_query: &str) -> std::result::Result<Received, SamlError> {
     request::from_redirect(raw_query)
+}
+
+/// Decodes a request from the POST binding's raw form body: `SAMLRequest` once, an
+/// optional `RelayState` once, each decoding to UTF-8 (a form that repeats either, or does
+/// not decode, is malformed).
+pub fn from_post_form(body: &[u8]) -> std::result::Result<Received, SamlError> {
+    let decode = crate::saml::request::decode_component;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| SamlError::Malformed("the form is not UTF-8 text".into()))?;
+    let (mut saml_request, mut relay_state) = (None, None);
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match decode(name)?.as_str() {
+            "SAMLRequest" => &mut saml_request,
+            "RelayState" => &mut relay_state,
+            _ => continue,
+        };
+        if slot.replace(decode(value)?).is_some() {
+            return Err(SamlError::Malformed("a form field is repeated".into()));
+        }
+    }
+    from_post(saml_request.as_deref(), relay_state)
 }
 
 /// Decodes a request from the POST binding's form.
