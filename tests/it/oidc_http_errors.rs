@@ -74,9 +74,14 @@ async fn authorization_requests_that_must_not_redirect_and_those_that_do() {
         "invalid_scope",
         "openid is required"
     );
+    // A `state` whose escapes decode to no UTF-8: shown, not sent back repaired.
+    let undecodable = authorize_path(CLIENT_ID, REDIRECT, "openid", &ch, &[]) + "&state=s%FF1";
+    let r = browser.get(&undecodable).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.header("location").is_none());
     // Every refusal that named the registered client is audited against it (the
-    // unregistered redirect URI first, then the five redirected ones); the unknown client
-    // and the request naming none are not.
+    // unregistered redirect URI first, then the five redirected ones, then the
+    // undecodable one); the unknown client and the request naming none are not.
     let refused: Vec<(String, Option<String>)> = audit_events(&p.app)
         .await
         .into_iter()
@@ -86,7 +91,7 @@ async fn authorization_requests_that_must_not_redirect_and_those_that_do() {
             (e.actor, e.reason)
         })
         .collect();
-    assert_eq!(refused.len(), 6, "{refused:?}");
+    assert_eq!(refused.len(), 7, "{refused:?}");
     assert!(refused.iter().all(|(actor, _)| actor.starts_with("user:")));
     let reasons: Vec<&str> = refused.iter().filter_map(|(_, r)| r.as_deref()).collect();
     assert_eq!(
@@ -97,7 +102,8 @@ async fn authorization_requests_that_must_not_redirect_and_those_that_do() {
             "invalid_request",
             "unsupported_response_type",
             "invalid_scope",
-            "invalid_scope"
+            "invalid_scope",
+            "invalid_request"
         ]
     );
     p.app.stop().await;

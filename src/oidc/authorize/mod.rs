@@ -200,6 +200,9 @@ pub fn code_location(redirect_uri: &Url, code: &str, state: Option<&str>, issuer
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UntrustedAuthorizationRequest {
     pairs: Vec<(String, String)>,
+    /// Some name or value's escapes decode to no UTF-8 (kept, repaired, only to find the
+    /// client; the request itself is refused).
+    undecodable: bool,
 }
 
 impl UntrustedAuthorizationRequest {
@@ -215,12 +218,30 @@ impl UntrustedAuthorizationRequest {
                 .into_iter()
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
+            undecodable: false,
         }
     }
 
-    /// From a raw (percent-encoded) query string.
+    /// From a raw (percent-encoded) query string, `+` a space.
     pub fn from_query(query: &str) -> Self {
-        Self::from_pairs(url::form_urlencoded::parse(query.as_bytes()).into_owned())
+        let mut undecodable = false;
+        let mut decode = |s: &str| {
+            let spaced = s.replace('+', " ");
+            let bytes = percent_encoding::percent_decode_str(&spaced).collect::<Vec<u8>>();
+            String::from_utf8(bytes).unwrap_or_else(|e| {
+                undecodable = true;
+                String::from_utf8_lossy(e.as_bytes()).into_owned()
+            })
+        };
+        let pairs: Vec<(String, String)> = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|pair| {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (decode(name), decode(value))
+            })
+            .collect();
+        UntrustedAuthorizationRequest { pairs, undecodable }
     }
 
     fn count(&self, name: &str) -> usize {
@@ -257,6 +278,13 @@ impl UntrustedAuthorizationRequest {
         client: Option<&ClientView>,
         now: OffsetDateTime,
     ) -> Result<AuthorizationRequest, AuthorizeError> {
+        // 0. A query that does not decode is shown, never redirected: its `state` and
+        // redirect URI cannot be echoed as sent.
+        if self.undecodable {
+            return Err(AuthorizeError::Show(OidcError::InvalidRequest(
+                "the authorization request's query is not UTF-8 once decoded".into(),
+            )));
+        }
         // 1. Client and redirect URI: failures here are shown, never redirected.
         let client_id = self.client_id().map_err(AuthorizeError::Show)?;
         let client = match client {
