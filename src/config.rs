@@ -70,6 +70,10 @@ pub struct ServerConfig {
     /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed.
     /// Empty: the TCP peer is the client.
     pub trusted_proxies: Vec<String>,
+    /// Peers (addresses or CIDR ranges) `GET /metrics` answers, when asked directly (a
+    /// request carrying `X-Forwarded-For` or `Forwarded` came through a proxy and gets a
+    /// 404). Empty: nobody.
+    pub metrics_allow: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -466,6 +470,7 @@ impl Default for ServerConfig {
             workers: 0,
             shutdown_timeout_secs: 10,
             trusted_proxies: Vec::new(),
+            metrics_allow: vec!["127.0.0.1/32".into(), "::1/128".into()],
         }
     }
 }
@@ -669,10 +674,13 @@ impl Config {
                 self.server.bind
             ));
         }
-        for p in &self.server.trusted_proxies {
-            if parse_cidr(p).is_none() {
+        for (key, list) in [
+            ("trusted_proxies", &self.server.trusted_proxies),
+            ("metrics_allow", &self.server.metrics_allow),
+        ] {
+            if let Some(p) = list.iter().find(|p| parse_cidr(p).is_none()) {
                 return invalid(format!(
-                    "server.trusted_proxies: `{p}` is not an address or CIDR range"
+                    "server.{key}: `{p}` is not an address or CIDR range"
                 ));
             }
         }

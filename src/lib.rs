@@ -14,6 +14,7 @@ pub mod ephemeral;
 pub mod error;
 pub mod http;
 pub mod managed_config;
+pub mod metrics;
 pub mod oidc;
 pub mod saml;
 pub mod service;
@@ -141,12 +142,11 @@ pub async fn build(
     let saml_keys =
         service::saml::keys::KeyCache::load(&storage, now, config.saml.key_reload_secs).await?;
     let saml = service::saml::Idp::new(&config, saml_keys)?;
-    let proxies: Vec<(std::net::IpAddr, u8)> = config
-        .server
-        .trusted_proxies
-        .iter()
-        .filter_map(|p| config::parse_cidr(p))
-        .collect();
+    let ranges = |list: &[String]| -> Vec<(std::net::IpAddr, u8)> {
+        list.iter().filter_map(|p| config::parse_cidr(p)).collect()
+    };
+    let proxies = ranges(&config.server.trusted_proxies);
+    let metrics_allow = ranges(&config.server.metrics_allow);
     let state = AppState {
         config: Arc::new(config),
         storage,
@@ -156,6 +156,8 @@ pub async fn build(
         origin: origin.into(),
         rp_id: rp_id.into(),
         proxies: proxies.into(),
+        metrics: Arc::default(),
+        metrics_allow: metrics_allow.into(),
         lookup_key: lookup_key.into_bytes().into(),
         alerts: Arc::new(alerts),
         oidc: Arc::new(oidc),

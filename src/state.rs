@@ -36,6 +36,10 @@ pub struct AppState {
     pub rp_id: Arc<str>,
     /// Parsed `server.trusted_proxies`.
     pub proxies: Arc<[(std::net::IpAddr, u8)]>,
+    /// This process's request metrics (`GET /metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Parsed `server.metrics_allow`: the peers `/metrics` answers.
+    pub metrics_allow: Arc<[(std::net::IpAddr, u8)]>,
     /// Deployment-wide secret for keyed digests (stored in the database).
     pub lookup_key: Arc<[u8]>,
     /// Webhook and e-mail alerts on new sessions (`[alerts]`).
@@ -101,7 +105,7 @@ pub fn resolve_client(
     peer: std::net::IpAddr,
     forwarded_for: Option<&str>,
 ) -> std::net::IpAddr {
-    let trusted = |ip: &std::net::IpAddr| proxies.iter().any(|net| in_range(ip, net));
+    let trusted = |ip: &std::net::IpAddr| in_ranges(proxies, ip);
     if !trusted(&peer) {
         return peer;
     }
@@ -122,6 +126,11 @@ pub fn resolve_client(
         }
     }
     client
+}
+
+/// Whether `ip` lies in one of `ranges`.
+pub fn in_ranges(ranges: &[(std::net::IpAddr, u8)], ip: &std::net::IpAddr) -> bool {
+    ranges.iter().any(|net| in_range(ip, net))
 }
 
 fn in_range(ip: &std::net::IpAddr, (net, len): &(std::net::IpAddr, u8)) -> bool {

@@ -77,6 +77,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(health::healthz)
     .service(health::readyz)
+    .service(health::metrics)
     // The router tries routes in order: protocol endpoints and sign-in, which carry the
     // load, before the admin pages with path parameters (each one a regex to try).
     .service(oidc::discovery)
@@ -192,21 +193,25 @@ pub fn app(
     >,
 > {
     let https = state.config.cookies_secure();
+    let metrics = state.metrics.clone();
     actix_web::App::new()
         .app_data(web::Data::new(state))
         .wrap(security_headers(https))
-        .wrap_fn(|req, srv| {
+        .wrap_fn(move |req, srv| {
             let started = Instant::now();
             let method = req.method().to_string();
             let route = req.match_pattern().unwrap_or_else(|| "<unmatched>".into());
             let fut = srv.call(req);
+            let metrics = metrics.clone();
             async move {
                 let res = fut.await?;
+                let (status, took) = (res.status().as_u16(), started.elapsed());
+                metrics.record(&method, &route, status, took);
                 tracing::info!(
                     http.method = %method,
                     http.route = %route,
-                    http.status = res.status().as_u16(),
-                    duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    http.status = status,
+                    duration_ms = took.as_secs_f64() * 1000.0,
                     "request"
                 );
                 Ok(res)

@@ -21,6 +21,7 @@ mod dashboard_http;
 mod enrolment_http;
 mod ephemeral;
 mod managed_config_http;
+mod metrics_http;
 mod oidc_authlib;
 mod oidc_authorize;
 mod oidc_core;

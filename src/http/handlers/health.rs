@@ -1,6 +1,6 @@
-//! Liveness and readiness probes.
+//! Liveness and readiness probes, and the metrics scrape.
 
-use actix_web::{get, web, HttpResponse};
+use actix_web::{get, web, HttpRequest, HttpResponse};
 
 use crate::state::AppState;
 
@@ -21,4 +21,23 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
+}
+
+/// Prometheus metrics, for the peers `server.metrics_allow` names when they ask directly;
+/// 404 to everyone else, and to anything a proxy forwarded (a reverse proxy on an allowed
+/// address must not expose the metrics to the people it serves).
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let direct =
+        !req.headers().contains_key("x-forwarded-for") && !req.headers().contains_key("forwarded");
+    let allowed = req
+        .peer_addr()
+        .is_some_and(|peer| crate::state::in_ranges(&state.metrics_allow, &peer.ip()));
+    if !(direct && allowed) {
+        return HttpResponse::NotFound().finish();
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .body(state.metrics.render())
 }
