@@ -29,7 +29,8 @@ struct RouteStats {
 /// The process's request metrics.
 pub struct Metrics {
     started: Instant,
-    routes: RwLock<HashMap<(String, String), Arc<RouteStats>>>,
+    /// By route pattern, then method: looked up with borrowed strings, no allocation.
+    routes: RwLock<HashMap<String, Vec<(String, Arc<RouteStats>)>>>,
 }
 
 impl Default for Metrics {
@@ -62,18 +63,26 @@ impl Metrics {
     }
 
     fn stats(&self, method: &str, route: &str) -> Arc<RouteStats> {
+        let find = |methods: &Vec<(String, Arc<RouteStats>)>| {
+            methods
+                .iter()
+                .find(|(m, _)| m == method)
+                .map(|(_, s)| s.clone())
+        };
         {
             let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
-            // A borrowed key cannot look up a tuple of Strings; routes are few and short.
-            if let Some(s) = routes.get(&(method.to_owned(), route.to_owned())) {
-                return s.clone();
+            if let Some(s) = routes.get(route).and_then(find) {
+                return s;
             }
         }
         let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
-        routes
-            .entry((method.to_owned(), route.to_owned()))
-            .or_default()
-            .clone()
+        let methods = routes.entry(route.to_owned()).or_default();
+        if let Some(s) = find(methods) {
+            return s;
+        }
+        let stats = Arc::new(RouteStats::default());
+        methods.push((method.to_owned(), stats.clone()));
+        stats
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -94,7 +103,11 @@ impl Metrics {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .flat_map(|(route, methods)| {
+                methods
+                    .iter()
+                    .map(|(method, s)| ((method.clone(), route.clone()), s.clone()))
+            })
             .collect();
         routes.sort_by(|a, b| a.0.cmp(&b.0));
         out.push_str("# HELP keygate_http_requests_total HTTP requests answered, by route, method and status code.\n# TYPE keygate_http_requests_total counter\n");
