@@ -26,11 +26,14 @@ struct RouteStats {
     sum_micros: AtomicU64,
 }
 
+/// One route's stats by method.
+type Methods = Vec<(String, Arc<RouteStats>)>;
+
 /// The process's request metrics.
 pub struct Metrics {
     started: Instant,
     /// By route pattern, then method: looked up with borrowed strings, no allocation.
-    routes: RwLock<HashMap<String, Vec<(String, Arc<RouteStats>)>>>,
+    routes: RwLock<HashMap<String, Methods>>,
 }
 
 impl Default for Metrics {
@@ -63,7 +66,7 @@ impl Metrics {
     }
 
     fn stats(&self, method: &str, route: &str) -> Arc<RouteStats> {
-        let find = |methods: &Vec<(String, Arc<RouteStats>)>| {
+        let find = |methods: &Methods| {
             methods
                 .iter()
                 .find(|(m, _)| m == method)
