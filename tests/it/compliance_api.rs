@@ -366,11 +366,7 @@ async fn compliance_api_rate_limited_per_client() {
         CLIENTS,
     )
     .await;
-    // The limit counts per clock minute: start well inside one.
-    let into = p.app.state.now().rem_euclid(60);
-    if into > 45 {
-        p.app.clock.advance(60 - into);
-    }
+    p.app.at_start_of_minute();
     let token = access_token(&p, ACME_PULL).await;
     let limit = 3;
     let mut statuses = Vec::new();

@@ -304,6 +304,7 @@ async fn token_endpoint_refusals() {
 #[actix_web::test]
 async fn the_token_endpoint_is_rate_limited_per_address() {
     let p = provider_with(&[("oidc.token_requests_per_minute", "3")]).await;
+    p.app.at_start_of_minute();
     let fields = [
         ("grant_type", "refresh_token"),
         ("refresh_token", "kgr_unknown"),
@@ -369,6 +370,7 @@ async fn code_exchanges_count_against_the_token_limit_and_a_refused_one_keeps_it
 async fn sign_in_requests_from_applications_are_rate_limited_per_address_before_anything_is_stored()
 {
     let p = provider_with(&[("rate_limit.authorization_requests_per_minute", "3")]).await;
+    p.app.at_start_of_minute();
     let ch = Pkce::new().challenge;
     let path = authorize_path(CLIENT_ID, REDIRECT, "openid", &ch, &[("state", "s1")]);
     let mut browser = p.app.client();

@@ -334,6 +334,7 @@ async fn the_sign_in_limit_holds_behind_a_proxy_whatever_the_client_forwards() {
         .with("rate_limit.ceremonies_per_minute", "3")
         .start()
         .await;
+    app.at_start_of_minute();
     let mut client = app.client();
     let page = client.get("/").await;
     let csrf = csrf_of(&page.body);
@@ -402,6 +403,7 @@ async fn sign_in_is_rate_limited_per_address_and_a_refused_finish_changes_nothin
         .with("rate_limit.ceremonies_per_minute", "3")
         .start()
         .await;
+    app.at_start_of_minute();
     let (mut cred, user_id) = admin_with_key(&app, &SoftAuthenticator::new(&ca.ca)).await;
 
     // Attempts 1 (begin) and 2 (finish): signed in.

@@ -185,6 +185,13 @@ impl TestApp {
         Self::builder().start().await
     }
 
+    /// Moves the clock to the first second of a minute. Rate limits count per clock minute:
+    /// a test that counts up to a limit must not see the minute turn halfway.
+    pub fn at_start_of_minute(&self) {
+        let into = self.state.now().rem_euclid(60);
+        self.clock.advance((61 - into).rem_euclid(60));
+    }
+
     pub fn origin(&self) -> &str {
         &self.base
     }
