@@ -15,6 +15,7 @@
 mod audit_log;
 mod batched_reads;
 mod census;
+mod client_cache;
 mod credentials;
 mod error;
 mod group_commit;
@@ -35,7 +36,7 @@ mod workspaces;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::r2d2::{self, ManageConnection, Pool, R2D2Connection};
@@ -209,6 +210,8 @@ pub struct Storage {
     /// PostgreSQL: the sign-in's key lookups and the OIDC client lookups, batched.
     key_lookups: Arc<batched_reads::BatchedReads<batched_reads::SignInKeys>>,
     client_lookups: Arc<batched_reads::BatchedReads<batched_reads::OidcClients>>,
+    /// OIDC clients read a moment ago ([`client_cache`]).
+    clients: Arc<client_cache::ClientCache>,
     /// SQLite: log frames past which the checkpointer restarts the log.
     log_limit_bytes: Arc<AtomicU64>,
     /// SQLite: the checkpointer ([`start_checkpointer`]), stopped with the last clone.
@@ -300,6 +303,7 @@ impl Storage {
             group,
             key_lookups,
             client_lookups,
+            clients: Arc::new(client_cache::ClientCache::new()),
             log_limit_bytes,
             _checkpointer: checkpointer,
             _drain: drain,
@@ -505,14 +509,31 @@ impl Storage {
     /// The OpenID Connect client with this id ([`Tx::oidc_client`]), for every request at
     /// the protocol endpoints: batched on PostgreSQL, read in place on SQLite, as
     /// [`Storage::sign_in_key`].
+    ///
+    /// A row read less than a second ago is used again ([`client_cache`]): a change made
+    /// through this process is seen at once, one made elsewhere within the second.
     pub async fn find_oidc_client(
         &self,
         client_id: String,
     ) -> Result<Option<OidcClient>, StorageError> {
-        match self.backend {
-            Backend::Postgres => self.client_lookups.find(client_id).await,
-            Backend::Sqlite => self.read(move |tx| tx.oidc_client(&client_id)).await,
+        let generation = match self.clients.get(&client_id, Instant::now()) {
+            client_cache::Cached::Hit(client) => return Ok(Some(*client)),
+            client_cache::Cached::Miss(generation) => generation,
+        };
+        let read_at = Instant::now();
+        let found = match self.backend {
+            Backend::Postgres => self.client_lookups.find(client_id).await?,
+            Backend::Sqlite => self.read(move |tx| tx.oidc_client(&client_id)).await?,
+        };
+        if let Some(client) = &found {
+            self.clients.keep(generation, client, read_at);
         }
+        Ok(found)
+    }
+
+    /// Forgets the clients read a moment ago: call after a change to any client commits.
+    pub fn forget_oidc_clients(&self) {
+        self.clients.forget_all();
     }
 
     /// Runs blocking storage work on tokio's blocking pool, for async callers:

@@ -158,6 +158,62 @@ async fn any_replica_serves_any_step() {
     let again = exchange(&mut rp, &code, &pkce).await;
     assert_eq!(again.status, 400, "{}", again.body);
 
+    // A client disabled on one replica: refused there at once, and on the others once
+    // the row they read a moment ago is older than a second (docs/decisions.md).
+    let unknown_code = Pkce::new();
+    let client_of = |r: &Reply| {
+        (
+            r.status,
+            r.json()["error"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    for app in [&a, &b] {
+        rp.switch_to(app);
+        let r = exchange(&mut rp, "kgc_unknown", &unknown_code).await;
+        assert_eq!(
+            client_of(&r),
+            (400, "invalid_grant".into()),
+            "the client is read"
+        );
+    }
+    browser.switch_to(&a);
+    let page = browser.get("/admin/clients").await;
+    assert_eq!(page.status, 200);
+    let disabled = browser
+        .post_json(
+            "/api/admin/clients/cli-app/disable",
+            Some(&csrf_of(&page.body)),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(disabled.status, 204, "{}", disabled.body);
+    rp.switch_to(&a);
+    let r = exchange(&mut rp, "kgc_unknown", &unknown_code).await;
+    assert_eq!(client_of(&r), (401, "invalid_client".into()));
+    let since = std::time::Instant::now();
+    for app in [&b, &c] {
+        rp.switch_to(app);
+        let mut refused = false;
+        for _ in 0..40 {
+            let r = exchange(&mut rp, "kgc_unknown", &unknown_code).await;
+            if client_of(&r) == (401, "invalid_client".into()) {
+                refused = true;
+                break;
+            }
+            assert_eq!(client_of(&r), (400, "invalid_grant".into()));
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(
+            refused,
+            "a replica still serves a client disabled elsewhere"
+        );
+    }
+    assert!(
+        since.elapsed() < std::time::Duration::from_millis(2500),
+        "seen within about a second: {:?}",
+        since.elapsed()
+    );
+
     // A challenge is single-use across replicas: replaying the finish on A fails.
     other.switch_to(&a);
     let replay = other

@@ -138,6 +138,7 @@ pub async fn sync_from_config(state: &AppState) -> Result<()> {
                 StorageError::Conflict(m) if m.starts_with("oidc.clients") => Error::Internal(m),
                 other => other.into(),
             })?;
+        state.storage.forget_oidc_clients();
     }
     let clients = state.storage.run(|s| s.list_oidc_clients()).await?;
     if clients
@@ -260,7 +261,7 @@ pub async fn create(state: &AppState, actor: &Actor, new: NewClient) -> Result<C
         }),
     );
     let (c, now) = (client.clone(), state.now());
-    state
+    let created = state
         .storage
         .run(move |s| {
             s.transaction(|tx| {
@@ -269,7 +270,9 @@ pub async fn create(state: &AppState, actor: &Actor, new: NewClient) -> Result<C
                 Ok(())
             })
         })
-        .await?;
+        .await;
+    state.storage.forget_oidc_clients();
+    created?;
     Ok(CreatedClient {
         client,
         client_secret: secret,
@@ -421,7 +424,9 @@ pub async fn update(
                 Ok(Changed::Done(new))
             })
         })
-        .await?;
+        .await;
+    state.storage.forget_oidc_clients();
+    let outcome = outcome?;
     match outcome {
         Changed::Done(c) => Ok(c),
         Changed::Unknown => Err(Error::NotFound),
@@ -490,7 +495,9 @@ pub async fn rotate_secret(
                 Ok(Changed::Done(new))
             })
         })
-        .await?;
+        .await;
+    state.storage.forget_oidc_clients();
+    let outcome = outcome?;
     match outcome {
         Changed::Done(client) => Ok(CreatedClient {
             client,
@@ -525,7 +532,9 @@ pub async fn disable(state: &AppState, actor: &Actor, client_id: &str) -> Result
                 Ok(Some(changed))
             })
         })
-        .await?;
+        .await;
+    state.storage.forget_oidc_clients();
+    let done = done?;
     match done {
         None => Err(Error::NotFound),
         Some(_) => Ok(()),

@@ -3,7 +3,8 @@
 //!
 //! An access token is accepted when its signature and claims verify *and* the grant it
 //! was issued under is known (`oidc:at:{jti}`) and not revoked: revoking a grant (reuse,
-//! revocation, a disabled client) ends its access tokens at once, not when they expire.
+//! revocation, a disabled client) ends its access tokens at once, not when they expire;
+//! so does disabling its client.
 
 use serde_json::{Map, Value};
 
@@ -43,6 +44,14 @@ pub async fn verify_access(state: &AppState, token: &str) -> Result<ActiveToken,
         .ok_or_else(revoked)?;
     if jwt.subject() != Some(grant.user_id.as_str())
         || jwt.str_claim("client_id") != Some(grant.client_id.as_str())
+    {
+        return Err(revoked().into());
+    }
+    // A disabled client's grants are revoked as it is disabled; this also ends one a
+    // replica issued in the moment before it saw the change (docs/decisions.md).
+    if super::clients::find_enabled(state, &grant.client_id)
+        .await?
+        .is_none()
     {
         return Err(revoked().into());
     }
