@@ -174,18 +174,8 @@ fn request_refused(
     let actor = session
         .and_then(|s| s.data.user_id.as_deref())
         .map_or_else(|| "anonymous".to_string(), |u| format!("user:{u}"));
-    NewAuditEvent {
-        actor,
-        action: "oidc.request_refused".into(),
-        subject: format!("oidc_client:{client_id}"),
-        outcome: Outcome::Refused,
-        reason: Some(error.code().into()),
-        details: serde_json::json!({
-            "client_id": client_id,
-            "message": error.description(),
-            "ip": ip,
-        }),
-    }
+    let subject = format!("oidc_client:{client_id}");
+    refusal(actor, "oidc.request_refused", subject, client_id, error, ip)
 }
 
 fn refused_event(
@@ -194,10 +184,23 @@ fn refused_event(
     error: &OidcError,
     ip: &Option<String>,
 ) -> NewAuditEvent {
+    let user = format!("user:{user_id}");
+    refusal(user.clone(), "oidc.refused", user, client_id, error, ip)
+}
+
+/// A refused request's audit event, naming the client and why.
+fn refusal(
+    actor: String,
+    action: &str,
+    subject: String,
+    client_id: &str,
+    error: &OidcError,
+    ip: &Option<String>,
+) -> NewAuditEvent {
     NewAuditEvent {
-        actor: format!("user:{user_id}"),
-        action: "oidc.refused".into(),
-        subject: format!("user:{user_id}"),
+        actor,
+        action: action.into(),
+        subject,
         outcome: Outcome::Refused,
         reason: Some(error.code().into()),
         details: serde_json::json!({
