@@ -29,8 +29,10 @@ pub enum Error {
     Reauthenticate,
     #[error("{0}")]
     Forbidden(&'static str),
+    /// A form or call whose CSRF token is missing or wrong; `user` is the member whose
+    /// session it came with, if any (for the audit event).
     #[error("the form was stale or not ours; reload the page and try again")]
-    Csrf,
+    Csrf { user: Option<String> },
     #[error("not found")]
     NotFound,
     #[error("{message}")]
@@ -77,7 +79,7 @@ impl Error {
             Error::Unauthenticated => "unauthenticated",
             Error::Reauthenticate => "reauthentication_required",
             Error::Forbidden(_) => "forbidden",
-            Error::Csrf => "csrf",
+            Error::Csrf { .. } => "csrf",
             Error::NotFound => "not_found",
             Error::RateLimited => "rate_limited",
             Error::Storage(StorageError::Conflict(_)) => "conflict",

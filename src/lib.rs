@@ -12,6 +12,7 @@ pub mod compliance;
 pub mod config;
 pub mod ephemeral;
 pub mod error;
+pub mod form;
 pub mod http;
 pub mod managed_config;
 pub mod metrics;

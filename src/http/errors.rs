@@ -14,7 +14,7 @@ use crate::http::views;
 pub fn status_of(err: &Error) -> StatusCode {
     match err {
         Error::BadRequest { .. } | Error::Webauthn(_) => StatusCode::BAD_REQUEST,
-        Error::Refused(_) | Error::Forbidden(_) | Error::Csrf => StatusCode::FORBIDDEN,
+        Error::Refused(_) | Error::Forbidden(_) | Error::Csrf { .. } => StatusCode::FORBIDDEN,
         Error::Gone { .. } => StatusCode::GONE,
         Error::Unauthenticated | Error::Reauthenticate => StatusCode::UNAUTHORIZED,
         Error::NotFound | Error::Storage(crate::storage::StorageError::NotFound) => {
@@ -49,6 +49,18 @@ fn log(err: &Error, status: StatusCode) {
             status = status.as_u16(),
             "request refused"
         );
+    }
+}
+
+/// The member's id (`None`: no session) when `err` refused a request for its CSRF token.
+pub fn csrf_refusal(err: &actix_web::Error) -> Option<Option<String>> {
+    let inner = match err.as_error::<ApiError>() {
+        Some(e) => &e.0,
+        None => &err.as_error::<PageError>()?.0,
+    };
+    match inner {
+        Error::Csrf { user } => Some(user.clone()),
+        _ => None,
     }
 }
 

@@ -165,6 +165,13 @@ impl FromRequest for AdminSession {
 }
 
 /// What the browser says it is, for the member's session list (truncated when stored).
+/// The request's query string as decoded pairs; one that does not decode to UTF-8 is
+/// `malformed_query`, as the typed query extractor answers.
+pub fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, Error> {
+    crate::form::pairs(req.query_string())
+        .map_err(|e| Error::bad_request("malformed_query", format!("the query string: {e}")))
+}
+
 pub fn user_agent(req: &HttpRequest) -> Option<String> {
     req.headers()
         .get("user-agent")
@@ -248,10 +255,12 @@ pub fn ceremony_session(
         s.check_csrf(csrf_header(req))?;
         return Ok(Ceremony::within(s));
     }
-    let cookie = req.cookie(&csrf_cookie_name(state)).ok_or(Error::Csrf)?;
-    let header = csrf_header(req).ok_or(Error::Csrf)?;
+    let cookie = req
+        .cookie(&csrf_cookie_name(state))
+        .ok_or(Error::Csrf { user: None })?;
+    let header = csrf_header(req).ok_or(Error::Csrf { user: None })?;
     if cookie.value().len() < 32 || !tokens::same_secret(cookie.value(), header) {
-        return Err(Error::Csrf);
+        return Err(Error::Csrf { user: None });
     }
     let ip = client_ip(req).unwrap_or_default();
     Ok(Ceremony::in_new_session(state, header, &ip))

@@ -179,6 +179,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }));
 }
 
+/// Records a request refused for its CSRF token (`csrf.refused`, with the method and path,
+/// never the query). The 403 stands whether or not the event could be written.
+async fn audit_csrf(state: &AppState, req: &HttpRequest, user: Option<String>) {
+    let ip = extract::client_ip(req);
+    let actor = match user {
+        Some(id) => crate::service::Actor::user(&id, ip),
+        None => crate::service::Actor::anonymous(ip),
+    };
+    let what = format!("{} {}", req.method(), req.path());
+    if let Err(e) = crate::service::csrf_refused(state, &actor, &what).await {
+        tracing::warn!(error = %e, "a CSRF refusal could not be audited");
+    }
+}
+
 /// Builds the actix-web app for `state`: routes, security headers, request logging.
 /// Request logs carry the route pattern, never the raw path (links hold secrets).
 pub fn app(
@@ -194,6 +208,7 @@ pub fn app(
 > {
     let https = state.config.cookies_secure();
     let metrics = state.metrics.clone();
+    let auditing = state.clone();
     actix_web::App::new()
         .app_data(web::Data::new(state))
         .wrap(security_headers(https))
@@ -203,8 +218,12 @@ pub fn app(
             let route = req.match_pattern().unwrap_or_else(|| "<unmatched>".into());
             let fut = srv.call(req);
             let metrics = metrics.clone();
+            let state = auditing.clone();
             async move {
                 let res = fut.await?;
+                if let Some(user) = res.response().error().and_then(errors::csrf_refusal) {
+                    audit_csrf(&state, res.request(), user).await;
+                }
                 let (status, took) = (res.status().as_u16(), started.elapsed());
                 metrics.record(&method, &route, status, took);
                 tracing::info!(

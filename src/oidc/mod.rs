@@ -27,7 +27,7 @@
 //! # fn find_client(_id: &str) -> Option<(ClientKind, Option<&'static str>)> { None }
 //! # fn exchange(body: &str, authorization: Option<&str>, keys: &KeySet,
 //! #     settings: &TokenSettings, now: time::OffsetDateTime) -> Result<String, OidcError> {
-//! let request = UntrustedTokenRequest::from_form(body, authorization).parse()?;
+//! let request = UntrustedTokenRequest::from_form(body, authorization)?.parse()?;
 //! request.client.verify(find_client(request.client.client_id()))?;
 //! let TokenGrant::AuthorizationCode { code, redirect_uri, code_verifier } = request.grant else {
 //!     return Err(OidcError::UnsupportedGrantType("not handled in this example".into()));

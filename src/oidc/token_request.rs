@@ -166,12 +166,16 @@ impl std::fmt::Debug for UntrustedTokenRequest {
 }
 
 impl UntrustedTokenRequest {
-    /// From an `application/x-www-form-urlencoded` body and the `Authorization` header.
-    pub fn from_form(body: &str, authorization: Option<&str>) -> Self {
-        Self::from_pairs(
-            url::form_urlencoded::parse(body.as_bytes()).into_owned(),
-            authorization,
-        )
+    /// From an `application/x-www-form-urlencoded` body and the `Authorization` header; a
+    /// body that is not UTF-8, or a parameter that does not decode to it, is
+    /// `invalid_request`.
+    pub fn from_form(
+        body: impl AsRef<[u8]>,
+        authorization: Option<&str>,
+    ) -> Result<Self, OidcError> {
+        let pairs = crate::form::pairs_of_body(body.as_ref())
+            .map_err(|_| OidcError::InvalidRequest("the body is not UTF-8 form data".into()))?;
+        Ok(Self::from_pairs(pairs, authorization))
     }
 
     /// From decoded pairs and the `Authorization` header.
@@ -335,13 +339,8 @@ fn parse_basic(header: &str) -> Result<(String, String), OidcError> {
     let decoded = STANDARD.decode(value.trim()).map_err(|_| bad())?;
     let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
     let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
-    let unescape = |s: &str| -> Result<String, OidcError> {
-        // Each part is form-urlencoded ('+' is a space); '&' cannot occur unescaped.
-        url::form_urlencoded::parse(format!("v={}", s.replace('&', "%26")).as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .ok_or_else(bad)
-    };
+    // Each part is form-urlencoded ('+' is a space).
+    let unescape = |s: &str| crate::form::component(s).map_err(|_| bad());
     let (id, secret) = (unescape(id)?, unescape(secret)?);
     if id.is_empty() || secret.is_empty() {
         return Err(bad());
@@ -375,7 +374,8 @@ mod tests {
                 url::form_urlencoded::byte_serialize(ASSERTION_TYPE.as_bytes()).collect::<String>()
             )
         };
-        let r = UntrustedTokenRequest::from_form(&form(""), None)
+        let r = UntrustedTokenRequest::from_form(form(""), None)
+            .unwrap()
             .parse()
             .unwrap();
         assert_eq!(
@@ -389,7 +389,8 @@ mod tests {
             format!("{:?}", r.client),
             r#"ClientAuth { method: "private_key_jwt", client_id: "rp", .. }"#
         );
-        UntrustedTokenRequest::from_form(&form("&client_id=rp"), None)
+        UntrustedTokenRequest::from_form(form("&client_id=rp"), None)
+            .unwrap()
             .parse()
             .unwrap();
         for (extra, header, code) in [
@@ -397,7 +398,8 @@ mod tests {
             ("&client_secret=s", None, "invalid_request"),
             ("", Some(basic("rp", "s")), "invalid_request"),
         ] {
-            let e = UntrustedTokenRequest::from_form(&form(extra), header.as_deref())
+            let e = UntrustedTokenRequest::from_form(form(extra), header.as_deref())
+                .unwrap()
                 .parse()
                 .unwrap_err();
             assert_eq!(e.code(), code, "{extra}");
@@ -408,6 +410,7 @@ mod tests {
         let no_assertion = "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer";
         for body in [other_type.as_str(), no_assertion] {
             let e = UntrustedTokenRequest::from_form(body, None)
+                .unwrap()
                 .parse()
                 .unwrap_err();
             assert_eq!(e.code(), "invalid_client", "{body}");
@@ -417,6 +420,7 @@ mod tests {
     #[test]
     fn basic_post_and_none() {
         let r = UntrustedTokenRequest::from_form(CODE, Some(&basic("vendor", "s%3Acret")))
+            .unwrap()
             .parse()
             .unwrap();
         assert_eq!(
@@ -431,14 +435,16 @@ mod tests {
             if redirect_uri.as_deref() == Some("https://rp/cb"))
         );
         let post = UntrustedTokenRequest::from_form(
-            &format!("{CODE}&client_id=vendor&client_secret=s"),
+            format!("{CODE}&client_id=vendor&client_secret=s"),
             None,
-        );
+        )
+        .unwrap();
         assert!(matches!(
             post.parse().unwrap().client,
             ClientAuth::Post { .. }
         ));
-        let public = UntrustedTokenRequest::from_form(&format!("{CODE}&client_id=app"), None);
+        let public =
+            UntrustedTokenRequest::from_form(format!("{CODE}&client_id=app"), None).unwrap();
         assert!(matches!(
             public.parse().unwrap().client,
             ClientAuth::None { .. }
@@ -449,6 +455,7 @@ mod tests {
     fn shape_errors() {
         let err = |body: &str, auth: Option<&str>| {
             UntrustedTokenRequest::from_form(body, auth)
+                .unwrap()
                 .parse()
                 .unwrap_err()
                 .code()
@@ -460,7 +467,7 @@ mod tests {
             "unsupported_grant_type"
         );
         assert!(matches!(
-            UntrustedTokenRequest::from_form("grant_type=client_credentials&scope=keygate:compliance", Some(&b))
+            UntrustedTokenRequest::from_form("grant_type=client_credentials&scope=keygate:compliance", Some(&b)).unwrap()
                 .parse()
                 .unwrap()
                 .grant,

@@ -139,10 +139,7 @@ fn relay_state(value: Option<String>) -> Result<Option<String>, SamlError> {
 /// SAML libraries encode it). Escapes that decode to no UTF-8 are refused, not replaced:
 /// a RelayState goes back to the SP as it came.
 pub fn decode_component(raw: &str) -> Result<String, SamlError> {
-    let spaced = raw.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced)
-        .decode_utf8()
-        .map(|v| v.into_owned())
+    crate::form::component(raw)
         .map_err(|_| malformed("a query parameter is not UTF-8 once decoded"))
 }
 

@@ -43,6 +43,13 @@ impl Actor {
             ip: None,
         }
     }
+    /// Someone not signed in, or whose session is not known.
+    pub fn anonymous(ip: Option<String>) -> Self {
+        Actor {
+            id: "anonymous".into(),
+            ip,
+        }
+    }
     pub fn system() -> Self {
         Actor {
             id: "system".into(),
@@ -59,12 +66,33 @@ pub async fn forbidden(
     actor: &Actor,
     what: &str,
 ) -> crate::error::Result<()> {
+    refused_request(state, actor, "admin.forbidden", "not_admin", what).await
+}
+
+/// A form or API call failed its CSRF check (a stale page, or another site posting in the
+/// member's name): refused (403) and audited as `csrf.refused`. `what` is the method and
+/// path.
+pub async fn csrf_refused(
+    state: &crate::state::AppState,
+    actor: &Actor,
+    what: &str,
+) -> crate::error::Result<()> {
+    refused_request(state, actor, "csrf.refused", "csrf", what).await
+}
+
+async fn refused_request(
+    state: &crate::state::AppState,
+    actor: &Actor,
+    action: &str,
+    reason: &str,
+    what: &str,
+) -> crate::error::Result<()> {
     let event = crate::audit::NewAuditEvent {
         actor: actor.id.clone(),
-        action: "admin.forbidden".into(),
+        action: action.into(),
         subject: actor.id.clone(),
         outcome: crate::audit::Outcome::Refused,
-        reason: Some("not_admin".into()),
+        reason: Some(reason.into()),
         details: serde_json::json!({ "request": what, "ip": actor.ip }),
     };
     Ok(audit(state, event).await?)

@@ -115,9 +115,8 @@ pub async fn request(
         .await?
         .ok_or(Error::NotFound)?;
     if user.id == admin_id {
-        return Err(Error::Forbidden(
-            "you cannot request your own recovery; ask two other admins",
-        ));
+        let err = Error::Forbidden("you cannot request your own recovery; ask two other admins");
+        return refuse(state, actor, &user.id, None, "own_recovery", err).await;
     }
     if user.status != UserStatus::Active {
         return Err(Error::Conflict {
@@ -209,21 +208,24 @@ fn refusal(req: &RecoveryRequest, approver: &str, now: i64) -> Option<(&'static 
     None
 }
 
-async fn refuse(
+/// Audits `recovery.refused` for the member `user_id` (and the request, once there is
+/// one), then answers `err`.
+async fn refuse<T>(
     state: &AppState,
     actor: &Actor,
-    req: &RecoveryRequest,
+    user_id: &str,
+    request: Option<&str>,
     why: &str,
     err: Error,
-) -> Result<IssuedRecovery> {
+) -> Result<T> {
     let now = state.now();
     let event = NewAuditEvent {
         actor: actor.id.clone(),
         action: "recovery.refused".into(),
-        subject: format!("user:{}", req.user_id),
+        subject: format!("user:{user_id}"),
         outcome: Outcome::Refused,
         reason: Some(why.to_string()),
-        details: serde_json::json!({ "request": req.id, "ip": actor.ip }),
+        details: serde_json::json!({ "request": request, "ip": actor.ip }),
     };
     state
         .storage
@@ -256,7 +258,7 @@ pub async fn approve(
         .ok_or(Error::NotFound)?;
     let now = state.now();
     if let Some((why, err)) = refusal(&req, &approver, now) {
-        return refuse(state, actor, &req, why, err).await;
+        return refuse(state, actor, &req.user_id, Some(&req.id), why, err).await;
     }
 
     let token = tokens::secret_token();
@@ -351,7 +353,7 @@ pub async fn approve(
                     message: "this recovery request was already approved".into(),
                 },
             ));
-            return refuse(state, actor, &fresh, why, err).await;
+            return refuse(state, actor, &fresh.user_id, Some(&fresh.id), why, err).await;
         }
         Err(e) => return Err(e.into()),
     };

@@ -56,7 +56,9 @@ impl Session {
     pub fn check_csrf(&self, submitted: Option<&str>) -> Result<()> {
         match submitted {
             Some(s) if tokens::same_secret(s, &self.data.csrf) => Ok(()),
-            _ => Err(Error::Csrf),
+            _ => Err(Error::Csrf {
+                user: self.data.user_id.clone(),
+            }),
         }
     }
 }

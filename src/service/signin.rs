@@ -194,7 +194,7 @@ pub async fn finish(
         session::load(state, &session_token),
         ceremony::take::<Pending>(state, "auth", &session_token, &per_address)
     );
-    let session = session?.ok_or(Error::Csrf)?;
+    let session = session?.ok_or(Error::Csrf { user: None })?;
     session.check_csrf(csrf.as_deref())?;
     let pending = pending?;
     let outcome = match pending.filter(|p| p.expires_at > state.now()) {

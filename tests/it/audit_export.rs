@@ -159,6 +159,7 @@ async fn audit_export_over_the_api_streams_verifies_and_is_audited() {
         ("from_seq=10&to_seq=5", "invalid_range"),
         ("from=2025-01-01", "unknown_filter"),
         ("from_seq=1&from_seq=2", "unknown_filter"),
+        ("from_seq=1%FF", "malformed_query"),
     ] {
         let reply = admin.get(&format!("/api/admin/audit/export?{query}")).await;
         assert_eq!(reply.status, 400, "{query}: {}", reply.body);

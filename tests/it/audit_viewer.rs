@@ -280,6 +280,7 @@ async fn audit_viewer_escapes_details_and_refuses_bad_filters_and_non_admins() {
         ("actor=cli&actor=system", "unknown_filter"),
         ("member=nobody@example.com", "unknown_member"),
         ("actor=a%00b", "invalid_filter"),
+        ("actor=a%FFb", "malformed_query"),
     ] {
         let reply = admin.get(&format!("/api/admin/audit?{query}")).await;
         assert_eq!(reply.status, 400, "{query}: {}", reply.body);

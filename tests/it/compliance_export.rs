@@ -384,6 +384,13 @@ async fn compliance_admin_download_is_admin_only() {
             .status,
         400
     );
+    let undecodable = s.ada.get("/admin/compliance/export?workspace=ws%FF").await;
+    assert_eq!(undecodable.status, 400, "{}", undecodable.body);
+    assert!(
+        undecodable.body.contains("malformed_query"),
+        "{}",
+        undecodable.body
+    );
     // Members and visitors get no report.
     let member = s.bob.get("/admin/compliance/export?format=csv").await;
     assert_eq!(member.status, 403, "{}", member.body);

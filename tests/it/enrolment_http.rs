@@ -595,6 +595,14 @@ async fn pages_carry_security_headers_and_errors_are_pages() {
         .await;
     assert_eq!(forged.status, 403);
     assert_eq!(forged.json()["error"], "csrf");
+    let refused = csrf_refusals(&app).await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].actor, "anonymous");
+    assert!(
+        refused[0].details_json.contains("POST /api/enrol/begin"),
+        "{}",
+        refused[0].details_json
+    );
 
     let missing = client.get("/enrol/not-a-token").await;
     assert_eq!(missing.status, 410);
@@ -744,6 +752,16 @@ async fn admin_forms_invite_and_revoke_with_csrf() {
         .post_form(&format!("/me/keys/{key_id}/revoke"), &[("csrf", "")])
         .await;
     assert_eq!(no_csrf.status, 403);
+    // Refused and audited, naming the member and what was asked (the path, no query).
+    let refused = csrf_refusals(&app).await;
+    let last = refused.last().expect("a csrf.refused event");
+    assert_eq!(
+        last.actor,
+        format!("user:{}", me["member"]["id"].as_str().unwrap())
+    );
+    assert_eq!(last.reason.as_deref(), Some("csrf"));
+    let details: serde_json::Value = serde_json::from_str(&last.details_json).unwrap();
+    assert_eq!(details["request"], format!("POST /me/keys/{key_id}/revoke"));
     let ok = admin
         .post_form(&format!("/me/keys/{key_id}/revoke"), &[("csrf", &csrf)])
         .await;
@@ -802,4 +820,10 @@ async fn bootstrap_link_dies_once_any_admin_exists() {
     let boot = invitations.iter().find(|i| i.kind == "bootstrap").unwrap();
     assert_eq!(boot.status, "revoked");
     app.stop().await;
+}
+
+async fn csrf_refusals(app: &TestApp) -> Vec<keygate::audit::AuditRecord> {
+    let mut events = audit_events(app).await;
+    events.retain(|e| e.action == "csrf.refused");
+    events
 }

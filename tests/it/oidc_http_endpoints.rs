@@ -230,6 +230,24 @@ async fn rp_initiated_logout() {
         )
         .await;
     assert_eq!(forged.status, 403);
+    let last = audit_events(&p.app).await.pop().unwrap();
+    assert_eq!(
+        (last.action.as_str(), last.reason.as_deref()),
+        ("csrf.refused", Some("csrf"))
+    );
+    assert!(last.actor.starts_with("user:"), "{}", last.actor);
+    // A `state` whose escapes decode to no UTF-8 is not sent back repaired: an error page,
+    // and the session stays.
+    let r = browser
+        .get(&format!(
+            "/oauth2/logout?client_id={CLIENT_ID}&post_logout_redirect_uri={}&state=s%FF",
+            urlencode(POST_LOGOUT)
+        ))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.header("location").is_none());
+    assert!(r.body.contains("not UTF-8"), "{}", r.body);
+    assert_eq!(browser.get("/api/me").await.status, 200);
     let r = browser
         .post_form(
             "/oauth2/logout",

@@ -267,6 +267,34 @@ async fn token_endpoint_refusals() {
         );
         assert!(r.json()["error"].is_string());
     }
+    // One parameter whose escapes decode to no UTF-8 spoils the request: refused before
+    // the code is looked at, so the code still works.
+    let (code, pkce) = p.code(&mut browser, CLIENT_ID, "openid").await;
+    let mut raw = form(&[
+        ("grant_type", "authorization_code"),
+        ("code", &code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", &pkce.verifier),
+    ]);
+    raw.extend_from_slice(b"&note=%FF");
+    let r = p
+        .app
+        .client()
+        .post_with(
+            "/oauth2/token",
+            &[("Authorization", p.basic(CLIENT_ID, &p.secret))],
+            ctype,
+            raw,
+        )
+        .await;
+    assert_eq!(
+        token_error(&r),
+        (400, "invalid_request".into()),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("not UTF-8"), "{}", r.body);
+    p.exchange(CLIENT_ID, &code, &pkce).await;
 
     // The public client: PKCE only, no secret; a secret it does not have is refused.
     let (code, pkce) = p

@@ -499,6 +499,7 @@ fn a_whole_code_flow_from_query_to_verified_id_token() {
         base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT}:{secret}"))
     );
     let tr = UntrustedTokenRequest::from_form(&body, Some(&basic))
+        .unwrap()
         .parse()
         .unwrap();
     let stored_secret = tokens::digest(secret);

@@ -462,6 +462,17 @@ async fn recovery_refusals_change_nothing() {
         )
         .await;
     assert_eq!(r.status, 403, "{}", r.body);
+    let last = last_event(&app).await;
+    assert_eq!(
+        (last.action.as_str(), last.reason.as_deref()),
+        ("recovery.refused", Some("own_recovery"))
+    );
+    assert_eq!(last.subject, format!("user:{}", ada.id));
+    assert!(
+        last.details_json.contains("\"request\":null"),
+        "{}",
+        last.details_json
+    );
     assert_eq!(snapshot(&app, &bob.id).await, before);
 
     // A stale session: reauthentication required, for opening and for approving.

@@ -10,14 +10,14 @@ use actix_web::{get, web, HttpRequest, HttpResponse};
 
 use crate::error::Error;
 use crate::http::errors::{ApiError, PageError};
-use crate::http::extract::{client_ip, AdminSession};
+use crate::http::extract::{client_ip, query_pairs, AdminSession};
 use crate::http::views::{self, AdminAuditPage, Nav};
 use crate::service::audit_log::{self, AuditFilters, Export};
 use crate::service::Actor;
 use crate::state::AppState;
 
 fn filters_of(req: &HttpRequest) -> Result<AuditFilters, Error> {
-    AuditFilters::from_pairs(url::form_urlencoded::parse(req.query_string().as_bytes()))
+    AuditFilters::from_pairs(query_pairs(req)?)
 }
 
 #[get("/admin/audit")]
@@ -86,8 +86,8 @@ pub async fn api_export(
     admin: AdminSession,
 ) -> Result<HttpResponse, ApiError> {
     let (mut from, mut to) = (None, None);
-    for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
-        let slot = match k.as_ref() {
+    for (k, v) in query_pairs(&req)? {
+        let slot = match k.as_str() {
             "from_seq" => &mut from,
             "to_seq" => &mut to,
             _ => {
@@ -98,7 +98,7 @@ pub async fn api_export(
                 .into())
             }
         };
-        if slot.replace(v.into_owned()).is_some() {
+        if slot.replace(v).is_some() {
             return Err(Error::bad_request("unknown_filter", "a parameter is given twice").into());
         }
     }

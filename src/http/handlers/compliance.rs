@@ -5,12 +5,12 @@ use actix_web::{get, web, HttpRequest, HttpResponse};
 
 use crate::error::Error;
 use crate::http::errors::{ApiError, Challenge, OAuthError, PageError};
-use crate::http::extract::{client_ip, AdminSession};
+use crate::http::extract::{client_ip, query_pairs, AdminSession};
 use crate::service::compliance::{self, ExportRequest, Format, DEFAULT_PERIOD_DAYS};
 use crate::service::Actor;
 use crate::state::AppState;
 
-fn export_request(query: &str) -> Result<ExportRequest, Error> {
+fn export_request(req: &HttpRequest) -> Result<ExportRequest, Error> {
     let mut request = ExportRequest {
         workspace: None,
         format: Format::Jws,
@@ -18,14 +18,14 @@ fn export_request(query: &str) -> Result<ExportRequest, Error> {
         evidence: false,
     };
     let mut seen = Vec::new();
-    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+    for (k, v) in query_pairs(req)? {
         if seen.contains(&k) {
             return Err(Error::bad_request(
                 "invalid_parameter",
                 "a parameter is given twice",
             ));
         }
-        match k.as_ref() {
+        match k.as_str() {
             "format" => request.format = v.parse()?,
             "workspace" if !v.is_empty() => request.workspace = Some(v.to_string()),
             "workspace" => {}
@@ -55,7 +55,7 @@ pub async fn export(
     req: HttpRequest,
     admin: AdminSession,
 ) -> Result<HttpResponse, PageError> {
-    let request = export_request(req.query_string())?;
+    let request = export_request(&req)?;
     let actor = Actor::user(admin.user_id(), client_ip(&req));
     let done = compliance::export(&state, &actor, &request).await?;
     let day = done.report.generated_at.get(..10).unwrap_or("report");
@@ -91,7 +91,7 @@ pub async fn api_report(
     )
     .await
     .map_err(|e| OAuthError::new(e, Challenge::Bearer))?;
-    let request = export_request(req.query_string()).map_err(ApiError)?;
+    let request = export_request(&req).map_err(ApiError)?;
     if !matches!(request.format, Format::Jws | Format::Json) {
         return Err(ApiError(Error::bad_request(
             "unknown_format",
@@ -125,9 +125,7 @@ pub async fn api_evidence(
     )
     .await
     .map_err(|e| OAuthError::new(e, Challenge::Bearer))?;
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes())
-        .into_owned()
-        .collect();
+    let pairs = query_pairs(&req).map_err(ApiError)?;
     let report = match pairs.as_slice() {
         [(k, v)] if k == "report" => v.clone(),
         _ => {

@@ -108,7 +108,7 @@ pub async fn finish(
     current: MaybeSession,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let session = current.0.ok_or(crate::error::Error::Csrf)?;
+    let session = current.0.ok_or(crate::error::Error::Csrf { user: None })?;
     session.check_csrf(csrf_header(&req))?;
     let ip = client_ip(&req);
     limits::check(&state, "enrol", ip.as_deref().unwrap_or_default()).await?;

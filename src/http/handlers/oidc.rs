@@ -235,6 +235,16 @@ fn logout_error(f: Failure) -> PageError {
     }
 }
 
+/// A logout request's query or form; one that does not decode is refused, since its
+/// `state` could not go back as sent.
+fn logout_pairs(raw: &[u8]) -> Result<Vec<(String, String)>, PageError> {
+    crate::form::pairs_of_body(raw).map_err(|_| {
+        logout_error(
+            OidcError::InvalidRequest("the logout request is not UTF-8 once decoded".into()).into(),
+        )
+    })
+}
+
 async fn logout_answer(
     state: &AppState,
     session: MaybeSession,
@@ -284,9 +294,7 @@ pub async fn logout_get(
     req: HttpRequest,
     session: MaybeSession,
 ) -> Result<HttpResponse, PageError> {
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes())
-        .into_owned()
-        .collect();
+    let pairs = logout_pairs(req.query_string().as_bytes())?;
     let params = LogoutParams::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(|e| logout_error(e.into()))?;
     logout_answer(&state, session, params, false, &req).await
@@ -300,7 +308,7 @@ pub async fn logout_post(
     session: MaybeSession,
     body: web::Bytes,
 ) -> Result<HttpResponse, PageError> {
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let pairs = logout_pairs(&body)?;
     let params = LogoutParams::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(|e| logout_error(e.into()))?;
     let csrf = pairs

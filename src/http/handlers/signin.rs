@@ -100,7 +100,7 @@ pub async fn finish(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let browser = signin::Browser {
-        session_token: session_token(&state, &req).ok_or(Error::Csrf)?,
+        session_token: session_token(&state, &req).ok_or(Error::Csrf { user: None })?,
         csrf: csrf_header(&req).map(str::to_owned),
         ip: client_ip(&req),
         user_agent: user_agent(&req),

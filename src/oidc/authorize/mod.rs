@@ -224,23 +224,7 @@ impl UntrustedAuthorizationRequest {
 
     /// From a raw (percent-encoded) query string, `+` a space.
     pub fn from_query(query: &str) -> Self {
-        let mut undecodable = false;
-        let mut decode = |s: &str| {
-            let spaced = s.replace('+', " ");
-            let bytes = percent_encoding::percent_decode_str(&spaced).collect::<Vec<u8>>();
-            String::from_utf8(bytes).unwrap_or_else(|e| {
-                undecodable = true;
-                String::from_utf8_lossy(e.as_bytes()).into_owned()
-            })
-        };
-        let pairs: Vec<(String, String)> = query
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|pair| {
-                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-                (decode(name), decode(value))
-            })
-            .collect();
+        let (pairs, undecodable) = crate::form::pairs_repaired(query);
         UntrustedAuthorizationRequest { pairs, undecodable }
     }
 

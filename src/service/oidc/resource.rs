@@ -187,9 +187,7 @@ async fn client_request(
     authorization: Option<&str>,
     secret_required: bool,
 ) -> Result<(crate::storage::OidcClient, String, Option<String>), Failure> {
-    let body = std::str::from_utf8(body)
-        .map_err(|_| OidcError::InvalidRequest("the body is not UTF-8 form data".into()))?;
-    let request = UntrustedTokenRequest::from_form(body, authorization);
+    let request = UntrustedTokenRequest::from_form(body, authorization)?;
     let auth = request.client_auth()?;
     if secret_required && matches!(auth, ClientAuth::None { .. }) {
         return Err(OidcError::InvalidClient("client authentication failed".into()).into());

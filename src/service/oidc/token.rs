@@ -50,9 +50,7 @@ pub async fn token(
         ip.as_deref().unwrap_or_default(),
         state.oidc.token_requests_per_minute,
     );
-    let parsed = std::str::from_utf8(body)
-        .map_err(|_| OidcError::InvalidRequest("the body is not UTF-8 form data".into()))
-        .and_then(|body| UntrustedTokenRequest::from_form(body, authorization).parse());
+    let parsed = UntrustedTokenRequest::from_form(body, authorization).and_then(|r| r.parse());
     let request = match parsed {
         Ok(request) => request,
         Err(e) => {
