@@ -275,15 +275,35 @@ fn leaf(hex_digest: Option<&str>) -> Option<[u8; 32]> {
         .and_then(|v| v.try_into().ok())
 }
 
+/// One active key's compliance facts: whether its attestation was trusted, and its
+/// attestation certificate's SHA-256 in hex (keys sharing one count once).
+pub fn compliance_key(trusted_attestation: bool, leaf_sha256_hex: Option<&str>) -> ComplianceKey {
+    ComplianceKey {
+        trusted_attestation,
+        leaf_sha256: leaf(leaf_sha256_hex),
+    }
+}
+
 /// The compliance facts of a report's key entries (active ones only).
 pub(crate) fn compliance_keys(keys: &[KeyEntry]) -> Vec<ComplianceKey> {
     keys.iter()
         .filter(|k| k.status == "active")
-        .map(|k| ComplianceKey {
-            trusted_attestation: k.phishing_resistant,
-            leaf_sha256: leaf(k.chain_sha256.as_deref()),
-        })
+        .map(|k| compliance_key(k.phishing_resistant, k.chain_sha256.as_deref()))
         .collect()
+}
+
+/// The last phishing-resistant sign-in among `sign_ins` (`(at, user verified, key id)`): a
+/// session a key signed in, with user verification, where that key had trusted
+/// attestation (`attested`; revoked since or not: it was attested when used).
+pub fn last_phishing_resistant_signin<'a>(
+    sign_ins: impl IntoIterator<Item = (i64, bool, Option<&'a str>)>,
+    attested: impl Fn(&str) -> bool,
+) -> Option<i64> {
+    sign_ins
+        .into_iter()
+        .filter(|(_, uv, key)| *uv && key.is_some_and(&attested))
+        .map(|(at, _, _)| at)
+        .max()
 }
 
 /// The policy's canonical JSON digest.
@@ -358,20 +378,12 @@ pub fn build(
                 evidence_sha256: hex::encode(digest),
             });
         }
-        // A phishing-resistant sign-in: a session a key signed in, with user
-        // verification, where that key had trusted attestation (revoked since or not:
-        // it was attested when used).
-        let last_signin = m
-            .sign_ins
-            .iter()
-            .filter(|s| {
-                s.user_verified
-                    && s.key_id
-                        .as_deref()
-                        .is_some_and(|id| m.keys.iter().any(|k| k.id == id && k.phishing_resistant))
-            })
-            .map(|s| s.at)
-            .max();
+        let last_signin = last_phishing_resistant_signin(
+            m.sign_ins
+                .iter()
+                .map(|s| (s.at, s.user_verified, s.key_id.as_deref())),
+            |id| m.keys.iter().any(|k| k.id == id && k.phishing_resistant),
+        );
         let sessions_in_period = m
             .sign_ins
             .iter()

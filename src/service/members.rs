@@ -2,12 +2,13 @@
 
 use serde::Serialize;
 
-use crate::attestation::policy;
 use crate::audit::{NewAuditEvent, Outcome};
+use crate::compliance::report;
 use crate::error::{Error, Result};
+use crate::service::compliance::DEFAULT_PERIOD_DAYS;
 use crate::service::{session, tokens, Actor};
 use crate::state::AppState;
-use crate::storage::{Credential, SessionScope, User};
+use crate::storage::{Credential, SessionRecord, SessionScope, User, UserStatus};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct KeyView {
@@ -73,13 +74,43 @@ impl From<&Credential> for KeyView {
     }
 }
 
-fn view(state: &AppState, user: &User, keys: &[Credential]) -> MemberView {
-    let active: Vec<bool> = keys
+/// The start of the window in which a member must have signed in phishing-resistantly: the
+/// compliance report's default period, so the pages and the export agree.
+fn period_from(state: &AppState) -> i64 {
+    state
+        .now()
+        .saturating_sub(i64::from(DEFAULT_PERIOD_DAYS) * 86_400)
+}
+
+/// A member's view, judged by the compliance report's rule ([`report::verdict`]) over the
+/// default period: active, enough distinct attested keys, a recent phishing-resistant
+/// sign-in. `keys` may include revoked ones; `sign_ins` are the member's sessions since
+/// [`period_from`].
+fn view(
+    state: &AppState,
+    user: &User,
+    keys: &[Credential],
+    sign_ins: &[&SessionRecord],
+) -> MemberView {
+    let active: Vec<&Credential> = keys.iter().filter(|k| k.revoked_at.is_none()).collect();
+    let facts: Vec<_> = active
         .iter()
-        .filter(|k| k.revoked_at.is_none())
-        .map(|k| k.phishing_resistant)
+        .map(|k| report::compliance_key(k.phishing_resistant, k.leaf_sha256.as_deref()))
         .collect();
-    let compliance = policy::compliance(state.policy(), &active);
+    let last_signin = report::last_phishing_resistant_signin(
+        sign_ins
+            .iter()
+            .map(|s| (s.created_at, s.user_verified, s.key_id.as_deref())),
+        |id| keys.iter().any(|k| k.id == id && k.phishing_resistant),
+    );
+    let (compliant, reasons, _) = report::verdict(
+        state.policy(),
+        user.status == UserStatus::Active,
+        &facts,
+        last_signin,
+        period_from(state),
+        DEFAULT_PERIOD_DAYS,
+    );
     MemberView {
         id: user.id.clone(),
         email: user.email.clone(),
@@ -88,16 +119,25 @@ fn view(state: &AppState, user: &User, keys: &[Credential]) -> MemberView {
         status: user.status.as_str().into(),
         created_at: user.created_at,
         active_keys: active.len(),
-        compliant: compliance.compliant,
-        reasons: compliance.reasons,
+        compliant,
+        reasons: reasons.into_iter().map(|r| r.message).collect(),
     }
 }
 
-/// Every member with their compliance.
+/// Every member with their compliance (one consistent read).
 pub async fn list(state: &AppState) -> Result<Vec<MemberView>> {
-    let (users, keys) = state
+    let since = period_from(state);
+    let (users, keys, sessions) = state
         .storage
-        .run(|s| Ok((s.list_users()?, s.list_credentials()?)))
+        .run(move |s| {
+            s.transaction(|tx| {
+                Ok((
+                    tx.list_users()?,
+                    tx.list_credentials()?,
+                    tx.all_sessions_since(since)?,
+                ))
+            })
+        })
         .await?;
     Ok(users
         .iter()
@@ -105,7 +145,9 @@ pub async fn list(state: &AppState) -> Result<Vec<MemberView>> {
             let u = &u.user;
             let mine: Vec<Credential> =
                 keys.iter().filter(|k| k.user_id == u.id).cloned().collect();
-            view(state, u, &mine)
+            let signed: Vec<&SessionRecord> =
+                sessions.iter().filter(|s| s.user_id == u.id).collect();
+            view(state, u, &mine, &signed)
         })
         .collect())
 }
@@ -113,13 +155,23 @@ pub async fn list(state: &AppState) -> Result<Vec<MemberView>> {
 /// One member, all their keys (revoked ones too) and their compliance.
 pub async fn detail(state: &AppState, user_id: &str) -> Result<MemberDetail> {
     let uid = user_id.to_string();
-    let (user, keys) = state
+    let since = period_from(state);
+    let (user, keys, sessions) = state
         .storage
-        .run(move |s| Ok((s.user_by_id(&uid)?, s.credentials_for_user(&uid, false)?)))
+        .run(move |s| {
+            s.transaction(|tx| {
+                Ok((
+                    tx.user_by_id(&uid)?,
+                    tx.credentials_for_user(&uid, false)?,
+                    tx.sessions_since(&uid, since)?,
+                ))
+            })
+        })
         .await?;
     let user = user.ok_or(Error::NotFound)?;
+    let signed: Vec<&SessionRecord> = sessions.iter().collect();
     Ok(MemberDetail {
-        member: view(state, &user, &keys),
+        member: view(state, &user, &keys, &signed),
         keys: keys.iter().map(KeyView::from).collect(),
     })
 }

@@ -127,6 +127,14 @@ impl Tx<'_> {
             .load(self.conn)
             .map_err(db_err)
     }
+
+    /// Every member's sessions that started at or after `since` (for compliance views).
+    pub fn all_sessions_since(&mut self, since: i64) -> Result<Vec<SessionRecord>, StorageError> {
+        sessions::table
+            .filter(sessions::created_at.ge(since))
+            .load(self.conn)
+            .map_err(db_err)
+    }
 }
 
 impl Storage {

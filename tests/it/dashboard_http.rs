@@ -69,5 +69,52 @@ async fn dashboard_shows_compliance_and_keys() {
         403,
         "members do not see the dashboard"
     );
+
+    // The dashboard and the member pages judge as the compliance export does: 31 days
+    // on, the admin's keys are still enough but their last key sign-in is too old.
+    let agrees = |d: &keygate::service::dashboard::Dashboard, r: &keygate::compliance::Report| {
+        let mut off: Vec<&str> = d.non_compliant.iter().map(|m| m.email.as_str()).collect();
+        off.sort_unstable();
+        let mut report_off: Vec<&str> = r
+            .members
+            .iter()
+            .filter(|m| !m.compliant)
+            .map(|m| m.email.as_str())
+            .collect();
+        report_off.sort_unstable();
+        assert_eq!(off, report_off);
+        assert_eq!(d.compliant as u64, r.summary.compliant);
+    };
+    let now = keygate::service::dashboard::build(&app.state)
+        .await
+        .unwrap();
+    let (report, _) = keygate::service::compliance::report(&app.state, None, 30)
+        .await
+        .unwrap();
+    agrees(&now, &report);
+    app.clock.advance(31 * 86_400);
+    let later = keygate::service::dashboard::build(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(later.compliant, 0);
+    let admin_view = later
+        .non_compliant
+        .iter()
+        .find(|m| m.email != "carol@example.com")
+        .expect("the admin is listed");
+    assert_eq!(admin_view.reasons.len(), 1, "{:?}", admin_view.reasons);
+    assert!(
+        admin_view.reasons[0].contains("no phishing-resistant sign-in"),
+        "{:?}",
+        admin_view.reasons
+    );
+    let detail = keygate::service::members::detail(&app.state, &admin_view.id)
+        .await
+        .unwrap();
+    assert!(!detail.member.compliant);
+    let (report, _) = keygate::service::compliance::report(&app.state, None, 30)
+        .await
+        .unwrap();
+    agrees(&later, &report);
     app.stop().await;
 }
