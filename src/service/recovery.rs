@@ -261,6 +261,10 @@ pub async fn approve(
         return refuse(state, actor, &req.user_id, Some(&req.id), why, err).await;
     }
 
+    // The member's sessions end first: should the shared store fail, nothing is approved
+    // or revoked yet (a retry does it all), and the link is never lost to a later failure.
+    session::end(state, actor, &req.user_id, SessionScope::All).await?;
+
     let token = tokens::secret_token();
     let inv = NewInvitation {
         id: tokens::new_id(),
@@ -357,7 +361,11 @@ pub async fn approve(
         }
         Err(e) => return Err(e.into()),
     };
-    session::end(state, actor, &user.id, SessionScope::All).await?;
+    // Once more after the commit, for a sign-in that finished in between with a key now
+    // revoked. The approval stands either way: the link is shown only in this answer.
+    if let Err(e) = session::end(state, actor, &user.id, SessionScope::All).await {
+        tracing::warn!(error = %e, user = %user.id, "sessions begun during a recovery approval could not be ended");
+    }
     let rid = req.id.clone();
     let req = state
         .storage

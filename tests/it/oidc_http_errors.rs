@@ -242,22 +242,23 @@ async fn token_endpoint_refusals() {
         )
         .await;
     assert_eq!(token_error(&r), (400, "invalid_request".into()));
+    let post_raw = |raw: Vec<u8>| {
+        let p = &p;
+        async move {
+            let auth = [("Authorization", p.basic(CLIENT_ID, &p.secret))];
+            p.app
+                .client()
+                .post_with("/oauth2/token", &auth, ctype, raw)
+                .await
+        }
+    };
     for raw in [
         b"grant_type=authorization_code&grant_type=refresh_token&code=x".to_vec(),
         b"grant_type=authorization_code&code=%FF%FE".to_vec(),
         vec![0xff, 0xfe, b'=', 0x00],
         b"grant_type=authorization_code".to_vec(),
     ] {
-        let r = p
-            .app
-            .client()
-            .post_with(
-                "/oauth2/token",
-                &[("Authorization", p.basic(CLIENT_ID, &p.secret))],
-                ctype,
-                raw.clone(),
-            )
-            .await;
+        let r = post_raw(raw.clone()).await;
         assert!(
             r.status == 400 || r.status == 401,
             "{}: {} {}",
@@ -277,16 +278,7 @@ async fn token_endpoint_refusals() {
         ("code_verifier", &pkce.verifier),
     ]);
     raw.extend_from_slice(b"&note=%FF");
-    let r = p
-        .app
-        .client()
-        .post_with(
-            "/oauth2/token",
-            &[("Authorization", p.basic(CLIENT_ID, &p.secret))],
-            ctype,
-            raw,
-        )
-        .await;
+    let r = post_raw(raw).await;
     assert_eq!(
         token_error(&r),
         (400, "invalid_request".into()),

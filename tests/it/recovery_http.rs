@@ -15,6 +15,7 @@ use crate::support::app::{csrf_of, Client, Reply, TestApp};
 use crate::support::authenticator::{
     SoftAuthenticator, SoftCredential, YUBIKEY_5CI_FIPS, YUBIKEY_5_NFC,
 };
+use crate::support::meddled::{MeddledStore, Meddling};
 
 /// A signed-in person: their browser, their key(s) and their id.
 struct Person {
@@ -684,5 +685,43 @@ async fn recovery_lifetimes_follow_the_settings() {
     app.clock.advance(7201);
     let r = approve(&app, &mut grace, &late, true).await;
     assert_eq!(r.status, 410, "{}", r.body);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn an_approval_while_the_shared_store_fails_changes_nothing_and_a_retry_completes_it() {
+    let ca = trusted_ca();
+    let app = app_trusting(&ca).await;
+    let (mut ada, mut grace, mut bob) = world(&app, &ca).await;
+    let request = open_request(&app, &mut ada, &bob.id, "lost both").await;
+    grace.touch(&app, 0, "/admin/invitations").await;
+    let token = grace.client.cookies["kg_session"].clone();
+    let approver = keygate::service::session::load(&app.state, &token)
+        .await
+        .unwrap()
+        .expect("Grace's session");
+    let actor = keygate::service::Actor::user(&grace.id, None);
+    assert_eq!(bob.client.get("/api/me").await.status, 200);
+
+    // The shared store fails: the member's sessions cannot be ended, so nothing is
+    // approved, revoked or issued, and Bob stays signed in.
+    let mut failing = app.state.clone();
+    failing.ephemeral = std::sync::Arc::new(MeddledStore {
+        inner: app.state.ephemeral.clone(),
+        meddling: Meddling::FailWrites,
+    });
+    let before = snapshot(&app, &bob.id).await;
+    let failed = keygate::service::recovery::approve(&failing, &approver, &actor, &request).await;
+    assert_eq!(failed.err().map(|e| e.code()), Some("unavailable"));
+    assert_eq!(snapshot(&app, &bob.id).await, before);
+    assert_eq!(bob.client.get("/api/me").await.status, 200);
+
+    // The store answers again: the same request is approved, Bob's keys and session end.
+    let issued = keygate::service::recovery::approve(&app.state, &approver, &actor, &request)
+        .await
+        .expect("the approval");
+    assert_eq!(issued.revoked_keys, 2);
+    assert!(issued.link.contains("/enrol/"), "{}", issued.link);
+    assert_eq!(bob.client.get("/api/me").await.status, 401);
     app.stop().await;
 }
