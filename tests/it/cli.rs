@@ -190,31 +190,42 @@ fn http_get(port: u16, path: &str) -> Option<String> {
     Some(out)
 }
 
-#[test]
-fn dev_runs_on_the_embedded_default_and_prints_the_bootstrap_link() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+/// `keygate dev` on `port` in `dir`, once it has printed its bootstrap link and answers
+/// `/readyz` (bounded: 30 s). Returns the child, the link's path and its stderr lines.
+fn start_dev(
+    dir: &std::path::Path,
+    port: u16,
+) -> (
+    std::process::Child,
+    String,
+    std::sync::mpsc::Receiver<String>,
+) {
     let mut child = keygate()
         .args(["dev", "--data-dir"])
-        .arg(dir.path())
+        .arg(dir)
         .args(["--bind", &format!("127.0.0.1:{port}")])
+        .env("KEYGATE_LOG", "debug")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn keygate dev");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
+    let lines = |from: Box<dyn std::io::Read + Send>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(from).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
             }
-        }
-    });
+        });
+        rx
+    };
+    let stdout = lines(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = lines(Box::new(child.stderr.take().expect("stderr")));
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut link = None;
     while Instant::now() < deadline && link.is_none() {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+        if let Ok(line) = stdout.recv_timeout(Duration::from_millis(200)) {
             if let Some(i) = line.find("http://localhost:") {
                 if line.contains("/enrol/") {
                     link = Some(line[i..].trim().to_string());
@@ -222,10 +233,10 @@ fn dev_runs_on_the_embedded_default_and_prints_the_bootstrap_link() {
             }
         }
     }
-    let link = link.unwrap_or_else(|| {
+    let Some(link) = link else {
         let _ = child.kill();
         panic!("keygate dev printed no bootstrap link")
-    });
+    };
     let mut health = None;
     while Instant::now() < deadline && health.is_none() {
         health = http_get(port, "/readyz").filter(|r| r.starts_with("HTTP/1.1 200"));
@@ -233,17 +244,79 @@ fn dev_runs_on_the_embedded_default_and_prints_the_bootstrap_link() {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+    if health.is_none() {
+        let _ = child.kill();
+        panic!("readyz never answered 200");
+    }
     let path = link
         .trim_start_matches(&format!("http://localhost:{port}"))
         .to_string();
+    (child, path, stderr)
+}
+
+#[test]
+fn dev_runs_on_the_embedded_default_and_prints_the_bootstrap_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (mut child, path, _stderr) = start_dev(dir.path(), port);
     let page = http_get(port, &path).unwrap_or_default();
     let _ = child.kill();
     let _ = child.wait();
-    assert!(health.is_some(), "readyz answered 200");
     assert!(page.starts_with("HTTP/1.1 200"), "the link opens: {page}");
     assert!(page.contains("Set up the first admin"));
     assert!(
         dir.path().join("keygate.db").exists(),
         "SQLite file in the data dir"
     );
+}
+
+/// SPEC C12: the logs carry no secret (the bootstrap link's token is in the path of a
+/// request that is logged), and SIGTERM stops keygate cleanly.
+#[test]
+fn logs_carry_no_secret_and_sigterm_stops_keygate_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (mut child, path, stderr) = start_dev(dir.path(), port);
+    let token = path.rsplit('/').next().unwrap().to_string();
+    assert!(token.len() >= 20, "{path}");
+    let page = http_get(port, &format!("{path}?probe=1")).unwrap_or_default();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(stopped.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let status = status.expect("keygate stopped within 20 s of SIGTERM");
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+
+    // Everything it logged, now that it has exited and closed stderr.
+    let logged: Vec<String> = stderr.iter().collect();
+    let requests: Vec<&String> = logged
+        .iter()
+        .filter(|l| l.contains("\"request\"") || l.contains(" request "))
+        .collect();
+    assert!(
+        requests.iter().any(|l| l.contains("/enrol/{token}")),
+        "the link's request is logged by its route: {logged:#?}"
+    );
+    for line in &logged {
+        assert!(!line.contains(&token), "a log line holds the token: {line}");
+        assert!(
+            !line.contains("probe=1"),
+            "a log line holds the query: {line}"
+        );
+    }
 }
