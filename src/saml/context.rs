@@ -175,6 +175,31 @@ mod tests {
     }
 
     #[test]
+    fn microsoft_and_eap_contexts_are_earned_only_by_an_attested_key() {
+        for c in [MS_MULTIPLE_AUTHN, EAP_PHR, EAP_PHRH] {
+            assert!(configurable(c), "{c}");
+            let exact = req(Comparison::Exact, &[c]);
+            assert_eq!(decide(Some(&exact), REFEDS_MFA, PR).as_deref(), Some(c));
+            assert_eq!(decide(Some(&exact), REFEDS_MFA, WEAK), None, "{c}");
+            assert_eq!(decide(None, c, PR).as_deref(), Some(c));
+            assert_eq!(decide(None, c, WEAK), None, "{c}");
+        }
+        // Entra ID asks for at least multipleauthn: an SP configured for phr gets phr.
+        let min = req(Comparison::Minimum, &[MS_MULTIPLE_AUTHN]);
+        assert_eq!(decide(Some(&min), EAP_PHR, PR).as_deref(), Some(EAP_PHR));
+        assert_eq!(decide(Some(&min), EAP_PHR, WEAK), None);
+        // Nothing keygate proves is stronger than phishing-resistant hardware.
+        let better = req(Comparison::Better, &[EAP_PHRH]);
+        assert_eq!(decide(Some(&better), EAP_PHRH, PR), None);
+        let max = req(Comparison::Maximum, &[MS_MULTIPLE_AUTHN, EAP_PHRH]);
+        assert_eq!(
+            decide(Some(&max), REFEDS_MFA, PR).as_deref(),
+            Some(EAP_PHRH)
+        );
+        assert_eq!(decide(Some(&max), REFEDS_MFA, WEAK), None);
+    }
+
+    #[test]
     fn maximum_picks_the_strongest_earned_at_or_below() {
         let max = req(Comparison::Maximum, &[UNSPECIFIED, REFEDS_MFA]);
         assert_eq!(
