@@ -176,6 +176,77 @@ pub async fn detail(state: &AppState, user_id: &str) -> Result<MemberDetail> {
     })
 }
 
+/// Disables (`enabled: false`) or enables a member: offboarding, as Okta's "deactivate" or
+/// Entra ID's "block sign-in". A disabled member cannot sign in, enrol, be recovered, or use
+/// what was issued to them (refresh tokens, userinfo, SAML); their keys stay on record.
+/// Disabling ends their sessions first, so a failing shared store changes nothing; then the
+/// status and the audit event (`member.disabled` / `member.enabled`) commit together. Nobody
+/// disables their own account (refused, audited `member.refused`).
+pub async fn set_enabled(
+    state: &AppState,
+    actor: &Actor,
+    actor_user_id: &str,
+    user_id: &str,
+    enabled: bool,
+) -> Result<MemberDetail> {
+    let now = state.now();
+    if !enabled && user_id == actor_user_id {
+        let event = NewAuditEvent {
+            actor: actor.id.clone(),
+            action: "member.refused".into(),
+            subject: format!("user:{user_id}"),
+            outcome: Outcome::Refused,
+            reason: Some("own_account".into()),
+            details: serde_json::json!({ "change": "disable", "ip": actor.ip }),
+        };
+        state
+            .storage
+            .run(move |s| s.append_audit(&event, now).map(|_| ()))
+            .await?;
+        return Err(Error::Forbidden("you cannot disable your own account"));
+    }
+    let uid = user_id.to_string();
+    let exists = state.storage.run(move |s| s.user_by_id(&uid)).await?;
+    if exists.is_none() {
+        return Err(Error::NotFound);
+    }
+    if !enabled {
+        session::end(state, actor, user_id, SessionScope::All).await?;
+    }
+    let (status, action) = if enabled {
+        (UserStatus::Active, "member.enabled")
+    } else {
+        (UserStatus::Disabled, "member.disabled")
+    };
+    let event = NewAuditEvent {
+        actor: actor.id.clone(),
+        action: action.into(),
+        subject: format!("user:{user_id}"),
+        outcome: Outcome::Success,
+        reason: None,
+        details: serde_json::json!({ "ip": actor.ip }),
+    };
+    let uid = user_id.to_string();
+    let changed = state
+        .storage
+        .run(move |s| {
+            s.transaction(|tx| {
+                let Some(user) = tx.user_by_id(&uid)? else {
+                    return Ok(None);
+                };
+                if user.status == status {
+                    return Ok(Some(false));
+                }
+                tx.set_user_status(&uid, status)?;
+                tx.append_audit(&event, now)?;
+                Ok(Some(true))
+            })
+        })
+        .await?;
+    changed.ok_or(Error::NotFound)?;
+    detail(state, user_id).await
+}
+
 /// Revokes a key. Members may revoke their own keys; admins any key.
 pub async fn revoke_key(
     state: &AppState,

@@ -725,3 +725,87 @@ async fn an_approval_while_the_shared_store_fails_changes_nothing_and_a_retry_co
     assert_eq!(bob.client.get("/api/me").await.status, 401);
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn an_admin_disables_a_member_who_is_signed_out_and_refused_until_enabled() {
+    let ca = trusted_ca();
+    let app = app_trusting(&ca).await;
+    let (mut ada, _grace, mut bob) = world(&app, &ca).await;
+    assert_eq!(bob.client.get("/api/me").await.status, 200);
+    let csrf = ada.touch(&app, 0, "/admin/invitations").await;
+    let api = |change: &str| format!("/api/admin/members/{}/{change}", bob.id);
+
+    // Nobody disables themselves; a member cannot disable anyone.
+    let own = ada
+        .client
+        .post_json(
+            &format!("/api/admin/members/{}/disable", ada.id),
+            Some(&csrf),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(own.status, 403, "{}", own.body);
+    let last = last_event(&app).await;
+    assert_eq!(
+        (last.action.as_str(), last.reason.as_deref()),
+        ("member.refused", Some("own_account"))
+    );
+    let bob_csrf = csrf_of(&bob.client.get("/me").await.body);
+    let by_member = bob
+        .client
+        .post_json(&api("disable"), Some(&bob_csrf), &json!({}))
+        .await;
+    assert_eq!(by_member.status, 403, "{}", by_member.body);
+    assert_eq!(
+        ada.client
+            .post_json("/api/admin/members/nobody/disable", Some(&csrf), &json!({}))
+            .await
+            .status,
+        404
+    );
+
+    // Disabled: Bob's session ends, his keys no longer sign him in, the export and the
+    // dashboard say why.
+    let r = ada
+        .client
+        .post_json(&api("disable"), Some(&csrf), &json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let detail = r.json();
+    assert_eq!(detail["member"]["status"], "disabled");
+    assert_eq!(detail["member"]["compliant"], false);
+    assert_eq!(
+        detail["keys"].as_array().unwrap().len(),
+        2,
+        "keys stay on record"
+    );
+    let last = last_event(&app).await;
+    assert_eq!(last.action, "member.disabled");
+    assert_eq!(last.subject, format!("user:{}", bob.id));
+    assert_eq!(bob.client.get("/api/me").await.status, 401);
+    let (_, r) = sign_in(&app, &mut bob.keys[0], &bob.id, None, |_| {}).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let page = ada.client.get(&format!("/admin/members/{}", bob.id)).await;
+    assert!(page.body.contains("id=\"enable-member\""), "{}", page.body);
+
+    // Enabled again from the member page (a form): Bob signs in.
+    let r = ada
+        .client
+        .post_form(
+            &format!("/admin/members/{}/enable", bob.id),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(last_event(&app).await.action, "member.enabled");
+    let (_, r) = sign_in(&app, &mut bob.keys[0], &bob.id, None, |_| {}).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let page = ada.client.get(&format!("/admin/members/{}", bob.id)).await;
+    assert!(page.body.contains("id=\"disable-member\""), "{}", page.body);
+    let mine = ada.client.get(&format!("/admin/members/{}", ada.id)).await;
+    assert!(
+        !mine.body.contains("disable-member"),
+        "no button for oneself"
+    );
+    app.stop().await;
+}
