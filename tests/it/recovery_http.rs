@@ -763,6 +763,11 @@ async fn an_admin_disables_a_member_who_is_signed_out_and_refused_until_enabled(
             .status,
         404
     );
+    let other = ada
+        .client
+        .post_json(&api("suspend"), Some(&csrf), &json!({}))
+        .await;
+    assert_eq!(other.status, 404, "{}", other.body);
 
     // Disabled: Bob's session ends, his keys no longer sign him in, the export and the
     // dashboard say why.

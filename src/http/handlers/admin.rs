@@ -270,74 +270,41 @@ pub async fn api_end_sessions(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "ended": ended })))
 }
 
+/// `disable` or `enable`, the last segment of the routes below (their pattern admits no other).
+fn enabling(change: &str) -> bool {
+    change == "enable"
+}
+
 /// Disables or enables a member from their page (a fresh key touch required).
-async fn member_status_form(
-    state: &AppState,
-    req: &HttpRequest,
-    admin: &AdminSession,
-    id: &str,
-    form: &CsrfForm,
-    enabled: bool,
+#[post("/admin/members/{id}/{change:disable|enable}")]
+pub async fn member_status_form(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    path: web::Path<(String, String)>,
+    form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
+    let (id, change) = path.into_inner();
     admin.0.check_csrf(Some(&form.csrf))?;
-    session::require_recent_touch(state, &admin.0)?;
-    members::set_enabled(state, &admin.actor(req), admin.user_id(), id, enabled).await?;
+    session::require_recent_touch(&state, &admin.0)?;
+    let actor = admin.actor(&req);
+    members::set_enabled(&state, &actor, admin.user_id(), &id, enabling(&change)).await?;
     Ok(see_other(format!("/admin/members/{id}")))
 }
 
-#[post("/admin/members/{id}/disable")]
-pub async fn disable_form(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    admin: AdminSession,
-    id: web::Path<String>,
-    form: web::Form<CsrfForm>,
-) -> Result<HttpResponse, PageError> {
-    member_status_form(&state, &req, &admin, &id, &form, false).await
-}
-
-#[post("/admin/members/{id}/enable")]
-pub async fn enable_form(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    admin: AdminSession,
-    id: web::Path<String>,
-    form: web::Form<CsrfForm>,
-) -> Result<HttpResponse, PageError> {
-    member_status_form(&state, &req, &admin, &id, &form, true).await
-}
-
 /// The API's disable and enable: the member's detail as it is now.
-async fn api_member_status(
-    state: &AppState,
-    req: &HttpRequest,
-    admin: &AdminSession,
-    id: &str,
-    enabled: bool,
+#[post("/api/admin/members/{id}/{change:disable|enable}")]
+pub async fn api_member_status(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    admin.0.check_csrf(csrf_header(req))?;
-    session::require_recent_touch(state, &admin.0)?;
+    let (id, change) = path.into_inner();
+    admin.0.check_csrf(csrf_header(&req))?;
+    session::require_recent_touch(&state, &admin.0)?;
+    let actor = admin.actor(&req);
     let detail =
-        members::set_enabled(state, &admin.actor(req), admin.user_id(), id, enabled).await?;
+        members::set_enabled(&state, &actor, admin.user_id(), &id, enabling(&change)).await?;
     Ok(HttpResponse::Ok().json(detail))
-}
-
-#[post("/api/admin/members/{id}/disable")]
-pub async fn api_disable(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    admin: AdminSession,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    api_member_status(&state, &req, &admin, &id, false).await
-}
-
-#[post("/api/admin/members/{id}/enable")]
-pub async fn api_enable(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    admin: AdminSession,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    api_member_status(&state, &req, &admin, &id, true).await
 }
