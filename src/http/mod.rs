@@ -210,7 +210,6 @@ pub fn app(
 > {
     let https = state.config.cookies_secure();
     let metrics = state.metrics.clone();
-    let auditing = state.clone();
     actix_web::App::new()
         .app_data(web::Data::new(state))
         .wrap(security_headers(https))
@@ -220,11 +219,12 @@ pub fn app(
             let route = req.match_pattern().unwrap_or_else(|| "<unmatched>".into());
             let fut = srv.call(req);
             let metrics = metrics.clone();
-            let state = auditing.clone();
             async move {
                 let res = fut.await?;
                 if let Some(user) = res.response().error().and_then(errors::csrf_refusal) {
-                    audit_csrf(&state, res.request(), user).await;
+                    if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
+                        audit_csrf(state, res.request(), user).await;
+                    }
                 }
                 let (status, took) = (res.status().as_u16(), started.elapsed());
                 metrics.record(&method, &route, status, took);
