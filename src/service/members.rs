@@ -1,5 +1,7 @@
 //! Members, their keys and their compliance, for the member page and the admin pages.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 use crate::audit::{NewAuditEvent, Outcome};
@@ -139,15 +141,25 @@ pub async fn list(state: &AppState) -> Result<Vec<MemberView>> {
             })
         })
         .await?;
+    // Grouped by member once: a large organisation has many keys and sessions.
+    let mut keys_of: HashMap<String, Vec<Credential>> = HashMap::new();
+    for k in keys {
+        keys_of.entry(k.user_id.clone()).or_default().push(k);
+    }
+    let mut sessions_of: HashMap<&str, Vec<&SessionRecord>> = HashMap::new();
+    for s in &sessions {
+        sessions_of.entry(s.user_id.as_str()).or_default().push(s);
+    }
     Ok(users
         .iter()
         .map(|u| {
             let u = &u.user;
-            let mine: Vec<Credential> =
-                keys.iter().filter(|k| k.user_id == u.id).cloned().collect();
-            let signed: Vec<&SessionRecord> =
-                sessions.iter().filter(|s| s.user_id == u.id).collect();
-            view(state, u, &mine, &signed)
+            let mine = keys_of.get(&u.id).map(Vec::as_slice).unwrap_or_default();
+            let signed = sessions_of
+                .get(u.id.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            view(state, u, mine, signed)
         })
         .collect())
 }
