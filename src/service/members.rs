@@ -239,23 +239,23 @@ pub async fn set_enabled(
         details: serde_json::json!({ "ip": actor.ip }),
     };
     let uid = user_id.to_string();
-    let changed = state
+    // Already so: nothing to change or audit.
+    let found = state
         .storage
         .run(move |s| {
             s.transaction(|tx| {
                 let Some(user) = tx.user_by_id(&uid)? else {
                     return Ok(None);
                 };
-                if user.status == status {
-                    return Ok(Some(false));
+                if user.status != status {
+                    tx.set_user_status(&uid, status)?;
+                    tx.append_audit(&event, now)?;
                 }
-                tx.set_user_status(&uid, status)?;
-                tx.append_audit(&event, now)?;
-                Ok(Some(true))
+                Ok(Some(()))
             })
         })
         .await?;
-    changed.ok_or(Error::NotFound)?;
+    found.ok_or(Error::NotFound)?;
     detail(state, user_id).await
 }
 

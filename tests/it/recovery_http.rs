@@ -788,6 +788,14 @@ async fn an_admin_disables_a_member_who_is_signed_out_and_refused_until_enabled(
     assert_eq!(last.action, "member.disabled");
     assert_eq!(last.subject, format!("user:{}", bob.id));
     assert_eq!(bob.client.get("/api/me").await.status, 401);
+    // Disabling again changes nothing and records nothing.
+    let events = audit_events(&app).await.len();
+    let again = ada
+        .client
+        .post_json(&api("disable"), Some(&csrf), &json!({}))
+        .await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(audit_events(&app).await.len(), events);
     let (_, r) = sign_in(&app, &mut bob.keys[0], &bob.id, None, |_| {}).await;
     assert_eq!(r.status, 403, "{}", r.body);
     let page = ada.client.get(&format!("/admin/members/{}", bob.id)).await;
