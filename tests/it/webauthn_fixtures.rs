@@ -1,4 +1,4 @@
-//! Real YubiKey registrations and assertions (`../shared/fixtures`) through the
+//! Real YubiKey registrations and assertions (`tests/fixtures`) through the
 //! relying-party checks, against Yubico's built-in roots.
 
 use ciborium::value::Value;
@@ -23,6 +23,24 @@ fn input(v: &RegistrationVector) -> RegistrationInput<'_> {
 
 fn exp_str<'a>(v: &'a RegistrationVector, pointer: &str) -> Option<&'a str> {
     v.expected.pointer(pointer).and_then(Json::as_str)
+}
+
+/// A clone anywhere passes its own tests: the real vectors live inside the repository, not
+/// beside it.
+#[test]
+fn the_real_fixtures_are_kept_inside_the_repository() {
+    let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .canonicalize()
+        .expect("crate dir");
+    let dir = fixtures::dir().canonicalize().expect("the fixtures directory exists");
+    assert!(
+        dir.starts_with(&crate_dir),
+        "{} lies outside the crate ({})",
+        dir.display(),
+        crate_dir.display()
+    );
+    assert!(dir.join("yubikey/registration").is_dir());
+    assert!(dir.join("roots").is_dir());
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! The shared real-world fixtures (`../shared/fixtures` beside the crate): YubiKey
+//! The real-world fixtures kept in the repository (`tests/fixtures`): YubiKey
 //! registrations and assertions, Yubico's roots and a certificate-only leaf.
 #![allow(dead_code)]
 
@@ -10,7 +10,7 @@ use serde_json::Value;
 
 /// The fixtures directory.
 pub fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 /// A fixture file as text.
