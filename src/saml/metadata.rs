@@ -93,6 +93,13 @@ pub fn import_sp(metadata: &str) -> Result<ServiceProvider, SamlError> {
         return Err(SamlError::Malformed("the metadata is too large".into()));
     }
     xml::refuse_dtd(metadata)?;
+    // One EntityDescriptor and nothing after it: what the admin reviews is all there is.
+    xml::single_root(metadata).map_err(|e| match e {
+        SamlError::Malformed(m) => {
+            SamlError::Malformed(format!("the metadata is not a SAML EntityDescriptor: {m}"))
+        }
+        other => other,
+    })?;
     let body = metadata.trim_start_matches('\u{feff}');
     let ed: EntityDescriptor = body
         .parse()

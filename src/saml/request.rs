@@ -208,35 +208,12 @@ pub fn from_post(saml_request: &str, relay: Option<String>) -> Result<Received, 
     })
 }
 
-/// The root element's local name and namespace.
-fn root_element(xml: &str) -> Result<(String, Option<String>), SamlError> {
-    let mut reader = quick_xml::NsReader::from_str(xml);
-    loop {
-        match reader.read_resolved_event() {
-            Ok((ns, Event::Start(e) | Event::Empty(e))) => {
-                let local = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
-                let ns = match ns {
-                    quick_xml::name::ResolveResult::Bound(n) => {
-                        Some(String::from_utf8_lossy(n.as_ref()).into_owned())
-                    }
-                    _ => None,
-                };
-                return Ok((local, ns));
-            }
-            Ok((_, Event::Eof)) => return Err(malformed("the message has no root element")),
-            Ok((_, Event::DocType(_))) => {
-                return Err(SamlError::Forbidden("the message carries a DTD"))
-            }
-            Ok(_) => continue,
-            Err(_) => return Err(malformed("the message is not well-formed XML")),
-        }
-    }
-}
-
 fn parse(xml: &str) -> Result<samael::schema::AuthnRequest, SamlError> {
     xml::refuse_dtd(xml)?;
-    let (name, ns) = root_element(xml)?;
-    if name != "AuthnRequest" || ns.as_deref() != Some(NS_PROTOCOL) {
+    // One root element and nothing after it, on either binding: a parser reading only the
+    // first element must never be handed a document that carries a second one.
+    let root = xml::single_root(xml)?;
+    if root.local_name != "AuthnRequest" || root.namespace.as_deref() != Some(NS_PROTOCOL) {
         return Err(malformed("the message is not a SAML 2.0 AuthnRequest"));
     }
     xml.parse::<samael::schema::AuthnRequest>()

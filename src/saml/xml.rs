@@ -134,6 +134,86 @@ pub fn refuse_dtd(xml: &str) -> Result<(), super::SamlError> {
     Ok(())
 }
 
+/// The root element of a document: its local name and namespace.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Root {
+    pub local_name: String,
+    pub namespace: Option<String>,
+}
+
+/// Reads a whole document and refuses anything but one root element: before it, only an
+/// XML declaration, comments and whitespace; after it, only whitespace (no second element,
+/// text, comment or processing instruction). A parser that stops at the first element's
+/// end would otherwise act on a document another parser reads differently. A DTD is
+/// refused as in [`refuse_dtd`]; unbalanced tags are not well-formed.
+pub fn single_root(xml: &str) -> Result<Root, super::SamlError> {
+    use super::SamlError;
+    use quick_xml::events::Event;
+    use quick_xml::name::ResolveResult;
+
+    let malformed = |what: &str| SamlError::Malformed(what.into());
+    let body = xml.strip_prefix('\u{feff}').unwrap_or(xml);
+    let mut reader = quick_xml::NsReader::from_str(body);
+    let mut root: Option<Root> = None;
+    let mut depth = 0usize;
+    let mut first = true;
+    loop {
+        let (ns, event) = reader
+            .read_resolved_event()
+            .map_err(|_| malformed("the message is not well-formed XML"))?;
+        match event {
+            Event::DocType(_) => {
+                return Err(SamlError::Forbidden(
+                    "the message carries a DTD or entity declarations, which keygate never accepts",
+                ))
+            }
+            Event::Start(ref e) | Event::Empty(ref e) if depth == 0 => {
+                if root.is_some() {
+                    return Err(malformed(
+                        "the message has a second element after its root element",
+                    ));
+                }
+                root = Some(Root {
+                    local_name: String::from_utf8_lossy(e.local_name().as_ref()).into_owned(),
+                    namespace: match ns {
+                        ResolveResult::Bound(n) => {
+                            Some(String::from_utf8_lossy(n.as_ref()).into_owned())
+                        }
+                        _ => None,
+                    },
+                });
+                if matches!(event, Event::Start(_)) {
+                    depth = 1;
+                }
+            }
+            Event::Start(_) => depth += 1,
+            Event::End(_) => {
+                depth = depth
+                    .checked_sub(1)
+                    .ok_or_else(|| malformed("the message is not well-formed XML"))?;
+            }
+            Event::Eof => {
+                if depth > 0 {
+                    return Err(malformed("the message is not well-formed XML"));
+                }
+                return root.ok_or_else(|| malformed("the message has no root element"));
+            }
+            // Inside the root element: its content, read by the caller.
+            _ if depth > 0 => {}
+            Event::Text(t) if t.iter().all(u8::is_ascii_whitespace) => {}
+            Event::Decl(_) if first => {}
+            Event::Comment(_) if root.is_none() => {}
+            _ if root.is_some() => {
+                return Err(malformed(
+                    "the message has content after its root element; only whitespace may follow it",
+                ))
+            }
+            _ => return Err(malformed("the message has content before its root element")),
+        }
+        first = false;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,5 +253,67 @@ mod tests {
         assert!(refuse_dtd("<?xml version=\"1.0\"?><!doctype x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><x>&e;</x>").is_err());
         assert!(refuse_dtd("<x><!ENTITY a \"b\"></x>").is_err());
         assert!(refuse_dtd("<samlp:AuthnRequest ID=\"_1\"/>").is_ok());
+    }
+
+    fn root_of(xml: &str) -> Result<String, String> {
+        single_root(xml)
+            .map(|r| format!("{}|{}", r.local_name, r.namespace.unwrap_or_default()))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn one_root_element_with_whitespace_around_it_is_read() {
+        let ok = [
+            "<p:A xmlns:p=\"urn:p\"><p:B/>text<!-- c --><?pi x?></p:A>",
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<p:A xmlns:p=\"urn:p\"/>\n",
+            "\u{feff}<!-- generated -->\n<p:A xmlns:p=\"urn:p\"></p:A>\r\n\t ",
+        ];
+        for xml in ok {
+            assert_eq!(root_of(xml).as_deref(), Ok("A|urn:p"), "{xml}");
+        }
+    }
+
+    #[test]
+    fn anything_after_the_root_element_is_refused() {
+        for tail in [
+            "<p:A xmlns:p=\"urn:p\"/>",
+            "<B/>",
+            "<B>x</B>",
+            "text",
+            "&amp;",
+            "<![CDATA[x]]>",
+            "<!-- comment -->",
+            "<?pi x?>",
+        ] {
+            for root in [
+                "<p:A xmlns:p=\"urn:p\"><p:B/></p:A>",
+                "<p:A xmlns:p=\"urn:p\"/>",
+            ] {
+                let xml = format!("{root}\n{tail}\n");
+                let err = root_of(&xml).expect_err(&xml);
+                assert!(err.contains("after its root element"), "{xml}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn documents_that_are_not_one_balanced_element_are_refused() {
+        for xml in [
+            "",
+            "  \n",
+            "<!-- only a comment -->",
+            "<a>",
+            "<a><b></a>",
+            "<a></a></b>",
+            "text<a/>",
+            "<?pi x?><a/>",
+            "<a/><?xml version=\"1.0\"?>",
+        ] {
+            assert!(single_root(xml).is_err(), "{xml:?}");
+        }
+        assert!(matches!(
+            single_root("<!DOCTYPE a><a/>"),
+            Err(crate::saml::SamlError::Forbidden(_))
+        ));
     }
 }

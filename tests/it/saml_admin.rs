@@ -402,7 +402,15 @@ async fn unusable_metadata_is_refused_with_a_reason_and_nothing_is_stored() {
         "bindings:HTTP-Artifact\" Location",
     );
     assert!(!no_post.contains("HTTP-POST"));
+    // A second descriptor after the first: the admin would review one registration while
+    // another parser could read the other.
+    let second = format!(
+        "{good}<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" entityID=\"https://evil.example/metadata\"/>\n"
+    );
+    let commented = format!("{good}<!-- appended -->\n");
     let cases = [
+        (second.as_str(), "after its root element"),
+        (commented.as_str(), "after its root element"),
         (with_dtd.as_str(), "DTD"),
         (no_sp.as_str(), "no SPSSODescriptor"),
         (no_post.as_str(), "no HTTP-POST AssertionConsumerService"),
@@ -444,12 +452,13 @@ async fn unusable_metadata_is_refused_with_a_reason_and_nothing_is_stored() {
     assert_eq!(audit(&idp.p.app).await.len(), audited_before);
 
     // The API reads good metadata into the registration, with the endpoints' indexes, and
-    // stores nothing either.
+    // stores nothing either; whitespace after the descriptor is no content.
+    assert!(good.ends_with("</md:EntityDescriptor>\n"));
     let api = browser
         .post_raw(
             "/api/admin/saml/service-providers/import",
             Some(&token),
-            good.into_bytes(),
+            format!("{good}\r\n\t \n").into_bytes(),
         )
         .await;
     assert_eq!(api.status, 200, "{}", api.body);

@@ -328,3 +328,124 @@ async fn bad_signatures_and_signature_wrapping_are_refused() {
     refused(&idp, &browser.get(&path).await, "saml_bad_signature").await;
     idp.p.app.stop().await;
 }
+
+/// A second AuthnRequest (unsigned, the attacker's ACS URL) to append after a genuine one.
+fn second_request(issuer: &str) -> String {
+    request("_second", issuer, "https://evil.example/acs", &instant(0))
+}
+
+#[actix_web::test]
+async fn content_after_the_root_element_is_refused_on_both_bindings() {
+    let mut idp = idp().await;
+    let mut browser = idp.p.browser().await;
+    let tails = [
+        second_request(SP),
+        "<samlp:Extensions xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\"/>".to_string(),
+        "trailing text".to_string(),
+        // XML allows a comment or a processing instruction after the root; keygate does
+        // not: nothing but whitespace may follow the request.
+        "<!-- a comment -->".to_string(),
+        "<?keygate pi?>".to_string(),
+    ];
+    for (i, tail) in tails.iter().enumerate() {
+        let xml = format!(
+            "{}\n{tail}",
+            request(&format!("_t{i}"), SP, ACS, &instant(0))
+        );
+        refused(
+            &idp,
+            &redirect_xml(&mut browser, &xml).await,
+            "saml_malformed",
+        )
+        .await;
+        refused(&idp, &post_xml(&mut browser, &xml).await, "saml_malformed").await;
+    }
+    // The page says why.
+    let xml = format!("{}{}", request("_t9", SP, ACS, &instant(0)), tails[0]);
+    let r = post_xml(&mut browser, &xml).await;
+    assert!(
+        html_unescape(&r.body).contains("after its root element"),
+        "{}",
+        r.body
+    );
+
+    // Whitespace after the root element (and an XML declaration before it) is still fine.
+    let ws = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}\r\n\t \n",
+        request("_ws-redirect", SP, ACS, &instant(0))
+    );
+    let (action, _, _) = posted(&redirect_xml(&mut browser, &ws).await);
+    assert_eq!(action, ACS);
+    let ws = ws.replace("_ws-redirect", "_ws-post");
+    let (action, _, _) = posted(&post_xml(&mut browser, &ws).await);
+    assert_eq!(action, ACS);
+    idp.p.app.stop().await;
+}
+
+/// An HTTP-Redirect query carrying `xml`, signed (RSA-SHA256) with the signing SP's key.
+fn signed_query(idp: &Idp, xml: &str) -> String {
+    use openssl::{hash::MessageDigest, pkey::PKey, sign::Signer};
+    let alg = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
+    let signed = format!(
+        "SAMLRequest={}&SigAlg={}",
+        enc(&b64(&deflate(xml))),
+        enc(alg)
+    );
+    let key = PKey::private_key_from_pem(&std::fs::read(&idp.signing.key_file).unwrap()).unwrap();
+    let mut signer = Signer::new(MessageDigest::sha256(), &key).unwrap();
+    signer.update(signed.as_bytes()).unwrap();
+    let signature = signer.sign_to_vec().unwrap();
+    format!("{signed}&Signature={}", enc(&b64(&signature)))
+}
+
+#[actix_web::test]
+async fn a_signed_request_followed_by_another_element_is_refused() {
+    if !pysaml2_available() {
+        return;
+    }
+    let mut idp = idp().await;
+    let mut browser = idp.p.browser().await;
+    let mut args = idp.sp_args(SIGNED_SP);
+    args["binding"] = json!("post");
+    args["sign"] = json!(true);
+
+    // The genuine signed request, then a second (unsigned) one after it.
+    let genuine = pysaml2("request", args.clone()).await;
+    let xml = genuine["xml"].as_str().unwrap().trim_end().to_string();
+    let appended = format!("{xml}\n{}", second_request(SIGNED_SP));
+    refused(
+        &idp,
+        &post_xml(&mut browser, &appended).await,
+        "saml_malformed",
+    )
+    .await;
+    let commented = format!("{xml}<!-- x -->");
+    refused(
+        &idp,
+        &post_xml(&mut browser, &commented).await,
+        "saml_malformed",
+    )
+    .await;
+
+    // The same signed request with only whitespace after it is answered.
+    let (action, _, _) = posted(&post_xml(&mut browser, &format!("{xml}\n\n  ")).await);
+    assert_eq!(action, SIGNED_ACS);
+
+    // Redirect binding: a query signed with the SP's key over a request that has a second
+    // element after it. The same signing over the request alone is answered.
+    let alone = request("_redirect-alone", SIGNED_SP, SIGNED_ACS, &instant(0));
+    let (action, _, _) = posted(&redirect(&mut browser, &signed_query(&idp, &alone)).await);
+    assert_eq!(action, SIGNED_ACS);
+    let appended = format!(
+        "{}{}",
+        request("_redirect-appended", SIGNED_SP, SIGNED_ACS, &instant(0)),
+        second_request(SIGNED_SP)
+    );
+    refused(
+        &idp,
+        &redirect(&mut browser, &signed_query(&idp, &appended)).await,
+        "saml_malformed",
+    )
+    .await;
+    idp.p.app.stop().await;
+}
