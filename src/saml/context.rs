@@ -69,6 +69,75 @@ impl Proof {
     }
 }
 
+/// What keygate could assert for this SP and sign-in, the SP's configured context first:
+/// named when a request is answered `NoAuthnContext`, so the SP's administrator can see
+/// which `RequestedAuthnContext` to configure.
+pub fn offered(configured: &str, proof: Proof) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let known = [
+        configured,
+        NIST_AAL2_PR,
+        NIST_AAL3,
+        REFEDS_MFA,
+        MS_MULTIPLE_AUTHN,
+        EAP_PHR,
+        EAP_PHRH,
+        UNSPECIFIED,
+    ];
+    for c in known {
+        if proof.earns(c, configured) && !out.iter().any(|o| o == c) {
+            out.push(c.to_string());
+        }
+    }
+    out
+}
+
+/// The `StatusMessage` (and log text) of a `NoAuthnContext` answer: the contexts the
+/// request asked for, with its comparison, and what keygate offers instead. Bounded: at
+/// most eight requested references of 200 characters each are named.
+pub fn unmet_message(
+    requested: Option<&RequestedContext>,
+    configured: &str,
+    offered: &[String],
+) -> String {
+    let asked = match requested {
+        Some(r) => {
+            let comparison = match r.comparison {
+                Comparison::Exact => "exact",
+                Comparison::Minimum => "minimum",
+                Comparison::Better => "better",
+                Comparison::Maximum => "maximum",
+            };
+            let mut refs: Vec<String> = r
+                .class_refs
+                .iter()
+                .take(8)
+                .map(|c| c.chars().take(200).collect())
+                .collect();
+            if r.class_refs.len() > 8 {
+                refs.push(format!("and {} more", r.class_refs.len() - 8));
+            }
+            format!(
+                "the service provider asked for {comparison} {}",
+                refs.join(", ")
+            )
+        }
+        None => format!(
+            "the request named no context and the sign-in does not earn the one configured \
+             for this service provider ({configured})"
+        ),
+    };
+    let offers = if offered.is_empty() {
+        "nothing for this sign-in".to_string()
+    } else {
+        offered.join(", ")
+    };
+    format!(
+        "the sign-in does not meet the requested authentication context: {asked}; keygate \
+         offers {offers} (a password is never used: request one of these, or none)"
+    )
+}
+
 /// The context to assert, or `None` for `NoAuthnContext`.
 pub fn decide(
     requested: Option<&RequestedContext>,
@@ -197,6 +266,54 @@ mod tests {
             Some(EAP_PHRH)
         );
         assert_eq!(decide(Some(&max), REFEDS_MFA, WEAK), None);
+    }
+
+    #[test]
+    fn an_unmet_request_names_what_was_asked_and_what_is_offered() {
+        let pw = req(Comparison::Exact, &[PASSWORD_PROTECTED]);
+        let strong = offered(REFEDS_MFA, PR);
+        assert_eq!(
+            strong,
+            [
+                REFEDS_MFA,
+                NIST_AAL2_PR,
+                NIST_AAL3,
+                MS_MULTIPLE_AUTHN,
+                EAP_PHR,
+                EAP_PHRH,
+                UNSPECIFIED
+            ]
+        );
+        let m = unmet_message(Some(&pw), REFEDS_MFA, &strong);
+        assert!(
+            m.contains(&format!("asked for exact {PASSWORD_PROTECTED};")),
+            "{m}"
+        );
+        assert!(
+            m.contains(&format!("offers {REFEDS_MFA}, {NIST_AAL2_PR}")),
+            "{m}"
+        );
+        // A sign-in without an attested key earns only `unspecified`; an SP's own context
+        // is offered only when the sign-in earns it.
+        assert_eq!(offered(REFEDS_MFA, WEAK), [UNSPECIFIED]);
+        assert_eq!(offered("urn:vendor:strong", PR)[0], "urn:vendor:strong");
+        assert!(!offered("urn:vendor:strong", WEAK).contains(&"urn:vendor:strong".to_string()));
+        let m = unmet_message(None, REFEDS_MFA, &[]);
+        assert!(
+            m.contains(&format!("named no context and the sign-in does not earn the one configured for this service provider ({REFEDS_MFA})"))
+                && m.contains("offers nothing"),
+            "{m}"
+        );
+        // Long and many references are cut.
+        let many: Vec<String> = (0..20)
+            .map(|i| format!("urn:x:{i}:{}", "y".repeat(500)))
+            .collect();
+        let r = RequestedContext {
+            comparison: Comparison::Minimum,
+            class_refs: many,
+        };
+        let m = unmet_message(Some(&r), REFEDS_MFA, &offered(REFEDS_MFA, PR));
+        assert!(m.len() < 3000 && m.contains("and 12 more"), "{}", m.len());
     }
 
     #[test]

@@ -37,6 +37,27 @@ async fn audit_actions(idp: &Idp) -> Vec<String> {
         .collect()
 }
 
+/// The text of a response's `samlp:StatusMessage`.
+fn status_message(xml: &str) -> String {
+    let start = xml.find("<samlp:StatusMessage>").expect("a StatusMessage") + 21;
+    let end = xml[start..].find("</samlp:StatusMessage>").unwrap() + start;
+    html_unescape(&xml[start..end])
+}
+
+/// The message of the latest `saml.refused` audit event.
+async fn refused_message(idp: &Idp) -> String {
+    let storage = idp.p.app.state.storage.clone();
+    storage
+        .run(|s| s.audit_range(0, i64::MAX, 10_000))
+        .await
+        .unwrap()
+        .into_iter()
+        .rev()
+        .find(|e| e.action == "saml.refused")
+        .and_then(|e| e.details_value()["message"].as_str().map(str::to_string))
+        .expect("a saml.refused event")
+}
+
 #[actix_web::test]
 async fn metadata_names_both_bindings_and_the_signing_certificate() {
     let idp = idp().await;
@@ -324,6 +345,22 @@ async fn unmet_contexts_and_other_workspaces_get_saml_statuses() {
     let xml = decoded(&saml_response);
     assert!(xml.contains("status:NoAuthnContext"), "{xml}");
     assert!(!xml.contains("<saml:Assertion"));
+    // The StatusMessage names the context asked for and what keygate offers instead, and
+    // so does the audit event.
+    let message = status_message(&xml);
+    assert!(
+        message.contains(
+            "asked for exact urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport;"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains(
+            "offers https://refeds.org/profile/mfa, http://idmanagement.gov/ns/assurance/aal/2?phishing_resistant=true"
+        ),
+        "{message}"
+    );
+    assert_eq!(refused_message(&idp).await, message);
     let seen = validate(&args, &saml_response, Some(&request)).await;
     assert_eq!(seen["error"], "StatusNoAuthnContext", "{seen}");
 
@@ -412,6 +449,17 @@ async fn an_unattested_key_never_earns_the_phishing_resistant_context() {
     let xml = decoded(&saml_response);
     assert!(xml.contains("status:NoAuthnContext"), "{xml}");
     assert!(!xml.contains("<saml:Assertion"));
+    // The request named no context: the SP's configured one is what went unmet, and an
+    // unattested key earns only `unspecified`.
+    let message = status_message(&xml);
+    assert!(
+        message.contains("named no context and the sign-in does not earn the one configured"),
+        "{message}"
+    );
+    assert!(
+        message.contains("offers urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified ("),
+        "{message}"
+    );
 
     let mut args = idp.sp_args(PLAIN_SP);
     args["binding"] = json!("redirect");

@@ -567,13 +567,23 @@ async fn issue(
         .as_ref()
         .and_then(|r| r.requested_context.as_ref());
     let Some(class_ref) = context::decide(requested, &sp.authn_context, signed.proof) else {
+        // Name what was asked and what keygate offers: a library default (e.g. an exact
+        // PasswordProtectedTransport) is the usual cause, and the SP's admin fixes it there.
+        let offered = context::offered(&sp.authn_context, signed.proof);
+        let message = context::unmet_message(requested, &sp.authn_context, &offered);
+        tracing::info!(
+            saml.sp = %sp.entity_id,
+            saml.requested_context = ?requested.map(|r| &r.class_refs),
+            saml.offered_contexts = ?offered,
+            "SAML request answered NoAuthnContext"
+        );
         return answer_status(
             state,
             sp,
             &pending,
             uid,
             status::NO_AUTHN_CONTEXT,
-            "the sign-in does not meet the requested authentication context",
+            &message,
             &ip,
         )
         .await;
