@@ -73,6 +73,8 @@ pub enum TrustResult {
         /// SHA-256 of every certificate on the path, leaf first, anchor excluded.
         #[serde(serialize_with = "super::hex_serde::many")]
         path_sha256: Vec<[u8; 32]>,
+        /// The anchor is one of Yubico's FIDO roots ([`TrustAnchor::yubico`]).
+        yubico_root: bool,
     },
     /// No valid path: `code` is one of [`codes`], `reason` says which certificate failed.
     Untrusted {
@@ -161,6 +163,7 @@ fn trusted(anchor: &TrustAnchor, path: &[&Certificate]) -> TrustResult {
         anchor_name: anchor.name.clone(),
         anchor_sha256: anchor.sha256,
         path_sha256: path.iter().map(|c| c.sha256).collect(),
+        yubico_root: anchor.yubico,
     }
 }
 

@@ -36,6 +36,20 @@ pub enum AttestationKind {
     None,
 }
 
+/// Which source named the model (the AAGUID or device type the catalogue was asked for).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelSource {
+    /// The attestation certificate's AAGUID extension (equal to authenticator data's when
+    /// that names one): vouched for by the chain.
+    Certificate,
+    /// Yubico's U2F-era device-type extension of the attestation certificate (fido-u2f).
+    CertificateDeviceType,
+    /// Only the authenticator data, which the authenticator writes itself: no certificate
+    /// confirms it.
+    AuthenticatorData,
+}
+
 /// Everything the attestation proved (or failed to prove) about a new credential.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AttestationEvidence {
@@ -60,6 +74,9 @@ pub struct AttestationEvidence {
     /// The catalogued model: by authenticator-data AAGUID, else by the leaf's AAGUID
     /// extension (fido-u2f), else by Yubico's U2F-era device-type extension.
     pub device: Option<DeviceInfo>,
+    /// Which source named the model; `None` when nothing did (a zero AAGUID and no
+    /// certificate naming one).
+    pub model_source: Option<ModelSource>,
 }
 
 impl AttestationEvidence {
@@ -179,6 +196,23 @@ fn leaf_aaguid(leaf: &Certificate) -> Result<Option<Aaguid>, WebauthnError> {
     }
 }
 
+/// Which source names the model of a credential with authenticator-data AAGUID `aaguid`
+/// and, for basic attestation, the leaf certificate and its AAGUID extension.
+fn model_source(
+    aaguid: &Aaguid,
+    leaf: Option<(&Certificate, Option<Aaguid>)>,
+    device: Option<&DeviceInfo>,
+) -> Option<ModelSource> {
+    match leaf {
+        // The extension equals a non-zero authenticator-data AAGUID (checked for packed),
+        // or names the model where authenticator data has none (fido-u2f).
+        Some((_, Some(_))) => Some(ModelSource::Certificate),
+        _ if !aaguid.is_zero() => Some(ModelSource::AuthenticatorData),
+        Some((_, None)) if device.is_some() => Some(ModelSource::CertificateDeviceType),
+        _ => None,
+    }
+}
+
 fn device_for(
     verifier: &Verifier,
     aaguid: &Aaguid,
@@ -213,6 +247,7 @@ fn basic_evidence(
         .split_first()
         .ok_or_else(|| WebauthnError::MalformedAttestationStatement("x5c is empty".into()))?;
     let aaguid = input.credential.aaguid;
+    let device = device_for(verifier, &aaguid, Some((leaf, leaf_aaguid)));
     Ok(AttestationEvidence {
         fmt: input.fmt.to_owned(),
         kind: AttestationKind::Basic,
@@ -222,7 +257,8 @@ fn basic_evidence(
         leaf_sha256: Some(leaf.sha256),
         leaf_aaguid,
         firmware: leaf.firmware.clone(),
-        device: device_for(verifier, &aaguid, Some((leaf, leaf_aaguid))),
+        model_source: model_source(&aaguid, Some((leaf, leaf_aaguid)), device.as_ref()),
+        device,
     })
 }
 
@@ -273,6 +309,7 @@ fn packed(
             leaf_aaguid: None,
             firmware: None,
             device: device_for(verifier, &aaguid, None),
+            model_source: model_source(&aaguid, None, None),
         });
     };
 
@@ -401,5 +438,6 @@ fn none(
         leaf_aaguid: None,
         firmware: None,
         device: device_for(verifier, &aaguid, None),
+        model_source: model_source(&aaguid, None, None),
     })
 }

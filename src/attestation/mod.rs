@@ -20,7 +20,7 @@ use thiserror::Error;
 pub use catalogue::{Catalogue, DeviceInfo};
 pub use cert::Certificate;
 pub use chain::TrustResult;
-pub use formats::{AttestationEvidence, AttestationKind};
+pub use formats::{AttestationEvidence, AttestationKind, ModelSource};
 pub use policy::{
     compliance, evaluate, is_compliant, Compliance, ComplianceKey, Decision, ExistingKey, KeyFacts,
     Policy, Refusal,

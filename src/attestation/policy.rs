@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::chain::codes;
 use super::chain::TrustResult;
-use super::formats::{AttestationEvidence, AttestationKind};
+use super::formats::{AttestationEvidence, AttestationKind, ModelSource};
 use crate::webauthn::{Aaguid, Flags};
 
 /// The policy format version this code understands.
@@ -45,6 +45,9 @@ pub mod rules {
     pub const DUPLICATE_CREDENTIAL: &str = "duplicate_credential";
     /// The member already has an active key with the same attestation certificate.
     pub const SAME_PHYSICAL_KEY: &str = "same_physical_key";
+    /// A trusted attestation certificate without the AAGUID extension: only the
+    /// authenticator's own data names the model.
+    pub const AAGUID_NOT_CERTIFIED: &str = "aaguid_not_certified";
 }
 
 /// What keys are accepted at enrolment.
@@ -67,6 +70,11 @@ pub struct Policy {
     pub refuse_backup_eligible: bool,
     /// Refuse none and self attestation and chains that do not reach an anchor.
     pub require_trusted_attestation: bool,
+    /// Refuse a trusted attestation whose certificate lacks the AAGUID extension
+    /// (1.3.6.1.4.1.45724.1.1.4) while authenticator data names a model: the model would
+    /// then rest on what the authenticator says of itself. Under Yubico's roots, whose
+    /// genuine FIDO2 certificates always carry it, such a key is refused whatever this says.
+    pub require_aaguid_extension: bool,
     /// Refuse a second key with the same attestation certificate for one member.
     pub distinct_physical_keys: bool,
     /// Active attested keys a member needs to be compliant (primary + backup).
@@ -84,6 +92,7 @@ impl Default for Policy {
             require_user_verification: true,
             refuse_backup_eligible: true,
             require_trusted_attestation: true,
+            require_aaguid_extension: true,
             distinct_physical_keys: true,
             min_keys: 2,
         }
@@ -226,6 +235,48 @@ pub fn evaluate(
                 ));
             }
             (AttestationKind::Basic, TrustResult::Trusted { .. }) => {}
+        }
+    }
+
+    // A trusted chain vouches for the model only through the certificate's AAGUID
+    // extension; without it, authenticator data alone would name the model.
+    if let (
+        AttestationKind::Basic,
+        TrustResult::Trusted {
+            yubico_root,
+            anchor_name,
+            ..
+        },
+        Some(ModelSource::AuthenticatorData),
+    ) = (&ev.kind, &ev.trust, ev.model_source)
+    {
+        if *yubico_root {
+            refusals.push(refusal(
+                rules::AAGUID_NOT_CERTIFIED,
+                format!(
+                    "Refused by rule aaguid_not_certified: the attestation certificate chains \
+                     to {anchor_name}, yet it does not name the model (no AAGUID extension); \
+                     genuine keys under this root always do, so the model (AAGUID {}) would \
+                     rest on the authenticator's word alone.",
+                    ev.aaguid
+                ),
+                "Use another security key; this one does not attest as a genuine key of \
+                 its vendor.",
+            ));
+        } else if policy.require_aaguid_extension {
+            refusals.push(refusal(
+                rules::AAGUID_NOT_CERTIFIED,
+                format!(
+                    "Refused by rule aaguid_not_certified: the attestation certificate \
+                     (chaining to {anchor_name}) does not name the model (no AAGUID \
+                     extension), so the model (AAGUID {}) rests on the authenticator's word \
+                     alone.",
+                    ev.aaguid
+                ),
+                "Use a security key whose attestation certificate names its model; an \
+                 administrator who trusts this vendor root for the model can set \
+                 policy.require_aaguid_extension = false.",
+            ));
         }
     }
 
@@ -407,4 +458,107 @@ pub fn compliance(policy: &Policy, active_keys_attested: &[bool]) -> Compliance 
         })
         .collect();
     is_compliant(policy, &keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attestation::catalogue::Catalogue;
+
+    const YUBIKEY_5_NFC: &str = "2fc0579f-8113-47ea-b116-bb5a8db9202a";
+
+    fn flags() -> Flags {
+        Flags {
+            user_present: true,
+            user_verified: true,
+            backup_eligible: false,
+            backup_state: false,
+            attested_data: true,
+            extension_data: false,
+        }
+    }
+
+    /// Packed basic attestation of a catalogued model, trusted under an anchor, with or
+    /// without the AAGUID extension on the leaf.
+    fn evidence(yubico_root: bool, extension: bool) -> AttestationEvidence {
+        let aaguid: Aaguid = YUBIKEY_5_NFC.parse().expect("aaguid");
+        AttestationEvidence {
+            fmt: "packed".into(),
+            kind: AttestationKind::Basic,
+            aaguid,
+            chain: vec![vec![1, 2, 3]],
+            trust: TrustResult::Trusted {
+                anchor_name: if yubico_root {
+                    "Yubico FIDO Root CA Serial 450203556".into()
+                } else {
+                    "Vendor Root".into()
+                },
+                anchor_sha256: [9; 32],
+                path_sha256: vec![[1; 32]],
+                yubico_root,
+            },
+            leaf_sha256: Some([1; 32]),
+            leaf_aaguid: extension.then_some(aaguid),
+            firmware: None,
+            device: Catalogue::builtin().lookup(&aaguid).cloned(),
+            model_source: Some(if extension {
+                ModelSource::Certificate
+            } else {
+                ModelSource::AuthenticatorData
+            }),
+        }
+    }
+
+    fn refused_by(policy: &Policy, ev: &AttestationEvidence) -> Vec<&'static str> {
+        let flags = flags();
+        let key = KeyFacts {
+            flags: &flags,
+            credential_id: b"cred",
+            evidence: ev,
+        };
+        evaluate(policy, &key, &[], false)
+            .refusals
+            .into_iter()
+            .map(|r| r.rule)
+            .collect()
+    }
+
+    #[test]
+    fn a_leaf_without_the_aaguid_extension_under_a_yubico_root_is_always_refused() {
+        assert!(evidence(true, false).device.is_some(), "a catalogued model");
+        let lenient = Policy {
+            require_aaguid_extension: false,
+            ..Policy::default()
+        };
+        for policy in [Policy::default(), lenient.clone()] {
+            assert_eq!(
+                refused_by(&policy, &evidence(true, false)),
+                [rules::AAGUID_NOT_CERTIFIED]
+            );
+            assert!(refused_by(&policy, &evidence(true, true)).is_empty());
+        }
+        // Under another root the setting decides.
+        assert_eq!(
+            refused_by(&Policy::default(), &evidence(false, false)),
+            [rules::AAGUID_NOT_CERTIFIED]
+        );
+        assert!(refused_by(&lenient, &evidence(false, false)).is_empty());
+        assert!(refused_by(&Policy::default(), &evidence(false, true)).is_empty());
+    }
+
+    #[test]
+    fn the_refusal_names_the_root_and_the_unproven_model() {
+        let flags = flags();
+        let ev = evidence(true, false);
+        let key = KeyFacts {
+            flags: &flags,
+            credential_id: b"cred",
+            evidence: &ev,
+        };
+        let d = evaluate(&Policy::default(), &key, &[], false);
+        let m = &d.refusals[0].message;
+        assert!(m.contains("Yubico FIDO Root CA Serial 450203556"), "{m}");
+        assert!(m.contains(YUBIKEY_5_NFC), "{m}");
+        assert!(!d.accepted);
+    }
 }

@@ -42,6 +42,22 @@ pub struct TrustAnchor {
     pub sha256: [u8; 32],
     /// The parsed certificate (its `der` field holds the DER).
     pub cert: Certificate,
+    /// One of Yubico's published FIDO roots (whoever configured it): every genuine
+    /// FIDO2 attestation certificate under it names its model in the AAGUID extension.
+    pub yubico: bool,
+}
+
+/// SHA-256 of Yubico's built-in roots, computed once.
+fn yubico_root_digests() -> &'static [[u8; 32]] {
+    static DIGESTS: std::sync::OnceLock<Vec<[u8; 32]>> = std::sync::OnceLock::new();
+    DIGESTS.get_or_init(|| {
+        BUILTIN_ROOTS
+            .iter()
+            .filter_map(|(_, pem)| parse_pem_bundle(pem).ok())
+            .flatten()
+            .map(|c| c.sha256)
+            .collect()
+    })
 }
 
 /// Trust anchors plus intermediates for path building.
@@ -107,10 +123,12 @@ impl TrustStore {
             .common_name
             .clone()
             .unwrap_or_else(|| cert.subject.clone());
+        let yubico = yubico_root_digests().contains(&cert.sha256);
         self.anchors.push(TrustAnchor {
             name,
             sha256: cert.sha256,
             cert,
+            yubico,
         });
         true
     }
@@ -238,13 +256,32 @@ mod tests {
     }
 
     #[test]
+    fn yubico_roots_are_marked_whoever_adds_them() {
+        let store = TrustStore::builtin();
+        assert!(store.anchors().iter().all(|a| a.yubico));
+        // An operator who configures a Yubico root by hand gets the same mark; any other
+        // root (here a Yubico intermediate added as an anchor) does not.
+        let mut own = TrustStore::empty();
+        own.add_anchor_pem(BUILTIN_ROOTS[1].1).expect("parses");
+        own.add_anchor_der(&store.intermediates()[0].der)
+            .expect("parses");
+        let marks: Vec<bool> = own.anchors().iter().map(|a| a.yubico).collect();
+        assert_eq!(marks, [true, false]);
+    }
+
+    #[test]
     fn every_published_intermediate_chains_to_attestation_root_1() {
         let store = TrustStore::builtin();
         let now = time::OffsetDateTime::from_unix_timestamp(1_780_000_000).expect("time");
         for cert in store.intermediates() {
             match store.validate(cert, &[], now) {
-                TrustResult::Trusted { anchor_name, .. } => {
-                    assert_eq!(anchor_name, "Yubico Attestation Root 1", "{}", cert.subject)
+                TrustResult::Trusted {
+                    anchor_name,
+                    yubico_root,
+                    ..
+                } => {
+                    assert_eq!(anchor_name, "Yubico Attestation Root 1", "{}", cert.subject);
+                    assert!(yubico_root, "{}", cert.subject);
                 }
                 other => panic!("{}: {other:?}", cert.subject),
             }

@@ -636,6 +636,7 @@ fn evidence_json(v: &crate::webauthn::VerifiedRegistration) -> serde_json::Value
         "attestation": kind_name(&e.kind),
         "aaguid": e.aaguid.to_string(),
         "model": e.device.as_ref().map(|d| d.model.clone()),
+        "model_source": e.model_source,
         "fips": e.device.as_ref().is_some_and(|d| d.fips),
         "firmware": e.firmware,
         "leaf_sha256": e.leaf_sha256.map(hex::encode),

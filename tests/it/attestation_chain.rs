@@ -34,8 +34,10 @@ fn the_571_leaf_chains_to_the_fido_root_450203556() {
             anchor_name,
             anchor_sha256,
             path_sha256,
+            yubico_root,
         } => {
             assert_eq!(anchor_name, "Yubico FIDO Root CA Serial 450203556");
+            assert!(yubico_root, "a Yubico root is marked as one");
             assert_eq!(
                 hex::encode(anchor_sha256),
                 "35f1a54b353bfb711e6d42adbeb76c0e9dead095018e6a94783ba2192fd6faad"
@@ -350,8 +352,10 @@ fn a_self_signed_end_entity_anchor_trusts_reissued_copies_of_itself() {
             anchor_name,
             anchor_sha256,
             path_sha256,
+            yubico_root,
         } => {
             assert_eq!(anchor_name, "Batch Certificate");
+            assert!(!yubico_root, "a pinned certificate is no Yubico root");
             assert_eq!(anchor_sha256, pinned_cert.sha256, "the pinned copy");
             let reissued_sha256 = Certificate::from_der(&reissued).expect("parses").sha256;
             assert_eq!(path_sha256, [reissued_sha256], "the leaf is on the path");

@@ -1,11 +1,14 @@
 //! Enrolment policy over registrations from the software authenticator: a test for
 //! every rule, and member compliance.
 
-use keygate::attestation::{is_compliant, ComplianceKey, DeviceInfo, Policy};
+use keygate::attestation::{
+    is_compliant, ComplianceKey, DeviceInfo, ModelSource, Policy, TrustResult,
+};
 use keygate::webauthn::Aaguid;
 
 use crate::support::authenticator::{
-    RegisterOptions, SoftAuthenticator, UNKNOWN_AAGUID, YUBIKEY_5CI_FIPS, YUBIKEY_5_NFC,
+    Format, LeafOptions, RegisterOptions, SoftAuthenticator, UNKNOWN_AAGUID, YUBIKEY_5CI_FIPS,
+    YUBIKEY_5_NFC,
 };
 use crate::webauthn_common::{decide, existing, rules, setup, verify};
 
@@ -187,6 +190,94 @@ fn uncatalogued_models_are_refused_unless_allowed_or_added() {
 }
 
 #[test]
+fn a_trusted_leaf_without_the_aaguid_extension_is_refused_unless_the_policy_allows_it() {
+    let (ca, verifier) = setup();
+    let opts = packed();
+    // A chain to a configured (non-Yubico) root whose leaf does not name the model: only
+    // authenticator data says "YubiKey 5 NFC".
+    let key = SoftAuthenticator::with_leaf(
+        &ca,
+        YUBIKEY_5_NFC,
+        &LeafOptions {
+            aaguid: None,
+            ..LeafOptions::default()
+        },
+    );
+    let v = verify(&verifier, &key.register(&opts), &opts).expect("verifies");
+    let ev = &v.evidence;
+    match &ev.trust {
+        TrustResult::Trusted {
+            anchor_name,
+            yubico_root,
+            ..
+        } => {
+            assert_eq!(anchor_name, "Keygate Test Root CA");
+            assert!(!yubico_root);
+        }
+        other => panic!("not trusted: {other:?}"),
+    }
+    assert_eq!(ev.leaf_aaguid, None);
+    assert_eq!(ev.model_source, Some(ModelSource::AuthenticatorData));
+    assert_eq!(
+        ev.device.as_ref().map(|d| d.model.as_str()),
+        Some("YubiKey 5 NFC")
+    );
+    let recorded = serde_json::to_value(ev).expect("serialises");
+    assert_eq!(recorded["model_source"], "authenticator_data");
+
+    let d = decide(&Policy::default(), &v, &[], false);
+    assert_eq!(rules(&d), ["aaguid_not_certified"]);
+    assert!(!d.accepted);
+    let message = &d.refusals[0].message;
+    assert!(message.contains("Keygate Test Root CA"), "{message}");
+    assert!(
+        message.contains("fa2b99dc-9e39-4257-8f92-4a30d23c4118"),
+        "{message}"
+    );
+    assert!(d.refusals[0]
+        .remedy
+        .contains("policy.require_aaguid_extension = false"));
+
+    let lenient = Policy {
+        require_aaguid_extension: false,
+        ..Policy::default()
+    };
+    let d = decide(&lenient, &v, &[], false);
+    assert!(d.accepted, "{:?}", d.refusals);
+    assert!(d.phishing_resistant);
+
+    // A leaf with the extension names the model itself, whatever the setting.
+    let named = verify(
+        &verifier,
+        &SoftAuthenticator::new(&ca).register(&opts),
+        &opts,
+    )
+    .expect("verifies");
+    assert_eq!(named.evidence.model_source, Some(ModelSource::Certificate));
+    assert_eq!(
+        serde_json::to_value(&named.evidence).expect("serialises")["model_source"],
+        "certificate"
+    );
+    assert!(decide(&Policy::default(), &named, &[], false).accepted);
+
+    // fido-u2f carries a zero AAGUID in authenticator data: the certificate names the
+    // model, and the rule has nothing to refuse.
+    let u2f_opts = RegisterOptions {
+        format: Format::FidoU2f,
+        ..packed()
+    };
+    let u2f = verify(
+        &verifier,
+        &SoftAuthenticator::u2f(&ca).register(&u2f_opts),
+        &u2f_opts,
+    )
+    .expect("verifies");
+    assert!(u2f.evidence.aaguid.is_zero());
+    assert_eq!(u2f.evidence.model_source, Some(ModelSource::Certificate));
+    assert!(!rules(&decide(&Policy::default(), &u2f, &[], false)).contains(&"aaguid_not_certified"));
+}
+
+#[test]
 fn a_registered_credential_id_is_refused_as_duplicate() {
     let (ca, verifier) = setup();
     let opts = packed();
@@ -266,6 +357,7 @@ fn policy_parses_with_defaults_and_refuses_unknown_fields() {
     assert_eq!(p.min_keys, 2);
     assert!(p.require_user_verification && p.refuse_backup_eligible);
     assert!(p.require_trusted_attestation && p.distinct_physical_keys);
+    assert!(p.require_aaguid_extension);
     assert!(!p.allow_uncatalogued);
     assert!(p.validate().is_ok());
     assert!(serde_json::from_str::<Policy>(r#"{"fips": true}"#).is_err());

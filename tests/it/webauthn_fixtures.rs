@@ -32,7 +32,9 @@ fn the_real_fixtures_are_kept_inside_the_repository() {
     let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .canonicalize()
         .expect("crate dir");
-    let dir = fixtures::dir().canonicalize().expect("the fixtures directory exists");
+    let dir = fixtures::dir()
+        .canonicalize()
+        .expect("the fixtures directory exists");
     assert!(
         dir.starts_with(&crate_dir),
         "{} lies outside the crate ({})",
@@ -159,7 +161,9 @@ fn every_real_registration_verifies_against_the_builtin_roots() {
                 anchor_name,
                 anchor_sha256,
                 path_sha256,
+                yubico_root,
             } => {
+                assert!(yubico_root, "{name}");
                 assert_eq!(
                     Some(anchor_name.as_str()),
                     e["chains_to_root"].as_str(),

@@ -345,7 +345,17 @@ fn a_leaf_aaguid_that_differs_from_authenticator_data_is_an_error() {
     );
     let v = verify(&verifier, &key.register(&opts), &opts).expect("verifies");
     assert_eq!(v.evidence.leaf_aaguid, None);
-    assert!(decide(&Policy::default(), &v, &[], false).accepted);
+    // ...but then only authenticator data names the model, which the policy refuses unless
+    // told otherwise (see attestation_policy).
+    assert_eq!(
+        rules(&decide(&Policy::default(), &v, &[], false)),
+        ["aaguid_not_certified"]
+    );
+    let lenient = Policy {
+        require_aaguid_extension: false,
+        ..Policy::default()
+    };
+    assert!(decide(&lenient, &v, &[], false).accepted);
 }
 
 #[test]
