@@ -53,7 +53,7 @@ struct Settings {
 enum Mode {
     /// Start page, begin, key touch, finish: a whole sign-in with a new session.
     Signin,
-    /// A signed-in browser's authorize (302 with a code) then the code exchange at the
+    /// A signed-in browser's authorize (303 with a code) then the code exchange at the
     /// token endpoint (ID token + access token signed), PKCE S256.
     Exchange,
     /// The code exchange alone (SPEC §9): each client first gets codes from authorize
@@ -460,7 +460,7 @@ async fn signed_in_browser(
     Ok(Browser { jar: page.jar })
 }
 
-/// A code from authorize (302 to the client with it) and its PKCE verifier.
+/// A code from authorize (303 to the client with it) and its PKCE verifier.
 async fn authorize(conn: &mut Conn, browser: &Browser) -> Result<(String, String), String> {
     let verifier = keygate::service::tokens::new_id() + &keygate::service::tokens::new_id();
     let challenge = keygate::oidc::pkce::s256_challenge(&verifier);
@@ -511,7 +511,7 @@ async fn redeem(conn: &mut Conn, (code, verifier): &(String, String)) -> Result<
     Ok(t.elapsed())
 }
 
-/// authorize (302 with a code) then the token endpoint; returns the token step's latency.
+/// authorize (303 with a code) then the token endpoint; returns the token step's latency.
 async fn exchange(conn: &mut Conn, browser: &Browser) -> Result<Duration, String> {
     let code = authorize(conn, browser).await?;
     redeem(conn, &code).await

@@ -48,6 +48,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// Streaming every new audit event to a SIEM.
     pub audit: AuditConfig,
+    /// Where keygate's own outgoing requests (webhooks) may go.
+    pub outbound: OutboundConfig,
     /// Workspaces declared here are kept in step at start-up (GitOps).
     pub workspaces: Vec<crate::service::workspaces::WorkspaceConfig>,
     /// The OpenID Connect provider: token lifetimes, keys and declared clients.
@@ -342,6 +344,40 @@ fn redact_some<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S
 /// the background. Nothing is sent while `siem_webhook_url` is unset.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
+/// keygate's own outgoing requests (alert and SIEM webhooks): loopback, private,
+/// link-local and other special-purpose addresses are refused unless listed here
+/// (`crate::outbound`). Redirects are never followed.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// Addresses or CIDR ranges a webhook may reach although they are private, loopback,
+    /// link-local… (e.g. `["10.0.3.7/32"]` for an in-cluster collector). Empty: none.
+    pub allow_private_ranges: Vec<String>,
+}
+
+impl OutboundConfig {
+    /// The policy these settings make.
+    pub fn policy(&self) -> Result<crate::outbound::OutboundPolicy, ConfigError> {
+        crate::outbound::OutboundPolicy::new(&self.allow_private_ranges)
+            .map_err(ConfigError::Invalid)
+    }
+
+    /// The webhook URLs whose host is a literal address must point where [`Self::policy`]
+    /// allows (names are checked again at every connection).
+    fn validate(&self, urls: &[(&str, Option<&SecretString>)]) -> Result<(), ConfigError> {
+        let policy = self.policy()?;
+        for (name, url) in urls {
+            let Some(url) = url.and_then(|u| Url::parse(u.expose_secret()).ok()) else {
+                continue;
+            };
+            if let Err(refused) = policy.check_url(&url) {
+                return Err(ConfigError::Invalid(format!("{name}: {refused}")));
+            }
+        }
+        Ok(())
+    }
+}
+
 pub struct AuditConfig {
     /// `https://…` (plain http only to localhost). Redacted: collectors often take a token
     /// in the URL.
@@ -833,6 +869,13 @@ impl Config {
                 "server.public_url `{}`: {e}",
                 self.server.public_url
             ))
+        self.outbound.validate(&[
+            ("alerts.webhook_url", self.alerts.webhook_url.as_ref()),
+            (
+                "audit.siem_webhook_url",
+                self.audit.siem_webhook_url.as_ref(),
+            ),
+        ])?;
         })?;
         if url.host_str().is_none() || !matches!(url.scheme(), "http" | "https") {
             return Err(ConfigError::Invalid(format!(

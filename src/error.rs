@@ -37,8 +37,10 @@ pub enum Error {
     NotFound,
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
-    #[error("too many attempts; wait a minute and try again")]
-    RateLimited,
+    /// Past a rate limit; the window it counts in ends in `retry_after` seconds (sent
+    /// as `Retry-After`).
+    #[error("too many attempts; try again in {retry_after} s")]
+    RateLimited { retry_after: u64 },
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
     #[error("ephemeral store: {0}")]
@@ -81,7 +83,7 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::Csrf { .. } => "csrf",
             Error::NotFound => "not_found",
-            Error::RateLimited => "rate_limited",
+            Error::RateLimited { .. } => "rate_limited",
             Error::Storage(StorageError::Conflict(_)) => "conflict",
             Error::Storage(StorageError::NotFound) => "not_found",
             Error::Storage(_) | Error::Ephemeral(_) => "unavailable",

@@ -17,6 +17,7 @@ pub mod http;
 pub mod managed_config;
 pub mod metrics;
 pub mod oidc;
+pub mod outbound;
 pub mod saml;
 pub mod service;
 pub mod state;
@@ -45,6 +46,8 @@ pub enum BuildError {
     Attestation(String),
     #[error("the database has pending migrations ({0}); run `keygate migrate` first")]
     PendingMigrations(String),
+    #[error("refusing to start: {0}; the audit chain's stored head and its table disagree, and keygate writes nothing until they do (`keygate audit verify` names the row; README, \"Audit chain\")")]
+    AuditChain(audit::ChainBreak),
     #[error("{0}")]
     Service(#[from] error::Error),
 }
@@ -120,6 +123,12 @@ pub async fn build(
         if !pending.is_empty() {
             return Err(BuildError::PendingMigrations(pending.join(", ")));
         }
+    }
+    // Before anything is written: a row past the chain's head would take the seq of the
+    // next append, and a chain that cannot be vouched for must not grow.
+    if let Some(broken) = storage.run(|s| s.audit_ends_agree()).await? {
+        tracing::error!(audit.seq = broken.seq, audit.break_kind = %broken.kind, "audit chain ends disagree");
+        return Err(BuildError::AuditChain(broken));
     }
     for warning in config.warnings() {
         tracing::warn!("{warning}");

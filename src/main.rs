@@ -391,8 +391,17 @@ async fn audit(command: AuditCommand) -> Result<(), String> {
         AuditCommand::Verify {
             config, file: None, ..
         } => {
-            let app = existing(config.as_ref()).await?;
-            let report = audit_log::verify(&app.state)
+            // The database alone: assembling the app writes (config sync), and a chain
+            // blocked past its head must still be verifiable.
+            let config = load(config.as_ref())?;
+            let url = secrecy::ExposeSecret::expose_secret(&config.database.url).to_string();
+            let storage = tokio::task::spawn_blocking(move || {
+                keygate::storage::Storage::connect(&url, Some(1))
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("database: {e}"))?;
+            let report = audit_log::verify_in(&storage)
                 .await
                 .map_err(|e| e.to_string())?;
             println!("{report}");

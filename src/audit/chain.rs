@@ -44,7 +44,8 @@
 //! Deleting the last records leaves a valid-looking chain; comparing with the stored
 //! head (`audit_head`: last seq and hash, updated in the same transaction as every
 //! append) catches it as a [`BreakKind::Gap`] at the first missing seq. A head that does
-//! not match the last record is [`BreakKind::HeadMismatch`]. Someone able to rewrite
+//! not match the last record is [`BreakKind::HeadMismatch`]; a record past the head is
+//! [`BreakKind::BeyondHead`] (storage looks for one after the walk). Someone able to rewrite
 //! both the records and the head can only be caught by comparing with a head exported
 //! earlier (signed exports carry it as their anchor).
 
@@ -198,6 +199,10 @@ pub enum BreakKind {
     Reordered,
     /// The stored head does not match the last record.
     HeadMismatch,
+    /// A record lies past the stored head. Every append moves the head in the same
+    /// transaction, so such a row was written around the chain (and would block the
+    /// next append that needs its seq).
+    BeyondHead,
 }
 
 impl BreakKind {
@@ -208,6 +213,7 @@ impl BreakKind {
             BreakKind::Gap => "gap",
             BreakKind::Reordered => "reordered",
             BreakKind::HeadMismatch => "head_mismatch",
+            BreakKind::BeyondHead => "beyond_head",
         }
     }
 }

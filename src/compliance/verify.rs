@@ -410,6 +410,11 @@ fn check_key(
                 .into(),
         );
     }
+    if e.sha256 != digest {
+        return Err(
+            "the entry's own sha256 does not match its contents (the field was edited)".into(),
+        );
+    }
     if super::b64url(&raw.credential_id) != k.credential_id {
         return Err("the evidence is for another credential ID".into());
     }

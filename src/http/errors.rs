@@ -23,7 +23,7 @@ pub fn status_of(err: &Error) -> StatusCode {
         Error::Conflict { .. } | Error::Storage(crate::storage::StorageError::Conflict(_)) => {
             StatusCode::CONFLICT
         }
-        Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::Storage(_) | Error::Ephemeral(_) => StatusCode::SERVICE_UNAVAILABLE,
         Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -49,6 +49,14 @@ fn log(err: &Error, status: StatusCode) {
             status = status.as_u16(),
             "request refused"
         );
+    }
+}
+
+/// `Retry-After` (RFC 9110 §10.2.3) for an answer to `err`: the seconds until a rate
+/// limit's window ends. Every 429 carries it, whatever its shape (page, JSON, OAuth).
+fn retry_after(err: &Error, res: &mut actix_web::HttpResponseBuilder) {
+    if let Error::RateLimited { retry_after } = err {
+        res.insert_header(("Retry-After", retry_after.to_string()));
     }
 }
 
@@ -95,7 +103,9 @@ impl ResponseError for ApiError {
         if let Error::Refused(refusals) = &self.0 {
             body["refusals"] = serde_json::to_value(refusals).unwrap_or_default();
         }
-        HttpResponse::build(status).json(body)
+        let mut res = HttpResponse::build(status);
+        retry_after(&self.0, &mut res);
+        res.json(body)
     }
 }
 
@@ -136,7 +146,7 @@ impl ResponseError for PageError {
             }
             _ => {}
         }
-        views::render(
+        let mut page = views::render(
             status,
             &views::ErrorPage {
                 nav: views::Nav::default(),
@@ -144,7 +154,15 @@ impl ResponseError for PageError {
                 code: self.0.code(),
                 message: public_message(&self.0),
             },
-        )
+        );
+        if let Error::RateLimited { retry_after } = &self.0 {
+            if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&retry_after.to_string())
+            {
+                page.headers_mut()
+                    .insert(actix_web::http::header::RETRY_AFTER, v);
+            }
+        }
+        page
     }
 }
 
@@ -221,6 +239,9 @@ impl ResponseError for OAuthError {
             }
         };
         let mut res = HttpResponse::build(status);
+        if let crate::service::oidc::Failure::Service(e) = &self.failure {
+            retry_after(e, &mut res);
+        }
         res.insert_header(("Cache-Control", "no-store"))
             .insert_header(("Pragma", "no-cache"));
         let quoted: String = description

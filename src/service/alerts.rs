@@ -104,6 +104,7 @@ impl Alerts {
                     url.clone(),
                     Some(secret),
                     timeout,
+                    config.outbound.policy()?,
                 )))
             }
         };

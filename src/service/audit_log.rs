@@ -9,9 +9,30 @@ use crate::service::Actor;
 use crate::state::AppState;
 use crate::storage::AuditQuery;
 
+/// Whether the chain's ends agree (the head is the last record, nothing lies past it): a
+/// cheap check for start-up and `/readyz`. `Some` names the break, logged as an error.
+pub async fn ends_agree(state: &AppState) -> Result<Option<crate::audit::ChainBreak>> {
+    let broken = state.storage.run(|s| s.audit_ends_agree()).await?;
+    if let Some(b) = &broken {
+        tracing::error!(
+            audit.seq = b.seq,
+            audit.break_kind = %b.kind,
+            "the audit chain's stored head and its table disagree; run `keygate audit verify`"
+        );
+    }
+    Ok(broken)
+}
+
 /// Verifies every event's link and the chain head; a readable verdict or the first break.
 pub async fn verify(state: &AppState) -> Result<String> {
-    let outcome = state.storage.run(|s| s.verify_audit_chain()).await?;
+    verify_in(&state.storage).await
+}
+
+/// [`verify`] with nothing but the database: a chain whose head is blocked (see
+/// [`crate::audit::BreakKind::BeyondHead`]) must still be verifiable, so this writes nothing
+/// and needs no assembled app.
+pub async fn verify_in(storage: &crate::storage::Storage) -> Result<String> {
+    let outcome = storage.run(|s| s.verify_audit_chain()).await?;
     match outcome {
         Ok(v) => Ok(format!(
             "audit chain OK: {} events, head {}",
@@ -344,6 +365,9 @@ pub struct AuditEventView {
     /// The details as JSON (`null` if the stored text is not JSON).
     pub details: serde_json::Value,
     pub hash: String,
+    /// The record lies past the chain's stored head: written around the chain, not by
+    /// keygate (see [`crate::audit::BreakKind::BeyondHead`]).
+    pub beyond_head: bool,
     /// The details flattened to `path: value` pairs for the page (shortened).
     #[serde(skip)]
     pub details_pairs: Vec<(String, String)>,
@@ -387,7 +411,7 @@ fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, Strin
 }
 
 impl AuditEventView {
-    pub fn of(r: AuditRecord) -> Self {
+    pub fn of(r: AuditRecord, head_seq: i64) -> Self {
         let details = r.details_value();
         let mut details_pairs = Vec::new();
         flatten("", &details, &mut details_pairs);
@@ -407,6 +431,7 @@ impl AuditEventView {
             reason: r.reason,
             details,
             hash: r.hash,
+            beyond_head: r.seq > head_seq,
             details_pairs,
         }
     }
@@ -428,12 +453,23 @@ pub struct AuditPage {
     pub events: Vec<AuditEventView>,
     /// Pass as `cursor` for the next (older) page; `null` on the last page.
     pub next_cursor: Option<i64>,
+    /// The chain's stored head; events past it are marked `beyond_head`.
+    pub head_seq: i64,
 }
 
 /// One page of events matching `filters`, newest first.
 pub async fn list(state: &AppState, filters: &AuditFilters) -> Result<AuditPage> {
     let (query, limit) = query_of(state, filters).await?;
-    let mut records = state.storage.run(move |s| s.list_audit(&query)).await?;
+    let (head, mut records) = state
+        .storage
+        .run(move |s| {
+            s.with_conn(|tx| {
+                let records = tx.list_audit(&query)?;
+                // Read after the records: an append in between moves the head past them.
+                Ok((tx.audit_head()?, records))
+            })
+        })
+        .await?;
     let more = records.len() > limit as usize;
     records.truncate(limit as usize);
     let next_cursor = if more {
@@ -442,8 +478,12 @@ pub async fn list(state: &AppState, filters: &AuditFilters) -> Result<AuditPage>
         None
     };
     Ok(AuditPage {
-        events: records.into_iter().map(AuditEventView::of).collect(),
+        events: records
+            .into_iter()
+            .map(|r| AuditEventView::of(r, head.seq))
+            .collect(),
         next_cursor,
+        head_seq: head.seq,
     })
 }
 

@@ -79,6 +79,23 @@ pub async fn counted(
 ) -> Result<Option<Vec<u8>>> {
     match state.ephemeral.counted(limits, then).await? {
         Counted::Done(taken) => Ok(taken),
-        Counted::Limited => Err(Error::RateLimited),
+        Counted::Limited => Err(Error::RateLimited {
+            retry_after: retry_after(state.now()),
+        }),
+    }
+}
+
+/// Seconds until the next minute starts, when every counter starts again (at least 1).
+pub fn retry_after(now: i64) -> u64 {
+    (60 - now.rem_euclid(60)).unsigned_abs()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn retry_after_is_the_rest_of_the_minute() {
+        assert_eq!(super::retry_after(120), 60);
+        assert_eq!(super::retry_after(121), 59);
+        assert_eq!(super::retry_after(179), 1);
     }
 }

@@ -71,6 +71,7 @@ pub fn spawn(state: &AppState) -> Result<bool, ConfigError> {
         url.clone(),
         secret,
         Duration::from_millis(cfg.siem_timeout_ms),
+        state.config.outbound.policy()?,
     ));
     let retry = Retry {
         attempts: cfg.siem_attempts,

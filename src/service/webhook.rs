@@ -1,6 +1,7 @@
 //! Outgoing webhooks, shared by new-session alerts and audit streaming: one HTTP client
-//! per receiver (bounded timeout, no redirects), optional HMAC signatures, and bounded
-//! retries with backoff on the blocking pool.
+//! per receiver (bounded timeout, no redirects, no proxy, only addresses the
+//! [`OutboundPolicy`] allows), optional HMAC signatures, and bounded retries with backoff
+//! on the blocking pool.
 //!
 //! A signed body carries `X-Keygate-Signature: t=<unix seconds>,v1=<hex>`, the hex being
 //! HMAC-SHA-256 under the receiver's key of `"<t>.<body>"` (the exact bytes sent); each
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::outbound::OutboundPolicy;
 use crate::state::Clock;
 
 /// The header carrying the webhook signature.
@@ -97,13 +99,19 @@ pub struct WebhookSender {
 }
 
 impl WebhookSender {
-    /// A receiver at `url`; each attempt is bounded by `timeout`.
-    pub fn new(url: SecretString, secret: Option<SecretString>, timeout: Duration) -> Self {
+    /// A receiver at `url`; each attempt is bounded by `timeout` and connects only to
+    /// addresses `policy` allows.
+    pub fn new(
+        url: SecretString,
+        secret: Option<SecretString>,
+        timeout: Duration,
+        policy: OutboundPolicy,
+    ) -> Self {
         WebhookSender {
             host: host_of(url.expose_secret()),
             url,
             secret,
-            agent: http_agent(timeout),
+            agent: http_agent(timeout, policy),
         }
     }
 
@@ -129,6 +137,13 @@ impl WebhookSender {
                 "the receiver answered HTTP {}",
                 res.status().as_u16()
             ))),
+            Err(ureq::Error::Io(io)) if io.kind() == std::io::ErrorKind::PermissionDenied => {
+                // The receiver's address is not allowed: trying again cannot help.
+                Err(Failed {
+                    reason: format!("refused destination: {io}"),
+                    permanent: true,
+                })
+            }
             Err(e) => Err(Failed::retry(http_reason(&e))),
         }
     }
@@ -146,22 +161,67 @@ impl WebhookSender {
     }
 }
 
+/// Resolves a receiver's name, then refuses the lot when any address it resolved to is
+/// one the policy does not allow (a name that mixes a public and a private address is
+/// refused, not trimmed). Literal addresses go through here too.
+#[derive(Debug)]
+struct GuardedResolver {
+    inner: ureq::unversioned::resolver::DefaultResolver,
+    policy: OutboundPolicy,
+}
+
+impl ureq::unversioned::resolver::Resolver for GuardedResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        for addr in addrs.iter() {
+            if let Err(refused) = self.policy.check(addr.ip()) {
+                tracing::warn!(
+                    webhook.host = uri.host().unwrap_or_default(),
+                    outbound.refused = %refused.ip,
+                    outbound.kind = refused.kind,
+                    "webhook destination refused"
+                );
+                return Err(ureq::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    refused.to_string(),
+                )));
+            }
+        }
+        Ok(addrs)
+    }
+}
+
 /// The HTTP client for a webhook: one attempt bounded by `timeout`, no redirects (a
-/// signed body goes only where it was configured to), the system's trust store.
-fn http_agent(timeout: Duration) -> ureq::Agent {
+/// signed body goes only where it was configured to), no proxy from the environment (the
+/// address check must see the receiver itself), only addresses `policy` allows, the
+/// system's trust store.
+fn http_agent(timeout: Duration, policy: OutboundPolicy) -> ureq::Agent {
     let tls = ureq::tls::TlsConfig::builder()
         .provider(ureq::tls::TlsProvider::NativeTls)
         .root_certs(ureq::tls::RootCerts::PlatformVerifier)
         .build();
-    ureq::Agent::config_builder()
+    let config = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
         .max_redirects(0)
         .max_redirects_will_error(false)
+        .proxy(None)
         .user_agent(concat!("keygate/", env!("CARGO_PKG_VERSION")))
         .tls_config(tls)
-        .build()
-        .into()
+        .build();
+    ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::new(),
+        GuardedResolver {
+            inner: ureq::unversioned::resolver::DefaultResolver::default(),
+            policy,
+        },
+    )
 }
 
 /// A short reason for a failed request that cannot carry the URL or its token.

@@ -9,7 +9,7 @@
 use diesel::prelude::*;
 
 use crate::audit::{
-    AuditRecord, ChainBreak, ChainHead, ChainVerifier, NewAuditEvent, VerifiedChain,
+    AuditRecord, BreakKind, ChainBreak, ChainHead, ChainVerifier, NewAuditEvent, VerifiedChain,
 };
 
 use super::error::{db_err, StorageError};
@@ -212,7 +212,67 @@ impl Tx<'_> {
                 }
             }
         }
-        Ok(verifier.finish(Some(&head)))
+        let verdict = verifier.finish(Some(&head));
+        if verdict.is_err() {
+            return Ok(verdict);
+        }
+        if let Some(beyond) = self.audit_past_head()? {
+            return Ok(Err(beyond));
+        }
+        Ok(verdict)
+    }
+
+    /// The first record past the stored head, as a [`BreakKind::BeyondHead`] break. A
+    /// record appended while this runs moves the head first (same transaction), so the
+    /// head is read again before a row past the first reading is called foreign.
+    pub fn audit_past_head(&mut self) -> Result<Option<ChainBreak>, StorageError> {
+        let head = self.audit_head()?;
+        let first_past: Option<i64> = audit_events::table
+            .select(diesel::dsl::min(audit_events::seq))
+            .filter(audit_events::seq.gt(head.seq))
+            .first(self.conn)
+            .map_err(db_err)?;
+        let Some(seq) = first_past else {
+            return Ok(None);
+        };
+        if self.audit_head()?.seq >= seq {
+            return Ok(None);
+        }
+        Ok(Some(ChainBreak {
+            seq,
+            kind: BreakKind::BeyondHead,
+        }))
+    }
+
+    /// A cheap check of the chain's ends, for start-up and `/readyz`: the stored head is
+    /// the last record (its seq and hash) and nothing lies past it. The links in between
+    /// are `keygate audit verify`'s work.
+    pub fn audit_ends_agree(&mut self) -> Result<Option<ChainBreak>, StorageError> {
+        let head = self.audit_head()?;
+        if head.seq > 0 {
+            let hash: Option<String> = audit_events::table
+                .select(audit_events::hash)
+                .filter(audit_events::seq.eq(head.seq))
+                .first(self.conn)
+                .optional()
+                .map_err(db_err)?;
+            match hash {
+                None => {
+                    return Ok(Some(ChainBreak {
+                        seq: head.seq,
+                        kind: BreakKind::Gap,
+                    }))
+                }
+                Some(h) if h != head.hash => {
+                    return Ok(Some(ChainBreak {
+                        seq: head.seq,
+                        kind: BreakKind::HeadMismatch,
+                    }))
+                }
+                Some(_) => {}
+            }
+        }
+        self.audit_past_head()
     }
 }
 
@@ -251,5 +311,9 @@ impl Storage {
 
     pub fn verify_audit_chain(&self) -> Result<Result<VerifiedChain, ChainBreak>, StorageError> {
         self.with_conn(|tx| tx.verify_audit_chain())
+    }
+
+    pub fn audit_ends_agree(&self) -> Result<Option<ChainBreak>, StorageError> {
+        self.with_conn(|tx| tx.audit_ends_agree())
     }
 }

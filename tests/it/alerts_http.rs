@@ -43,6 +43,8 @@ impl Received {
 #[derive(Clone, Copy)]
 pub enum Answer {
     Status(u16),
+    /// 307 to this port on 127.0.0.1 (a redirect the sender must not follow).
+    RedirectTo(u16),
     /// Read the request, then hold the connection open without a word until released.
     Hang,
 }
@@ -77,6 +79,12 @@ impl Receiver {
                         let _ = write!(
                             stream,
                             "HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        );
+                    }
+                    Answer::RedirectTo(port) => {
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 307 X\r\nLocation: http://127.0.0.1:{port}/hooks/keygate\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
                         );
                     }
                     Answer::Hang => held2.lock().unwrap().push(stream),
@@ -145,9 +153,13 @@ fn read_request(stream: &TcpStream) -> Option<Received> {
     })
 }
 
+/// The test receivers listen on loopback, which webhooks may reach only when allowed.
+pub const LOOPBACK_ALLOWED: &str = "[outbound]\nallow_private_ranges = [\"127.0.0.1/32\"]";
+
 fn with_webhook(ca: &TrustedCa, receiver: &Receiver) -> TestAppBuilder {
     TestApp::builder()
         .with_toml(&ca.toml)
+        .with_toml(LOOPBACK_ALLOWED)
         .with("alerts.webhook_url", &receiver.url)
         .with("alerts.webhook_secret", SECRET)
 }
@@ -564,5 +576,88 @@ async fn a_refused_email_is_audited_without_retries() {
     assert_eq!(details["channel"], "email");
     assert_eq!(details["attempts"], 1, "a permanent refusal is not retried");
     assert_eq!(sink.connections.load(Ordering::SeqCst), 1);
+    app.stop().await;
+}
+
+/// SSRF: a webhook never reaches a loopback, private or link-local address unless
+/// `outbound.allow_private_ranges` holds it. A literal address is refused when the config
+/// loads; a name is refused after it resolves, at every attempt, once (no retries), audited.
+#[actix_web::test]
+async fn webhooks_refuse_private_destinations_unless_allowed() {
+    let ca = trusted_ca();
+    // A literal loopback address: the config itself is refused, naming the setting.
+    let mut config = keygate::config::Config::default();
+    config.alerts.webhook_url = Some("http://127.0.0.1:9/hooks".to_string().into());
+    config.alerts.webhook_secret = Some(SECRET.to_string().into());
+    let err = config.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("alerts.webhook_url")
+            && err.contains("loopback")
+            && err.contains("allow_private_ranges"),
+        "{err}"
+    );
+    config.audit.siem_webhook_url = Some("https://169.254.169.254/latest".to_string().into());
+    config.alerts.webhook_url = None;
+    config.alerts.webhook_secret = None;
+    let err = config.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("audit.siem_webhook_url") && err.contains("link-local"),
+        "{err}"
+    );
+    config.outbound.allow_private_ranges = vec!["169.254.169.254/32".into()];
+    config.validate().expect("allowed explicitly");
+
+    // A name that resolves to loopback: refused at connect time, nothing sent, one
+    // attempt, audited with the reason.
+    let receiver = Receiver::start(Answer::Status(200));
+    let by_name = receiver.url.replace("127.0.0.1", "localhost");
+    let app = TestApp::builder()
+        .with_toml(&ca.toml)
+        .with("alerts.webhook_url", &by_name)
+        .with("alerts.webhook_secret", SECRET)
+        .with("alerts.attempts", "3")
+        .with("alerts.backoff_ms", "20")
+        .start()
+        .await;
+    let (_cred, _user_id) = admin_with_key(&app, &SoftAuthenticator::new(&ca.ca)).await;
+    let failed = audited(&app, "alert.failed", 1).await;
+    let reason = failed[0].reason.as_deref().unwrap();
+    assert!(
+        reason.contains("refused destination") && reason.contains("loopback"),
+        "{reason}"
+    );
+    let details: Value = serde_json::from_str(&failed[0].details_json).unwrap();
+    assert_eq!(
+        details["attempts"], 1,
+        "a refused destination is not retried"
+    );
+    assert!(receiver.seen().is_empty(), "nothing reached the receiver");
+    app.stop().await;
+}
+
+/// A receiver that answers with a redirect is not followed: the alert counts as failed and
+/// the redirect's target never sees the signed body.
+#[actix_web::test]
+async fn webhooks_never_follow_redirects() {
+    let ca = trusted_ca();
+    let target = Receiver::start(Answer::Status(200));
+    let port: u16 = target
+        .url
+        .trim_start_matches("http://127.0.0.1:")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let redirecting = Receiver::start(Answer::RedirectTo(port));
+    let app = with_webhook(&ca, &redirecting)
+        .with("alerts.attempts", "1")
+        .start()
+        .await;
+    let (_cred, _user_id) = admin_with_key(&app, &SoftAuthenticator::new(&ca.ca)).await;
+    let failed = audited(&app, "alert.failed", 1).await;
+    assert!(failed[0].reason.as_deref().unwrap().contains("HTTP 307"));
+    assert_eq!(redirecting.seen().len(), 1);
+    assert!(target.seen().is_empty(), "the redirect was not followed");
     app.stop().await;
 }

@@ -175,6 +175,54 @@ fn audit_head_rewound_is_a_head_mismatch() {
     assert_eq!(verdict(&db), broken(10, BreakKind::HeadMismatch));
 }
 
+/// A row inserted past the head (any hash) is written around the chain: the walk up to
+/// the head finds nothing, so the verifier must look past it.
+#[test]
+fn audit_row_past_the_head_is_found() {
+    let db = filled(10);
+    assert_eq!(db.audit_ends_agree().unwrap(), None);
+    db.debug_execute(&forged_row(11)).unwrap();
+    assert_eq!(verdict(&db), broken(11, BreakKind::BeyondHead));
+    assert_eq!(
+        db.audit_ends_agree().unwrap(),
+        Some(ChainBreak {
+            seq: 11,
+            kind: BreakKind::BeyondHead
+        })
+    );
+    // Further out than the next seq too.
+    let db = filled(4);
+    db.debug_execute(&forged_row(40)).unwrap();
+    assert_eq!(verdict(&db), broken(40, BreakKind::BeyondHead));
+}
+
+#[test]
+fn audit_ends_agree_names_a_rewound_or_missing_head_record() {
+    let db = filled(5);
+    db.debug_execute("UPDATE audit_head SET hash = 'beef' WHERE id = 1")
+        .unwrap();
+    assert_eq!(
+        db.audit_ends_agree().unwrap().map(|b| b.kind),
+        Some(BreakKind::HeadMismatch)
+    );
+    let db = filled(5);
+    db.debug_execute("DELETE FROM audit_events WHERE seq = 5")
+        .unwrap();
+    assert_eq!(
+        db.audit_ends_agree().unwrap().map(|b| b.kind),
+        Some(BreakKind::Gap)
+    );
+    assert_eq!(test_storage().audit_ends_agree().unwrap(), None, "empty");
+}
+
+/// SQL that writes an event row at `seq` directly, as someone with database access would.
+pub fn forged_row(seq: i64) -> String {
+    format!(
+        "INSERT INTO audit_events (seq, id, at, actor, action, subject, outcome, reason, details, prev_hash, hash) \
+         VALUES ({seq}, 'forged-{seq}', {T0}, 'cli', 'key.revoked', 'user:x', 'success', NULL, '{{}}', '{GENESIS}', '{GENESIS}')"
+    )
+}
+
 #[test]
 fn audit_swapped_rows_are_detected() {
     let db = filled(10);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use keygate::audit::{link_hash, AuditRecord, LinkInput, NewAuditEvent, Outcome};
 use serde_json::json;
 
-use crate::alerts_http::{verify_signature, Answer, Receiver};
+use crate::alerts_http::{verify_signature, Answer, Receiver, LOOPBACK_ALLOWED};
 use crate::enrolment_http::{audit_events, bootstrap_admin, trusted_ca};
 use crate::support::app::TestApp;
 use crate::support::authenticator::SoftAuthenticator;
@@ -49,6 +49,7 @@ async fn audit_siem_receives_every_new_event_in_order_signed() {
     let receiver = Receiver::start(Answer::Status(200));
     let app = TestApp::builder()
         .with_toml(&ca.toml)
+        .with_toml(LOOPBACK_ALLOWED)
         .with("audit.siem_webhook_url", &receiver.url)
         .with("audit.siem_webhook_secret", SECRET)
         .with("audit.siem_poll_ms", "50")
@@ -102,6 +103,7 @@ async fn audit_siem_failures_are_bounded_audited_once_and_never_block() {
     let failing = Receiver::start(Answer::Status(503));
     let app = TestApp::builder()
         .with_toml(&ca.toml)
+        .with_toml(LOOPBACK_ALLOWED)
         .with("audit.siem_webhook_url", &failing.url)
         .with("audit.siem_attempts", "3")
         .with("audit.siem_backoff_ms", "10")
@@ -159,6 +161,7 @@ async fn audit_siem_failures_are_bounded_audited_once_and_never_block() {
     let hanging = Receiver::start(Answer::Hang);
     let app = TestApp::builder()
         .with_toml(&ca.toml)
+        .with_toml(LOOPBACK_ALLOWED)
         .with("audit.siem_webhook_url", &hanging.url)
         .with("audit.siem_timeout_ms", "10000")
         .with("audit.siem_poll_ms", "50")

@@ -366,3 +366,42 @@ async fn audit_viewer_escapes_details_and_refuses_bad_filters_and_non_admins() {
     );
     app.stop().await;
 }
+
+/// A row written past the chain's head: `/readyz` says so, the viewer marks the row, and
+/// `keygate audit verify`'s check finds it (see `audit::audit_row_past_the_head_is_found`).
+#[actix_web::test]
+async fn a_row_past_the_head_is_marked_and_makes_the_replica_unready() {
+    let ca = trusted_ca();
+    let app = TestApp::builder().with_toml(&ca.toml).start().await;
+    let mut admin = app.client();
+    let done = bootstrap_admin(&app, &mut admin, &SoftAuthenticator::new(&ca.ca)).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let ready = admin.get("/readyz").await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert_eq!(ready.json()["audit_chain"], true);
+    let head = app.state.storage.audit_head().unwrap().seq;
+    let sql = crate::audit::forged_row(head + 1);
+    app.state.storage.debug_execute(&sql).unwrap();
+
+    let ready = admin.get("/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert_eq!(ready.json()["audit_chain"], false);
+    assert_eq!(ready.json()["database"], true);
+
+    let page = api(&mut admin, "limit=5").await;
+    assert_eq!(page["head_seq"], head);
+    let events = page["events"].as_array().unwrap();
+    assert_eq!(events[0]["seq"], head + 1);
+    assert_eq!(events[0]["beyond_head"], true);
+    assert!(events[1..].iter().all(|e| e["beyond_head"] == false));
+    let html = admin.get("/admin/audit").await;
+    assert_eq!(html.status, 200);
+    assert!(
+        html.body
+            .contains(&format!("id=\"event-{}\" class=\"beyond-head\"", head + 1)),
+        "{}",
+        html.body
+    );
+    assert!(html.body.contains("not in the chain"));
+    app.stop().await;
+}

@@ -1,7 +1,7 @@
 //! The `keygate` binary: config check, migrate, invite, audit verify (with tampering), serve
 //! refusing pending migrations, and `keygate dev` starting on the embedded default.
 
-use crate::support::bin::{keygate, run};
+use crate::support::bin::{keygate, run, run_bounded};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -144,6 +144,43 @@ fn migrate_invite_and_audit_verify_detects_tampering() {
         err.contains("broken") && err.contains('2'),
         "names the link: {err}"
     );
+}
+
+/// A row written past the head: `audit verify` fails naming it, and `serve` refuses to
+/// start rather than answer 409 to every audited write.
+#[test]
+fn a_row_past_the_head_fails_verification_and_stops_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let test_db: TestDb = test_storage_unmigrated(Some(1));
+    let db = test_db.url.clone();
+    let config = write_config(dir.path(), &db, "");
+    assert!(run(keygate().args(["migrate", "--config"]).arg(&config)).0);
+    assert!(
+        run(keygate()
+            .args(["invite", "--email", "a@example.com", "--config"])
+            .arg(&config))
+        .0
+    );
+    let storage = Storage::connect(&db, Some(1)).unwrap();
+    storage.debug_execute(&crate::audit::forged_row(2)).unwrap();
+    let (ok, out, err) = run(keygate().args(["audit", "verify", "--config"]).arg(&config));
+    assert!(!ok, "{out}");
+    assert!(err.contains("beyond_head") && err.contains('2'), "{err}");
+    let (ok, _, err) = run_bounded(
+        keygate()
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("KEYGATE__SERVER__BIND", "127.0.0.1:0"),
+        Duration::from_secs(20),
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("refusing to start") && err.contains("beyond_head"),
+        "{err}"
+    );
+    // Verification needs nothing but the database; it still names the row after the refusal.
+    let (ok, _, err) = run(keygate().args(["audit", "verify", "--config"]).arg(&config));
+    assert!(!ok && err.contains("beyond_head"), "{err}");
 }
 
 #[test]

@@ -268,7 +268,7 @@ async fn compliance_api_refuses_bad_clients_tokens_and_workspaces() {
             &[("state", "st-1")],
         ))
         .await;
-    assert_eq!(r.status, 302, "{}", r.body);
+    assert_eq!(r.status, 303, "{}", r.body);
     let loc = location(&p.app, &r);
     assert_eq!(
         param(&loc, "error").as_deref(),
@@ -344,6 +344,24 @@ async fn compliance_api_refuses_bad_clients_tokens_and_workspaces() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["active"], true, "{}", r.body);
     assert_eq!(r.json()["client_id"], ACME_PULL);
+    // Active, but it names no user: userinfo says exactly that (RFC 6750 invalid_token).
+    let info = p
+        .app
+        .client()
+        .get_with(
+            "/oauth2/userinfo",
+            &[("Authorization", format!("Bearer {token}"))],
+        )
+        .await;
+    assert_bearer_error(&info, 401, "invalid_token");
+    let why = info.json()["error_description"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        why.contains("client credentials") && why.contains("no user") && !why.contains("revoked"),
+        "{why}"
+    );
     let r = p
         .post("/oauth2/introspect", ORG_PULL, &[("token", &token)])
         .await;
@@ -378,6 +396,9 @@ async fn compliance_api_rate_limited_per_client() {
         "{statuses:?}"
     );
     assert_eq!(statuses[limit as usize], 429, "{statuses:?}");
+    let refused = pull(&p, Some(&token), "format=json").await;
+    assert_eq!(refused.status, 429);
+    assert!(refused.header("retry-after").is_some(), "{}", refused.body);
     // Another client has its own budget.
     let org = access_token(&p, ORG_PULL).await;
     assert_eq!(pull(&p, Some(&org), "format=json").await.status, 200);

@@ -134,6 +134,20 @@ async fn compliance_verify_export_passes_and_names_each_failure() {
     );
     assert!(err.contains("verification FAILED"), "{err}");
 
+    // An entry's own sha256 field edited (the contents untouched): named, not VERIFIED.
+    let mut edited: serde_json::Value = serde_json::from_slice(&done.evidence).unwrap();
+    let entry = &mut edited["entries"][0];
+    let key = entry["key_id"].as_str().unwrap().to_string();
+    entry["sha256"] = "00".repeat(32).into();
+    let edited = files.write("edited.json", &serde_json::to_vec(&edited).unwrap());
+    let (ok, out, err) = verify(&report, &jwks_file, Some(&edited), Some(&roots));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!("key {key}: the entry's own sha256 does not match")),
+        "{out}\n{err}"
+    );
+    assert!(!out.contains("VERIFIED"), "{out}");
+
     // Evidence of another report (same keys, another report ID) is refused too.
     let mut other: serde_json::Value = serde_json::from_slice(&done.evidence).unwrap();
     other["report_id"] = "0000".into();

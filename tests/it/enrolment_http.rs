@@ -217,6 +217,16 @@ async fn bootstrap_admin_then_backup_key_then_invited_member() {
         .unwrap()
         .contains("Enrolment Test"));
     let page = admin.get("/me").await;
+    let unknown = admin
+        .post_json(
+            "/api/admin/invitations",
+            Some(&csrf),
+            &json!({ "email": "bob@example.com", "role": "member", "expires_in": 60 }),
+        )
+        .await;
+    assert_eq!(unknown.status, 400, "{}", unknown.body);
+    assert_eq!(unknown.json()["error"], "malformed_json");
+    assert!(unknown.body.contains("expires_in"), "{}", unknown.body);
     assert!(page.body.contains("Not compliant yet"), "{}", page.body);
 
     // The bootstrap link is single-use.
@@ -232,7 +242,8 @@ async fn bootstrap_admin_then_backup_key_then_invited_member() {
     let me = admin.get("/api/me").await.json();
     assert_eq!(me["member"]["compliant"], true, "{me}");
 
-    // The admin invites a member over the API; the member enrols.
+    // The admin invites a member over the API; the member enrols. A field the API does
+    // not know is refused, never ignored (it may be a setting the caller thinks it made).
     let csrf = csrf_of(&admin.get("/admin/invitations").await.body);
     let inv = admin
         .post_json(
@@ -608,8 +619,19 @@ async fn pages_carry_security_headers_and_errors_are_pages() {
     assert_eq!(missing.status, 410);
     assert!(missing.body.contains("invitation_invalid"));
     let unknown = client.get("/api/nothing").await;
+/// Every answer carries HSTS; on plain-http localhost (dev) neither HSTS nor the prefix.
     assert_eq!(unknown.status, 404);
     assert_eq!(unknown.json()["error"], "not_found");
+    let plain = TestApp::builder().start().await;
+    let page = plain.client().get("/").await;
+    assert!(page.header("strict-transport-security").is_none());
+    let cookie = page.header("set-cookie").expect("CSRF cookie");
+    assert!(
+        !cookie.starts_with("__Host-") && !cookie.contains("Secure"),
+        "{cookie}"
+    );
+    plain.stop().await;
+
     let anon = client.get("/admin/members").await;
     assert_eq!(
         anon.status, 303,
@@ -617,6 +639,18 @@ async fn pages_carry_security_headers_and_errors_are_pages() {
     );
     let anon_api = client.get("/api/admin/members").await;
     assert_eq!(anon_api.status, 401);
+    for r in [
+        &page,
+        &client.get("/healthz").await,
+        &client.get("/no-such-page").await,
+    ] {
+        assert_eq!(
+            r.header("strict-transport-security").as_deref(),
+            Some("max-age=31536000"),
+            "{}",
+            r.status
+        );
+    }
     // A query string its page cannot read: our error page, with the security headers.
     let bad = client.get("/?reauth=1&reauth=2").await;
     assert_eq!(bad.status, 400, "{}", bad.body);
@@ -640,7 +674,10 @@ async fn secure_cookies_are_host_only() {
     let cookie = page.header("set-cookie").expect("CSRF cookie");
     assert!(cookie.starts_with("__Host-kg_session_csrf="), "{cookie}");
     assert!(
-        cookie.contains("Secure") && cookie.contains("Path=/"),
+        cookie.contains("Secure")
+            && cookie.contains("Path=/")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite"),
         "{cookie}"
     );
     assert!(!cookie.contains("Domain"), "{cookie}");

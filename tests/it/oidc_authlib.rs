@@ -85,7 +85,7 @@ async fn authlib_flow(p: &mut Provider, client_id: &str, credentials: Value, sco
         .expect("our authorization endpoint");
     assert!(path.contains("code_challenge_method=S256"), "{path}");
     let r = browser.get(path).await;
-    assert_eq!(r.status, 302, "{}", r.body);
+    assert_eq!(r.status, 303, "{}", r.body);
     let callback = location(&p.app, &r);
     assert!(callback.as_str().starts_with(REDIRECT));
 

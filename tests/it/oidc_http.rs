@@ -29,7 +29,7 @@ async fn code_flow_with_pkce_verified_by_an_independent_relying_party() {
     );
     let detour = browser.get(&path).await;
     let back = continue_after_touch(&mut p, &mut browser, &detour).await;
-    assert_eq!(back.status, 302, "{}", back.body);
+    assert_eq!(back.status, 303, "{}", back.body);
     let loc = location(&p.app, &back);
     assert!(loc.as_str().starts_with(REDIRECT), "{loc}");
     assert_eq!(param(&loc, "state").as_deref(), Some("af0ifjsldkj"));

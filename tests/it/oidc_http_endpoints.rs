@@ -195,7 +195,7 @@ async fn rp_initiated_logout() {
         .append_pair("post_logout_redirect_uri", POST_LOGOUT)
         .append_pair("state", "bye-1");
     let r = browser.get(&format!("/oauth2/logout?{}", q.finish())).await;
-    assert_eq!(r.status, 302, "{}", r.body);
+    assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(
         r.header("location").unwrap(),
         format!("{POST_LOGOUT}?state=bye-1")
@@ -258,7 +258,7 @@ async fn rp_initiated_logout() {
             ],
         )
         .await;
-    assert_eq!(r.status, 302, "{}", r.body);
+    assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(r.header("location").unwrap(), POST_LOGOUT);
     assert_eq!(browser.get("/api/me").await.status, 401);
 

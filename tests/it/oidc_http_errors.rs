@@ -8,7 +8,7 @@ use crate::support::oidc::*;
 /// An error sent back to the client's redirect URI (with `state` `s1` and `iss`).
 async fn redirect_error(app: &TestApp, browser: &mut Client, path: String) -> String {
     let r = browser.get(&path).await;
-    assert_eq!(r.status, 302, "{path}: {}", r.body);
+    assert_eq!(r.status, 303, "{path}: {}", r.body);
     let loc = location(app, &r);
     assert!(loc.as_str().starts_with(REDIRECT), "{loc}");
     assert_eq!(param(&loc, "state").as_deref(), Some("s1"));
@@ -336,6 +336,8 @@ async fn the_token_endpoint_is_rate_limited_per_address() {
     let r = p.post("/oauth2/token", CLIENT_ID, &fields).await;
     assert_eq!(r.status, 429, "{}", r.body);
     assert_eq!(r.json()["error"], "temporarily_unavailable");
+    assert!(r.json()["error_description"].is_string(), "{}", r.body);
+    assert_retry_after_the_minute(&p.app, &r);
     p.app.stop().await;
 }
 
@@ -397,7 +399,7 @@ async fn sign_in_requests_from_applications_are_rate_limited_per_address_before_
     // Not signed in: each request waits for a key touch in the shared store.
     for _ in 0..2 {
         let r = browser.get(&path).await;
-        assert_eq!(r.status, 302, "{}", r.body);
+        assert_eq!(r.status, 303, "{}", r.body);
         assert!(r.header("location").unwrap().contains("continue="));
     }
     // A malformed SAML request counts against the same budget (and is audited) ...
@@ -428,9 +430,22 @@ async fn sign_in_requests_from_applications_are_rate_limited_per_address_before_
     ];
     for r in &refused {
         assert_eq!(r.status, 429, "{}", r.body);
+        assert_retry_after_the_minute(&p.app, r);
         assert!(r.header("location").is_none());
         assert!(r.body.contains("too many attempts"), "{}", r.body);
     }
     assert_eq!(audit_events(&p.app).await.len(), audited);
     p.app.stop().await;
+}
+
+/// A 429 says when to come back (RFC 9110 §10.2.3): the seconds left in the minute its
+/// limit counts in (the test clock runs, so "now" is read after the answer).
+fn assert_retry_after_the_minute(app: &crate::support::app::TestApp, r: &crate::support::app::Reply) {
+    let wait: i64 = r
+        .header("retry-after")
+        .unwrap_or_else(|| panic!("no Retry-After: {}", r.body))
+        .parse()
+        .expect("delay-seconds");
+    let left = 60 - app.state.now().rem_euclid(60);
+    assert!(wait >= left && wait <= left + 2, "Retry-After {wait}, {left} s left in the minute");
 }

@@ -16,7 +16,7 @@ async fn id_claims(
     back: &crate::support::app::Reply,
     pkce: &Pkce,
 ) -> serde_json::Value {
-    assert_eq!(back.status, 302, "{}", back.body);
+    assert_eq!(back.status, 303, "{}", back.body);
     let loc = location(&p.app, back);
     let code = param(&loc, "code").unwrap_or_else(|| panic!("no code: {loc}"));
     let tokens = p.exchange(client_id, &code, pkce).await;

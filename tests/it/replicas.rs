@@ -133,7 +133,7 @@ async fn any_replica_serves_any_step() {
             &[("state", "s-1"), ("nonce", "n-1")],
         ))
         .await;
-    assert_eq!(authorized.status, 302, "{}", authorized.body);
+    assert_eq!(authorized.status, 303, "{}", authorized.body);
     let location = url::Url::parse(&authorized.header("location").unwrap()).unwrap();
     let code = location
         .query_pairs()

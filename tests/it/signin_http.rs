@@ -419,6 +419,12 @@ async fn sign_in_is_rate_limited_per_address_and_a_refused_finish_changes_nothin
         .await;
     assert_eq!(r.status, 429, "{}", r.body);
     assert_eq!(r.json()["error"], "rate_limited");
+    let wait: u64 = r
+        .header("retry-after")
+        .expect("a 429 says when to come back")
+        .parse()
+        .expect("delay-seconds");
+    assert!((1..=60).contains(&wait), "{wait}");
 
     // Still refused within the minute.
     let r = client

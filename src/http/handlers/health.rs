@@ -10,13 +10,18 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// The process can serve: database and ephemeral store answer.
+/// The process can serve: database and ephemeral store answer, and the audit chain's
+/// stored head agrees with its table (a row written past it would block every audited
+/// write and hide from verification).
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let db = state.storage.run(|s| s.ping()).await.is_ok();
     let eph = state.ephemeral.ping().await.is_ok();
-    let body = serde_json::json!({ "database": db, "ephemeral": eph });
-    if db && eph {
+    let (db, audit_chain) = match crate::service::audit_log::ends_agree(&state).await {
+        Ok(broken) => (true, broken.is_none()),
+        Err(_) => (false, false),
+    };
+    let body = serde_json::json!({ "database": db, "ephemeral": eph, "audit_chain": audit_chain });
+    if db && eph && audit_chain {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

@@ -43,9 +43,11 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     public_json(state.oidc.keys.get(&state).await.jwks.clone())
 }
 
+/// Redirects from the sign-in flows answer 303 See Other, as SAML's do: the next request
+/// is a GET whatever method brought the browser here (`POST /oauth2/authorize` too).
 fn answer(next: Next) -> Result<HttpResponse, PageError> {
     match next {
-        Next::Redirect(location) => Ok(HttpResponse::Found()
+        Next::Redirect(location) => Ok(HttpResponse::SeeOther()
             .insert_header((header::LOCATION, location))
             .finish()),
         Next::Show(e) => Err(PageError(Error::bad_request(
@@ -278,7 +280,7 @@ async fn logout_answer(
         LogoutNext::Confirm => return Ok(views::ok(&page(true))),
         LogoutNext::Done {
             redirect: Some(location),
-        } => HttpResponse::Found()
+        } => HttpResponse::SeeOther()
             .insert_header((header::LOCATION, location))
             .finish(),
         LogoutNext::Done { redirect: None } => views::ok(&page(false)),

@@ -30,12 +30,23 @@ pub async fn verify_access(state: &AppState, token: &str) -> Result<ActiveToken,
     let jwt = verify_signature(state, token).await?;
     let revoked = || OidcError::InvalidToken("the access token was revoked".into());
     let jti = jwt.str_claim("jti").ok_or_else(revoked)?;
-    let grant_id = state
+    let marker = state
         .ephemeral
         .get(&access_token_key(jti))
         .await?
-        .and_then(|g| String::from_utf8(g).ok())
         .ok_or_else(revoked)?;
+    // A live client credentials token: valid, but it stands for a client, not a member.
+    if let Some(client_id) = jwt.str_claim("client_id") {
+        if jwt.subject() == Some(client_id)
+            && marker == super::token::client_token_marker(client_id).as_bytes()
+        {
+            return Err(OidcError::InvalidToken(
+                "the access token was issued to a client for itself (client credentials): it names no user".into(),
+            )
+            .into());
+        }
+    }
+    let grant_id = String::from_utf8(marker).map_err(|_| revoked())?;
     let grant = state
         .storage
         .run(move |s| s.oidc_grant(&grant_id))

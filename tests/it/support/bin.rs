@@ -33,3 +33,59 @@ pub fn run(cmd: &mut Command) -> (bool, String, String) {
         String::from_utf8_lossy(&stderr).into_owned(),
     )
 }
+
+/// [`run`] for a command that might not end by itself (e.g. `serve` that should refuse to
+/// start): killed after `limit`, which counts as a failure with "(killed after …)" added to
+/// its stderr.
+pub fn run_bounded(cmd: &mut Command, limit: std::time::Duration) -> (bool, String, String) {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn keygate");
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = std::time::Instant::now() + limit;
+    let mut status = None;
+    while std::time::Instant::now() < deadline {
+        if let Some(s) = child.try_wait().expect("wait for keygate") {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let killed = status.is_none();
+    if killed {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let mut stderr = err.join().unwrap_or_default();
+    if killed {
+        stderr.push_str(&format!("\n(killed after {limit:?})"));
+    }
+    (
+        status.is_some_and(|s| s.success()),
+        out.join().unwrap_or_default(),
+        stderr,
+    )
+}

@@ -228,7 +228,7 @@ impl Provider {
                 &[("state", "st-1"), ("nonce", "n-1")],
             ))
             .await;
-        assert_eq!(r.status, 302, "{}", r.body);
+        assert_eq!(r.status, 303, "{}", r.body);
         let loc = location(&self.app, &r);
         let code = param(&loc, "code").unwrap_or_else(|| panic!("no code in {loc}"));
         (code, pkce)
@@ -353,7 +353,7 @@ pub fn param(url: &url::Url, name: &str) -> Option<String> {
 /// Follows the sign-in detour: the authorization request went to `/?continue=<id>`;
 /// touch the key in `browser` and come back. Returns the final redirect.
 pub async fn continue_after_touch(p: &mut Provider, browser: &mut Client, detour: &Reply) -> Reply {
-    assert_eq!(detour.status, 302, "{}", detour.body);
+    assert_eq!(detour.status, 303, "{}", detour.body);
     let loc = location(&p.app, detour);
     assert_eq!(loc.path(), "/", "{loc}");
     let id = param(&loc, "continue").expect("a continue id");
