@@ -175,6 +175,10 @@ pub struct RateLimitConfig {
     /// Compliance reports (and evidence) one OpenID Connect client may pull over the API
     /// per minute (`GET /api/compliance/report`, `/api/compliance/evidence`).
     pub compliance_reports_per_minute: u64,
+    /// Audit events per kind of refusal (`signin.refused`, `enrolment.refused`,
+    /// `csrf.refused`…) that one client address may cause per minute when no account is
+    /// proven; past it one `audit.throttled` event, then log lines only.
+    pub refusal_events_per_minute: u64,
 }
 
 /// Alerts on every new session: a signed JSON webhook and, where SMTP is configured, an
@@ -577,6 +581,7 @@ impl Default for RateLimitConfig {
             ceremonies_per_minute: 60,
             authorization_requests_per_minute: 600,
             compliance_reports_per_minute: 6,
+            refusal_events_per_minute: 20,
         }
     }
 }
@@ -817,6 +822,12 @@ impl Config {
             (
                 "rate_limit.compliance_reports_per_minute",
                 self.rate_limit.compliance_reports_per_minute,
+                1,
+                10_000,
+            ),
+            (
+                "rate_limit.refusal_events_per_minute",
+                self.rate_limit.refusal_events_per_minute,
                 1,
                 10_000,
             ),

@@ -12,7 +12,7 @@ use crate::audit::{NewAuditEvent, Outcome};
 use crate::error::{Error, Result};
 use crate::service::ceremony::{self, Ceremony};
 use crate::service::session::{self, Session};
-use crate::service::{invitations, tokens, workspaces, Actor};
+use crate::service::{invitations, limits, refusals, tokens, workspaces, Actor};
 use crate::state::AppState;
 use crate::storage::{InvitationKind, NewCredential, NewUser, Role, StorageError, UserStatus};
 use crate::webauthn::{verify_registration, RegistrationInput};
@@ -96,18 +96,58 @@ pub struct Enrolled {
 }
 
 /// Starts a registration ceremony; returns `PublicKeyCredentialCreationOptions` JSON.
+/// Counts against the enrolment rate limit of the actor's address. Every refusal is
+/// audited: the link's own by `invitations` (`invitation.refused`), the others here as
+/// `enrolment.refused` (within the per-address limit of [`refusals::record`]).
 pub async fn begin(
     state: &AppState,
     ceremony: &Ceremony,
     actor: &Actor,
     req: BeginRequest,
 ) -> Result<serde_json::Value> {
+    let ip = actor.ip.as_deref().unwrap_or_default();
+    if let Err(err) = limits::check(state, "enrol", ip).await {
+        return refused_at_begin(state, actor, None, err).await;
+    }
+    let inv = match &req.token {
+        Some(token) => Some(invitations::find_usable(state, actor, token).await?),
+        None => None,
+    };
+    let inv_id = inv.as_ref().map(|i| i.id.clone());
+    match options(state, ceremony, req, inv).await {
+        Ok(options) => Ok(options),
+        Err(err) => refused_at_begin(state, actor, inv_id.as_deref(), err).await,
+    }
+}
+
+/// Audits a refusal at `begin` (not a failure of ours) and returns it.
+async fn refused_at_begin(
+    state: &AppState,
+    actor: &Actor,
+    invitation: Option<&str>,
+    err: Error,
+) -> Result<serde_json::Value> {
+    if refusals::is_refusal(&err) {
+        let details = serde_json::json!({ "step": "begin", "invitation": invitation });
+        let event = refusals::event(actor, "enrolment.refused", &actor.id, &err, details);
+        refusals::record(state, actor, event).await?;
+    }
+    Err(err)
+}
+
+/// The creation options for a usable invitation `inv`, or for the signed-in member adding
+/// a key (a recent touch needed); the ceremony's state is stored.
+async fn options(
+    state: &AppState,
+    ceremony: &Ceremony,
+    req: BeginRequest,
+    inv: Option<crate::storage::Invitation>,
+) -> Result<serde_json::Value> {
     let session = &ceremony.session;
     let now = state.now();
     let ttl = state.config.webauthn.challenge_ttl_secs;
-    let (pending, exclude) = match (&req.token, session.user_id()) {
-        (Some(token), _) => {
-            let inv = invitations::find_usable(state, actor, token).await?;
+    let (pending, exclude) = match (inv, session.user_id()) {
+        (Some(inv), _) => {
             if inv.kind == InvitationKind::Recovery {
                 (
                     recovery_pending(state, &inv, &req, now + ttl as i64).await?,
@@ -226,20 +266,57 @@ pub async fn finish(
             ip: actor_ip.clone(),
         },
     };
-    let pending: Option<Pending> = ceremony::take(state, "reg", &session.token, &[]).await?;
-    let Some(pending) = pending.filter(|p| p.expires_at > state.now()) else {
-        // No ceremony to speak of: log only, so anonymous callers cannot write to the
-        // audit chain at will.
-        tracing::info!(
-            client.ip = actor.ip.as_deref().unwrap_or("-"),
-            "enrolment finish without a live challenge"
-        );
-        return Err(Error::gone(
-            "challenge_expired",
-            "this enrolment attempt expired or was already used; start again",
-        ));
+    // Counted with the take, in one step: past the limit the challenge stays.
+    let per_address = [limits::ceremony(
+        state,
+        "enrol",
+        actor.ip.as_deref().unwrap_or_default(),
+    )];
+    let taken = ceremony::take::<Pending>(state, "reg", &session.token, &per_address).await;
+    let live = match taken {
+        Ok(pending) => pending
+            .filter(|p| p.expires_at > state.now())
+            .ok_or_else(|| {
+                Error::gone(
+                    "challenge_expired",
+                    "this enrolment attempt expired or was already used; start again",
+                )
+            }),
+        Err(err) => Err(err),
+    };
+    let pending = match live {
+        Ok(pending) => pending,
+        // No ceremony to speak of (none begun, used, expired, or past the limit): anyone
+        // can cause this, so it is recorded within the per-address limit.
+        Err(err) => {
+            if refusals::is_refusal(&err) {
+                let details = serde_json::json!({ "step": "finish" });
+                let event = refusals::event(&actor, "enrolment.refused", &actor.id, &err, details);
+                refusals::record(state, &actor, event).await?;
+            }
+            return Err(err);
+        }
     };
     let subject = format!("user:{}", pending.user_id);
+    if pending.existing_member {
+        // The step-up rule again: the challenge outlives the window by up to its own
+        // lifetime, and the session must still be the member's.
+        let checked = if session.user_id() == Some(pending.user_id.as_str()) {
+            session::require_recent_touch(state, session)
+        } else {
+            Err(Error::Unauthenticated)
+        };
+        if let Err(err) = checked {
+            let details = serde_json::json!({
+                "step": "finish",
+                "touched_secs_ago": session.data.authenticated_at.map(|at| state.now() - at),
+                "step_up_secs": state.config.session.step_up_secs,
+            });
+            let event = refusals::event(&actor, "enrolment.refused", &subject, &err, details);
+            crate::service::audit(state, event).await?;
+            return Err(err);
+        }
+    }
     let actor = match &pending.invitation_id {
         Some(inv) if !pending.existing_member => Actor {
             id: format!("invitation:{inv}"),

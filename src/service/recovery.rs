@@ -106,7 +106,7 @@ pub async fn request(
     reason: &str,
 ) -> Result<RecoveryView> {
     let admin_id = admin.user_id().ok_or(Error::Unauthenticated)?.to_string();
-    session::require_recent_touch(state, admin)?;
+    session::step_up(state, admin, actor, "recovery.request").await?;
     let reason = clean_reason(reason)?;
     let uid = user_id.to_string();
     let user = state
@@ -243,7 +243,7 @@ pub async fn approve(
     request_id: &str,
 ) -> Result<IssuedRecovery> {
     let approver = admin.user_id().ok_or(Error::Unauthenticated)?.to_string();
-    session::require_recent_touch(state, admin)?;
+    session::step_up(state, admin, actor, "recovery.approve").await?;
     let rid = request_id.to_string();
     let (req, user) = state
         .storage

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{NewAuditEvent, Outcome};
 use crate::ephemeral::{Entry, Then};
 use crate::error::{Error, Result};
-use crate::service::{alerts, limits, tokens, Actor};
+use crate::service::{alerts, limits, refusals, tokens, Actor};
 use crate::state::AppState;
 use crate::storage::{SessionRecord, SessionScope};
 
@@ -417,9 +417,12 @@ pub async fn sign_out(state: &AppState, session: &Session) -> Result<()> {
     Ok(())
 }
 
-/// Sensitive actions (adding or revoking keys) need a key touch within
+/// The step-up rule, the one place it is written: sensitive actions (adding or revoking
+/// keys, admin changes to members and recovery) need a key touch within
 /// `session.step_up_secs`, not only a live session: a stolen cookie must not be enough to
-/// enrol the thief's own key.
+/// enrol the thief's own key. Checked when a ceremony that needs it starts, again when it
+/// finishes (a challenge outlives the window by up to its own lifetime), and at each
+/// sensitive write; [`step_up`] also audits a refusal.
 pub fn require_recent_touch(state: &AppState, session: &Session) -> Result<()> {
     let window = state.config.session.step_up_secs as i64;
     match session.data.authenticated_at {
@@ -427,4 +430,24 @@ pub fn require_recent_touch(state: &AppState, session: &Session) -> Result<()> {
         Some(_) => Err(Error::Reauthenticate),
         None => Err(Error::Unauthenticated),
     }
+}
+
+/// [`require_recent_touch`] before the sensitive write `what` (e.g. `key.revoke`); a
+/// stale touch is refused and audited as `step_up.refused` (within the per-address limit
+/// of [`refusals::record`]: a stolen cookie can ask again and again).
+pub async fn step_up(state: &AppState, session: &Session, actor: &Actor, what: &str) -> Result<()> {
+    let Err(err) = require_recent_touch(state, session) else {
+        return Ok(());
+    };
+    if matches!(err, Error::Reauthenticate) {
+        let age = session.data.authenticated_at.map(|at| state.now() - at);
+        let details = serde_json::json!({
+            "request": what,
+            "touched_secs_ago": age,
+            "step_up_secs": state.config.session.step_up_secs,
+        });
+        let event = refusals::event(actor, "step_up.refused", &actor.id, &err, details);
+        refusals::record(state, actor, event).await?;
+    }
+    Err(err)
 }

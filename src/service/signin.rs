@@ -1,6 +1,7 @@
 //! Key sign-in (SPEC C3): discoverable (no e-mail) or username-first, UV required by
 //! policy, revoked keys and disabled members refused, signature-counter regression refused
-//! as a possible cloned key. Every outcome lands in the audit chain.
+//! as a possible cloned key. Every outcome lands in the audit chain: a refusal that proves
+//! nothing about any account within the per-address limit of [`refusals::record`].
 
 use serde::{Deserialize, Serialize};
 
@@ -8,7 +9,7 @@ use crate::audit::{NewAuditEvent, Outcome};
 use crate::error::{Error, Result};
 use crate::service::ceremony::{self, Ceremony};
 use crate::service::session::{self, Session, SignInContext};
-use crate::service::{limits, tokens, Actor};
+use crate::service::{limits, refusals, tokens, Actor};
 use crate::state::AppState;
 use crate::storage::{SignInWrite, UserStatus};
 use crate::webauthn::{verify_assertion, AssertionInput, CoseKey};
@@ -65,8 +66,43 @@ pub struct SignedIn {
 }
 
 /// Starts an authentication ceremony; returns `PublicKeyCredentialRequestOptions` JSON.
-/// An unknown e-mail gets the same answer as a known one (no account enumeration).
+/// An unknown e-mail gets the same answer as a known one (no account enumeration). A
+/// refusal (past a rate limit) is audited as `signin.refused`, within the per-address
+/// limit of [`refusals::record`].
 pub async fn begin(
+    state: &AppState,
+    ceremony: &Ceremony,
+    ip: &str,
+    req: BeginRequest,
+) -> Result<serde_json::Value> {
+    match options(state, ceremony, ip, req).await {
+        Ok(options) => Ok(options),
+        Err(err) => {
+            let actor = Actor::anonymous(Some(ip.to_string()).filter(|ip| !ip.is_empty()));
+            Err(unproven(state, &actor, err, serde_json::json!({ "step": "begin" })).await)
+        }
+    }
+}
+
+/// Audits a refusal that proves nothing about any account (`signin.refused`, on the
+/// caller, within the per-address limit of [`refusals::record`]) and returns it; a
+/// failure of ours is returned as it is, unaudited.
+async fn unproven(
+    state: &AppState,
+    actor: &Actor,
+    err: Error,
+    details: serde_json::Value,
+) -> Error {
+    if refusals::is_refusal(&err) {
+        let event = refusals::event(actor, "signin.refused", &actor.id, &err, details);
+        if let Err(failed) = refusals::record(state, actor, event).await {
+            return failed;
+        }
+    }
+    err
+}
+
+async fn options(
     state: &AppState,
     ceremony: &Ceremony,
     ip: &str,
@@ -196,7 +232,12 @@ pub async fn finish(
     );
     let session = session?.ok_or(Error::Csrf { user: None })?;
     session.check_csrf(csrf.as_deref())?;
-    let pending = pending?;
+    let pending = match pending {
+        Ok(pending) => pending,
+        Err(err) => {
+            return Err(unproven(state, &actor, err, serde_json::json!({ "step": "finish" })).await)
+        }
+    };
     let outcome = match pending.filter(|p| p.expires_at > state.now()) {
         None => Err((
             Error::gone(
@@ -279,15 +320,13 @@ pub async fn finish(
                 }
             }
         }
-        // Nothing proven about any account (no challenge, malformed, unknown key): log
-        // only, so anonymous callers cannot write to the audit chain at will.
-        Err((err, None, _)) => {
-            tracing::info!(
-                error.code = err.code(),
-                client.ip = actor.ip.as_deref().unwrap_or("-"),
-                "sign-in refused before any key was proven"
-            );
-            Err(err)
+        // Nothing proven about any account (no challenge, malformed, unknown key): anyone
+        // can cause this, so it is recorded within the per-address limit.
+        Err((err, None, mut details)) => {
+            if let Some(map) = details.as_object_mut() {
+                map.insert("step".into(), "finish".into());
+            }
+            Err(unproven(state, &actor, err, details).await)
         }
         Err((err, Some(subject), details)) => {
             let event = NewAuditEvent {
@@ -373,11 +412,16 @@ async fn verify(
         .sign_in_key(lookup_id)
         .await
         .map_err(|e| plain(e.into()))?;
+    // The credential's id, for the audit event (a real one is at most 1023 bytes).
+    let named = serde_json::json!({
+        "credential_id": (raw_id.len() <= 1023).then(|| tokens::b64url(&raw_id)),
+    });
     let unknown = || {
-        plain(Error::bad_request(
-            "unknown_credential",
-            "this key is not enrolled here",
-        ))
+        (
+            Error::bad_request("unknown_credential", "this key is not enrolled here"),
+            None,
+            named.clone(),
+        )
     };
     let Some((key, user)) = found else {
         return Err(unknown());

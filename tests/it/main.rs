@@ -33,6 +33,7 @@ mod oidc_http_policy;
 mod oidc_private_key_jwt;
 mod oidc_tokens;
 mod recovery_http;
+mod refusal_audit;
 mod replicas;
 mod saml_admin;
 mod saml_errors;

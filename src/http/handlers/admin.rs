@@ -98,8 +98,9 @@ pub async fn revoke_key_form(
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
     admin.0.check_csrf(Some(&form.csrf))?;
-    session::require_recent_touch(&state, &admin.0)?;
-    members::revoke_key(&state, &admin.actor(&req), admin.user_id(), true, &id).await?;
+    let actor = admin.actor(&req);
+    session::step_up(&state, &admin.0, &actor, "key.revoke").await?;
+    members::revoke_key(&state, &actor, admin.user_id(), true, &id).await?;
     let back = req
         .headers()
         .get("referer")
@@ -200,8 +201,9 @@ pub async fn api_revoke_key(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     admin.0.check_csrf(csrf_header(&req))?;
-    session::require_recent_touch(&state, &admin.0)?;
-    members::revoke_key(&state, &admin.actor(&req), admin.user_id(), true, &id).await?;
+    let actor = admin.actor(&req);
+    session::step_up(&state, &admin.0, &actor, "key.revoke").await?;
+    members::revoke_key(&state, &actor, admin.user_id(), true, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -286,8 +288,8 @@ pub async fn member_status_form(
 ) -> Result<HttpResponse, PageError> {
     let (id, change) = path.into_inner();
     admin.0.check_csrf(Some(&form.csrf))?;
-    session::require_recent_touch(&state, &admin.0)?;
     let actor = admin.actor(&req);
+    session::step_up(&state, &admin.0, &actor, &format!("member.{change}")).await?;
     members::set_enabled(&state, &actor, admin.user_id(), &id, enabling(&change)).await?;
     Ok(see_other(format!("/admin/members/{id}")))
 }
@@ -302,8 +304,8 @@ pub async fn api_member_status(
 ) -> Result<HttpResponse, ApiError> {
     let (id, change) = path.into_inner();
     admin.0.check_csrf(csrf_header(&req))?;
-    session::require_recent_touch(&state, &admin.0)?;
     let actor = admin.actor(&req);
+    session::step_up(&state, &admin.0, &actor, &format!("member.{change}")).await?;
     let detail =
         members::set_enabled(&state, &actor, admin.user_id(), &id, enabling(&change)).await?;
     Ok(HttpResponse::Ok().json(detail))

@@ -91,7 +91,6 @@ pub async fn begin(
 ) -> Result<HttpResponse, ApiError> {
     let ceremony = ceremony_session(&state, &req, current.0)?;
     let actor = visitor(&req, Some(&ceremony.session));
-    limits::check(&state, "enrol", actor.ip.as_deref().unwrap_or_default()).await?;
     let options = enrolment::begin(&state, &ceremony, &actor, body.into_inner()).await?;
     let mut res = HttpResponse::Ok().json(options);
     if ceremony.is_new() {
@@ -111,7 +110,6 @@ pub async fn finish(
     let session = current.0.ok_or(crate::error::Error::Csrf { user: None })?;
     session.check_csrf(csrf_header(&req))?;
     let ip = client_ip(&req);
-    limits::check(&state, "enrol", ip.as_deref().unwrap_or_default()).await?;
     let enrolled = enrolment::finish(&state, &session, ip, &body).await?;
     let mut res = HttpResponse::Ok().json(&enrolled);
     // A new member, or one recovered through a recovery link, is signed in by this touch.

@@ -38,8 +38,8 @@ pub async fn revoke_key(
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
     me.0.check_csrf(Some(&form.csrf))?;
-    session::require_recent_touch(&state, &me.0)?;
     let actor = Actor::user(me.user_id(), client_ip(&req));
+    session::step_up(&state, &me.0, &actor, "key.revoke").await?;
     members::revoke_key(&state, &actor, me.user_id(), false, &id).await?;
     Ok(see_other("/me"))
 }
