@@ -1223,17 +1223,18 @@ mod tests {
         for hidden in ["s3cret", "hunter2", "hooks.example.com"] {
             assert!(!shown.contains(hidden), "{hidden} shown: {shown}");
         }
-        // Plain http and smtp are for receivers on this machine.
-        Config::load(
-            None,
-            env(&[
-                ("KEYGATE__ALERTS__WEBHOOK_URL", "http://127.0.0.1:9/hook"),
-                secret,
-                ("KEYGATE__ALERTS__SMTP_URL", "smtp://localhost:2525"),
-                ("KEYGATE__ALERTS__EMAIL_FROM", "kg@localhost"),
-            ]),
-        )
-        .unwrap();
+        // Plain http and smtp are for receivers on this machine; a webhook at a loopback
+        // address also needs the address allowed (SSRF, `crate::outbound`).
+        let local = [
+            ("KEYGATE__ALERTS__WEBHOOK_URL", "http://127.0.0.1:9/hook"),
+            secret,
+            ("KEYGATE__ALERTS__SMTP_URL", "smtp://localhost:2525"),
+            ("KEYGATE__ALERTS__EMAIL_FROM", "kg@localhost"),
+        ];
+        refused(&local, "loopback");
+        let mut allowed = local.to_vec();
+        allowed.push(("KEYGATE__OUTBOUND__ALLOW_PRIVATE_RANGES", "[\"127.0.0.1/32\"]"));
+        Config::load(None, env(&allowed)).unwrap();
     }
 
     #[test]

@@ -66,19 +66,19 @@ pub fn run_bounded(cmd: &mut Command, limit: std::time::Duration) -> (bool, Stri
             .map(|p| Box::new(p) as Box<dyn Read + Send>),
     );
     let deadline = std::time::Instant::now() + limit;
-    let mut status = None;
+    let mut ended = false;
     while std::time::Instant::now() < deadline {
-        if let Some(s) = child.try_wait().expect("wait for keygate") {
-            status = Some(s);
+        if child.try_wait().expect("wait for keygate").is_some() {
+            ended = true;
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let killed = status.is_none();
+    let killed = !ended;
     if killed {
         let _ = child.kill();
-        let _ = child.wait();
     }
+    let status = child.wait().ok().filter(|_| !killed);
     let mut stderr = err.join().unwrap_or_default();
     if killed {
         stderr.push_str(&format!("\n(killed after {limit:?})"));
