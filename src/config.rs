@@ -344,10 +344,6 @@ fn redact_some<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S
     }
 }
 
-/// Streaming the audit chain to a SIEM: every new event is POSTed as JSON, in seq order, in
-/// the background. Nothing is sent while `siem_webhook_url` is unset.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
 /// keygate's own outgoing requests (alert and SIEM webhooks): loopback, private,
 /// link-local and other special-purpose addresses are refused unless listed here
 /// (`crate::outbound`). Redirects are never followed.
@@ -382,6 +378,10 @@ impl OutboundConfig {
     }
 }
 
+/// Streaming the audit chain to a SIEM: every new event is POSTed as JSON, in seq order, in
+/// the background. Nothing is sent while `siem_webhook_url` is unset.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
     /// `https://…` (plain http only to localhost). Redacted: collectors often take a token
     /// in the URL.
@@ -869,6 +869,13 @@ impl Config {
         }
         self.alerts.validate()?;
         self.audit.validate()?;
+        self.outbound.validate(&[
+            ("alerts.webhook_url", self.alerts.webhook_url.as_ref()),
+            (
+                "audit.siem_webhook_url",
+                self.audit.siem_webhook_url.as_ref(),
+            ),
+        ])?;
         self.oidc.validate().map_err(ConfigError::Invalid)?;
         self.saml.validate().map_err(ConfigError::Invalid)?;
         Ok(())
@@ -880,13 +887,6 @@ impl Config {
                 "server.public_url `{}`: {e}",
                 self.server.public_url
             ))
-        self.outbound.validate(&[
-            ("alerts.webhook_url", self.alerts.webhook_url.as_ref()),
-            (
-                "audit.siem_webhook_url",
-                self.audit.siem_webhook_url.as_ref(),
-            ),
-        ])?;
         })?;
         if url.host_str().is_none() || !matches!(url.scheme(), "http" | "https") {
             return Err(ConfigError::Invalid(format!(

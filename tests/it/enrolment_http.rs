@@ -199,16 +199,6 @@ async fn bootstrap_admin_then_backup_key_then_invited_member() {
         .unwrap()
         .contains("Enrolment Test"));
     let page = admin.get("/me").await;
-    let unknown = admin
-        .post_json(
-            "/api/admin/invitations",
-            Some(&csrf),
-            &json!({ "email": "bob@example.com", "role": "member", "expires_in": 60 }),
-        )
-        .await;
-    assert_eq!(unknown.status, 400, "{}", unknown.body);
-    assert_eq!(unknown.json()["error"], "malformed_json");
-    assert!(unknown.body.contains("expires_in"), "{}", unknown.body);
     assert!(page.body.contains("Not compliant yet"), "{}", page.body);
 
     // The bootstrap link is single-use.
@@ -227,6 +217,16 @@ async fn bootstrap_admin_then_backup_key_then_invited_member() {
     // The admin invites a member over the API; the member enrols. A field the API does
     // not know is refused, never ignored (it may be a setting the caller thinks it made).
     let csrf = csrf_of(&admin.get("/admin/invitations").await.body);
+    let unknown = admin
+        .post_json(
+            "/api/admin/invitations",
+            Some(&csrf),
+            &json!({ "email": "bob@example.com", "role": "member", "expires_in": 60 }),
+        )
+        .await;
+    assert_eq!(unknown.status, 400, "{}", unknown.body);
+    assert_eq!(unknown.json()["error"], "malformed_json");
+    assert!(unknown.body.contains("expires_in"), "{}", unknown.body);
     let inv = admin
         .post_json(
             "/api/admin/invitations",
@@ -599,9 +599,29 @@ async fn pages_carry_security_headers_and_errors_are_pages() {
     assert_eq!(missing.status, 410);
     assert!(missing.body.contains("invitation_invalid"));
     let unknown = client.get("/api/nothing").await;
-/// Every answer carries HSTS; on plain-http localhost (dev) neither HSTS nor the prefix.
     assert_eq!(unknown.status, 404);
     assert_eq!(unknown.json()["error"], "not_found");
+    let anon = client.get("/admin/members").await;
+    assert_eq!(
+        anon.status, 303,
+        "anonymous admin page redirects to the start"
+    );
+    let anon_api = client.get("/api/admin/members").await;
+    assert_eq!(anon_api.status, 401);
+    // A query string its page cannot read: our error page, with the security headers.
+    let bad = client.get("/?reauth=1&reauth=2").await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("malformed_query"), "{}", bad.body);
+    assert!(bad.header("content-security-policy").is_some());
+    assert_eq!(client.get("/readyz").await.status, 200);
+    app.stop().await;
+}
+
+/// Behind https (cookies `Secure`) the cookies carry the `__Host-` prefix, so the browser
+/// keeps them to this host and a sibling subdomain cannot set them; they work as before.
+/// Every answer carries HSTS; on plain-http localhost (dev) neither HSTS nor the prefix.
+#[actix_web::test]
+async fn secure_cookies_are_host_only() {
     let plain = TestApp::builder().start().await;
     let page = plain.client().get("/").await;
     assert!(page.header("strict-transport-security").is_none());
@@ -612,13 +632,13 @@ async fn pages_carry_security_headers_and_errors_are_pages() {
     );
     plain.stop().await;
 
-    let anon = client.get("/admin/members").await;
-    assert_eq!(
-        anon.status, 303,
-        "anonymous admin page redirects to the start"
-    );
-    let anon_api = client.get("/api/admin/members").await;
-    assert_eq!(anon_api.status, 401);
+    let app = TestApp::builder()
+        .with("server.public_url", "https://sso.example.com")
+        .start()
+        .await;
+    let mut client = app.client();
+    let page = client.get("/").await;
+    assert_eq!(page.status, 200, "{}", page.body);
     for r in [
         &page,
         &client.get("/healthz").await,
@@ -631,33 +651,10 @@ async fn pages_carry_security_headers_and_errors_are_pages() {
             r.status
         );
     }
-    // A query string its page cannot read: our error page, with the security headers.
-    let bad = client.get("/?reauth=1&reauth=2").await;
-    assert_eq!(bad.status, 400, "{}", bad.body);
-    assert!(bad.body.contains("malformed_query"), "{}", bad.body);
-    assert!(bad.header("content-security-policy").is_some());
-    assert_eq!(client.get("/readyz").await.status, 200);
-    app.stop().await;
-}
-
-/// Behind https (cookies `Secure`) the cookies carry the `__Host-` prefix, so the browser
-/// keeps them to this host and a sibling subdomain cannot set them; they work as before.
-#[actix_web::test]
-async fn secure_cookies_are_host_only() {
-    let app = TestApp::builder()
-        .with("server.public_url", "https://sso.example.com")
-        .start()
-        .await;
-    let mut client = app.client();
-    let page = client.get("/").await;
-    assert_eq!(page.status, 200, "{}", page.body);
     let cookie = page.header("set-cookie").expect("CSRF cookie");
     assert!(cookie.starts_with("__Host-kg_session_csrf="), "{cookie}");
     assert!(
-        cookie.contains("Secure")
-            && cookie.contains("Path=/")
-            && cookie.contains("HttpOnly")
-            && cookie.contains("SameSite"),
+        cookie.contains("Secure") && cookie.contains("Path=/"),
         "{cookie}"
     );
     assert!(!cookie.contains("Domain"), "{cookie}");
@@ -673,7 +670,10 @@ async fn secure_cookies_are_host_only() {
     let cookie = begun.header("set-cookie").expect("session cookie");
     assert!(cookie.starts_with("__Host-kg_session="), "{cookie}");
     assert!(
-        cookie.contains("Secure") && cookie.contains("Path=/"),
+        cookie.contains("Secure")
+            && cookie.contains("Path=/")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite"),
         "{cookie}"
     );
     assert!(!cookie.contains("Domain"), "{cookie}");
