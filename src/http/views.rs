@@ -144,6 +144,8 @@ pub struct AdminInvitationsPage {
     pub invitations: Vec<InvitationView>,
     pub issued: Option<IssuedInvitation>,
     pub error: Option<String>,
+    /// The signed-in admin as invitations name their creator (`user:<id>`).
+    pub me: String,
 }
 
 #[derive(Template)]

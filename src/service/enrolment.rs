@@ -12,7 +12,7 @@ use crate::audit::{NewAuditEvent, Outcome};
 use crate::error::{Error, Result};
 use crate::service::ceremony::{self, Ceremony};
 use crate::service::session::{self, Session};
-use crate::service::{invitations, limits, refusals, tokens, workspaces, Actor};
+use crate::service::{admins, invitations, limits, refusals, tokens, workspaces, Actor};
 use crate::state::AppState;
 use crate::storage::{InvitationKind, NewCredential, NewUser, Role, StorageError, UserStatus};
 use crate::webauthn::{verify_registration, RegistrationInput};
@@ -566,6 +566,7 @@ async fn verify_and_store(
     });
     let invitation_id = pending.invitation_id.clone();
     let bootstrap = pending.bootstrap;
+    let granted_to = actor.clone();
     let distinct_keys = state.policy().distinct_physical_keys;
     let event = NewAuditEvent {
         actor: actor.id.clone(),
@@ -610,10 +611,15 @@ async fn verify_and_store(
                     if bootstrap && tx.count_admins()? > 0 {
                         return Err(StorageError::Conflict("invitation_closed".into()));
                     }
+                    // Counted before this member: an unapproved admin link dies at two.
+                    let grant = admins::grant_of(tx, inv)?;
                     if !tx.mark_invitation_used(inv, &user.id, now)? {
                         return Err(StorageError::Conflict("invitation_used".into()));
                     }
                     tx.insert_user(user)?;
+                    if let Some(grant) = &grant {
+                        admins::record(tx, &user.id, grant, &granted_to, now)?;
+                    }
                     if user.role == Role::Admin {
                         // Any admin closes every bootstrap link still open.
                         tx.revoke_pending_invitations(InvitationKind::Bootstrap, now)?;
@@ -654,7 +660,9 @@ async fn verify_and_store(
 }
 
 fn conflict(what: &str) -> Error {
-    if what == "invitation_closed" {
+    if what == "invitation_awaiting_approval" {
+        invitations::awaiting_approval()
+    } else if what == "invitation_closed" {
         Error::gone(
             "invitation_invalid",
             "this enrolment link is not valid; ask your admin for a new one",

@@ -41,6 +41,12 @@ pub struct MemberView {
     pub role: String,
     pub status: String,
     pub created_at: i64,
+    /// For an admin: since when, who made them admin (the actor that created their
+    /// invitation: `user:<id>`, `cli`, or `system` for the bootstrap link) and the second
+    /// admin who approved it, if one had to.
+    pub admin_since: Option<i64>,
+    pub admin_granted_by: Option<String>,
+    pub admin_approved_by: Option<String>,
     pub active_keys: usize,
     pub compliant: bool,
     pub reasons: Vec<String>,
@@ -120,6 +126,9 @@ fn view(
         role: user.role.as_str().into(),
         status: user.status.as_str().into(),
         created_at: user.created_at,
+        admin_since: user.admin_since,
+        admin_granted_by: user.admin_granted_by.clone(),
+        admin_approved_by: user.admin_approved_by.clone(),
         active_keys: active.len(),
         compliant,
         reasons: reasons.into_iter().map(|r| r.message).collect(),

@@ -1,6 +1,7 @@
 //! Services: one function per user action. They orchestrate protocol modules, policy,
 //! storage and the audit chain; they know nothing of HTTP.
 
+pub mod admins;
 pub mod alerts;
 pub mod audit_log;
 pub mod ceremony;

@@ -1,7 +1,8 @@
 //! Recovery of a member who lost every key (SPEC C2): no single admin can do it.
 //!
 //! One admin opens a request with a reason; a second, different admin approves it, each
-//! with a fresh key touch. The approval revokes the member's remaining keys, ends their
+//! with a fresh key touch. The approver must have been admin since before the request was
+//! opened and must not have been made admin by the admin who opened it (see `admins`). The approval revokes the member's remaining keys, ends their
 //! sessions and issues a short-lived one-time recovery link bound to that member, shown
 //! once to the approving admin. Enrolling through the link adds the new key to the same
 //! member (see `enrolment`), which completes the request.
@@ -10,6 +11,7 @@ use serde::Serialize;
 
 use crate::audit::{NewAuditEvent, Outcome};
 use crate::error::{Error, Result};
+use crate::service::admins::{self, Approval};
 use crate::service::session::{self, Session};
 use crate::service::{tokens, Actor};
 use crate::state::AppState;
@@ -244,20 +246,31 @@ pub async fn approve(
 ) -> Result<IssuedRecovery> {
     let approver = admin.user_id().ok_or(Error::Unauthenticated)?.to_string();
     session::step_up(state, admin, actor, "recovery.approve").await?;
-    let rid = request_id.to_string();
-    let (req, user) = state
+    let (rid, aid) = (request_id.to_string(), approver.clone());
+    let (req, user, approving) = state
         .storage
         .run(move |s| {
             let Some(req) = s.recovery_request_by_id(&rid)? else {
                 return Ok(None);
             };
             let user = s.user_by_id(&req.user_id)?;
-            Ok(user.map(|u| (req, u)))
+            let approving = s.user_by_id(&aid)?;
+            Ok(user.map(|u| (req, u, approving)))
         })
         .await?
         .ok_or(Error::NotFound)?;
     let now = state.now();
-    if let Some((why, err)) = refusal(&req, &approver, now) {
+    // A second admin only if neither the requester's making nor newer than the request.
+    let second = || {
+        let requester = format!("user:{}", req.requested_by);
+        admins::refusal(
+            approving.as_ref(),
+            &requester,
+            req.created_at,
+            Approval::Recovery,
+        )
+    };
+    if let Some((why, err)) = refusal(&req, &approver, now).or_else(second) {
         return refuse(state, actor, &req.user_id, Some(&req.id), why, err).await;
     }
 

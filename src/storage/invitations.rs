@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 
 use super::error::{db_err, StorageError};
-use super::models::{Invitation, InvitationFilter, InvitationKind, NewInvitation};
+use super::models::{Invitation, InvitationFilter, InvitationKind, NewInvitation, Role};
 use super::schema::invitations;
 use super::users::normalize_email;
 use super::{Storage, Tx};
@@ -22,6 +22,8 @@ struct InvitationRow {
     used_at: Option<i64>,
     used_by: Option<String>,
     revoked_at: Option<i64>,
+    approved_by: Option<String>,
+    approved_at: Option<i64>,
 }
 
 impl TryFrom<InvitationRow> for Invitation {
@@ -41,6 +43,8 @@ impl TryFrom<InvitationRow> for Invitation {
             used_at: row.used_at,
             used_by: row.used_by,
             revoked_at: row.revoked_at,
+            approved_by: row.approved_by,
+            approved_at: row.approved_at,
         })
     }
 }
@@ -66,6 +70,8 @@ impl Tx<'_> {
             used_at: None,
             used_by: None,
             revoked_at: None,
+            approved_by: None,
+            approved_at: None,
         };
         diesel::insert_into(invitations::table)
             .values((
@@ -157,6 +163,39 @@ impl Tx<'_> {
         .set((
             invitations::used_at.eq(Some(at)),
             invitations::used_by.eq(Some(by)),
+        ))
+        .execute(self.conn)
+        .map_err(db_err)?;
+        Ok(changed == 1)
+    }
+
+    /// A second admin approves a pending admin invitation: `true` for exactly one caller,
+    /// and only while it is pending at `at`, not yet approved, and `approver` (`user:<id>`)
+    /// did not create it. A single conditional `UPDATE`.
+    pub fn approve_invitation(
+        &mut self,
+        id: &str,
+        approver: &str,
+        at: i64,
+    ) -> Result<bool, StorageError> {
+        let changed = diesel::update(
+            invitations::table
+                .find(id)
+                .filter(invitations::kind.eq(InvitationKind::Invite.as_str()))
+                .filter(invitations::role.eq(Role::Admin.as_str()))
+                .filter(invitations::approved_by.is_null())
+                .filter(invitations::used_at.is_null())
+                .filter(invitations::revoked_at.is_null())
+                .filter(invitations::expires_at.gt(at))
+                .filter(
+                    invitations::created_by
+                        .is_null()
+                        .or(invitations::created_by.ne(approver)),
+                ),
+        )
+        .set((
+            invitations::approved_by.eq(Some(approver)),
+            invitations::approved_at.eq(Some(at)),
         ))
         .execute(self.conn)
         .map_err(db_err)?;

@@ -149,6 +149,26 @@ pub struct User {
     pub role: Role,
     pub status: UserStatus,
     pub created_at: i64,
+    /// When the admin role took effect; `None` for members, and for an admin whose role
+    /// was set without a recorded grant (such an admin approves nothing).
+    #[serde(default)]
+    pub admin_since: Option<i64>,
+    /// Who made this user admin: the actor that created the invitation they joined
+    /// through (`user:<id>`, `cli`, or `system` for the bootstrap link).
+    #[serde(default)]
+    pub admin_granted_by: Option<String>,
+    /// The second admin (`user:<id>`) who approved that invitation, when one had to.
+    #[serde(default)]
+    pub admin_approved_by: Option<String>,
+}
+
+impl User {
+    /// Whether the admin identified by `actor` (`user:<id>`) made this user admin, by
+    /// creating or by approving their admin invitation.
+    pub fn made_admin_by(&self, actor: &str) -> bool {
+        self.admin_granted_by.as_deref() == Some(actor)
+            || self.admin_approved_by.as_deref() == Some(actor)
+    }
 }
 
 /// A user to create; new users are active. The caller picks the id (it is also the
@@ -281,6 +301,11 @@ pub struct Invitation {
     pub used_at: Option<i64>,
     pub used_by: Option<String>,
     pub revoked_at: Option<i64>,
+    /// The second admin (`user:<id>`) who approved an admin invitation, and when.
+    #[serde(default)]
+    pub approved_by: Option<String>,
+    #[serde(default)]
+    pub approved_at: Option<i64>,
 }
 
 /// Where an invitation stands at a given time.
@@ -294,6 +319,14 @@ pub enum InvitationState {
 }
 
 impl Invitation {
+    /// An invitation that grants the admin role and no second admin approved yet: usable
+    /// only while the organisation has fewer than two admins.
+    pub fn grants_admin_unapproved(&self) -> bool {
+        self.kind == InvitationKind::Invite
+            && self.role == Role::Admin
+            && self.approved_by.is_none()
+    }
+
     /// The state at `now` (unix seconds): used and revoked win over expired.
     pub fn state(&self, now: i64) -> InvitationState {
         if self.used_at.is_some() {

@@ -8,6 +8,9 @@ diesel::table! {
         role -> Text,
         status -> Text,
         created_at -> BigInt,
+        admin_since -> Nullable<BigInt>,
+        admin_granted_by -> Nullable<Text>,
+        admin_approved_by -> Nullable<Text>,
     }
 }
 
@@ -59,6 +62,8 @@ diesel::table! {
         used_at -> Nullable<BigInt>,
         used_by -> Nullable<Text>,
         revoked_at -> Nullable<BigInt>,
+        approved_by -> Nullable<Text>,
+        approved_at -> Nullable<BigInt>,
     }
 }
 

@@ -17,6 +17,9 @@ pub(super) struct UserRow {
     role: String,
     status: String,
     created_at: i64,
+    admin_since: Option<i64>,
+    admin_granted_by: Option<String>,
+    admin_approved_by: Option<String>,
 }
 
 impl TryFrom<UserRow> for User {
@@ -30,6 +33,9 @@ impl TryFrom<UserRow> for User {
             email: row.email,
             display_name: row.display_name,
             created_at: row.created_at,
+            admin_since: row.admin_since,
+            admin_granted_by: row.admin_granted_by,
+            admin_approved_by: row.admin_approved_by,
         })
     }
 }
@@ -41,7 +47,8 @@ pub(crate) fn normalize_email(email: &str) -> String {
 
 impl Tx<'_> {
     /// Creates a user. A taken e-mail address is `Conflict("users.email")`, a taken
-    /// id `Conflict("users.id")`.
+    /// id `Conflict("users.id")`. An admin is admin from `created_at`; who granted the
+    /// role is recorded with [`Tx::record_admin_grant`] in the same transaction.
     pub fn insert_user(&mut self, new: &NewUser) -> Result<User, StorageError> {
         let user = User {
             id: new.id.clone(),
@@ -50,6 +57,9 @@ impl Tx<'_> {
             role: new.role,
             status: UserStatus::Active,
             created_at: new.created_at,
+            admin_since: (new.role == Role::Admin).then_some(new.created_at),
+            admin_granted_by: None,
+            admin_approved_by: None,
         };
         diesel::insert_into(users::table)
             .values((
@@ -59,6 +69,7 @@ impl Tx<'_> {
                 users::role.eq(user.role.as_str()),
                 users::status.eq(user.status.as_str()),
                 users::created_at.eq(user.created_at),
+                users::admin_since.eq(user.admin_since),
             ))
             .execute(self.conn)
             .map_err(db_err)?;
@@ -132,13 +143,52 @@ impl Tx<'_> {
         Ok(changed > 0)
     }
 
-    /// Sets a user's role; `false` if there is no such user.
+    /// Sets a user's role; `false` if there is no such user. A change clears the admin
+    /// grant: a role set here has no recorded grant, so such an admin approves nothing
+    /// (keygate itself grants the admin role only through an invitation).
     pub fn set_user_role(&mut self, id: &str, role: Role) -> Result<bool, StorageError> {
-        let changed = diesel::update(users::table.find(id))
-            .set(users::role.eq(role.as_str()))
+        let changed = diesel::update(users::table.find(id).filter(users::role.ne(role.as_str())))
+            .set((
+                users::role.eq(role.as_str()),
+                users::admin_since.eq(None::<i64>),
+                users::admin_granted_by.eq(None::<String>),
+                users::admin_approved_by.eq(None::<String>),
+            ))
             .execute(self.conn)
             .map_err(db_err)?;
-        Ok(changed > 0)
+        if changed > 0 {
+            return Ok(true);
+        }
+        let exists: i64 = users::table
+            .find(id)
+            .count()
+            .get_result(self.conn)
+            .map_err(db_err)?;
+        Ok(exists > 0)
+    }
+
+    /// Records who made admin `id` an admin: the actor that created their invitation and
+    /// the second admin who approved it, if any. Only for an admin with no grant recorded
+    /// yet (a grant is never rewritten); `false` otherwise.
+    pub fn record_admin_grant(
+        &mut self,
+        id: &str,
+        granted_by: &str,
+        approved_by: Option<&str>,
+    ) -> Result<bool, StorageError> {
+        let changed = diesel::update(
+            users::table
+                .find(id)
+                .filter(users::role.eq(Role::Admin.as_str()))
+                .filter(users::admin_granted_by.is_null()),
+        )
+        .set((
+            users::admin_granted_by.eq(Some(granted_by)),
+            users::admin_approved_by.eq(approved_by),
+        ))
+        .execute(self.conn)
+        .map_err(db_err)?;
+        Ok(changed == 1)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The one integration-test binary: every suite runs on the embedded default and,
 //! with `KEYGATE_TEST_DATABASE_URL` / `KEYGATE_TEST_REDIS_URL` set, on PostgreSQL + Redis.
 
+mod admin_grants_http;
 mod alerts_http;
 mod attestation_chain;
 mod attestation_policy;

@@ -18,15 +18,15 @@ use crate::support::authenticator::{
 use crate::support::meddled::{MeddledStore, Meddling};
 
 /// A signed-in person: their browser, their key(s) and their id.
-struct Person {
-    client: Client,
-    keys: Vec<SoftCredential>,
-    id: String,
+pub(crate) struct Person {
+    pub client: Client,
+    pub keys: Vec<SoftCredential>,
+    pub id: String,
 }
 
 impl Person {
     /// Signs in again with key `k` (a fresh touch) and returns the CSRF token of `page`.
-    async fn touch(&mut self, app: &TestApp, k: usize, page: &str) -> String {
+    pub async fn touch(&mut self, app: &TestApp, k: usize, page: &str) -> String {
         let (client, r) = sign_in(app, &mut self.keys[k], &self.id, None, |_| {}).await;
         assert_eq!(r.status, 200, "sign-in: {}", r.body);
         self.client = client;
@@ -37,7 +37,7 @@ impl Person {
 }
 
 /// Enrols through `path` (an invitation or recovery link, or `/me/keys/new`) with `auth`.
-async fn enrol(
+pub(crate) async fn enrol(
     app: &TestApp,
     client: &mut Client,
     path: &str,
@@ -52,12 +52,12 @@ async fn enrol(
     (done, reg.credential)
 }
 
-fn path_of(app: &TestApp, link: &str) -> String {
+pub(crate) fn path_of(app: &TestApp, link: &str) -> String {
     link.trim_start_matches(app.origin()).to_string()
 }
 
 /// Ada invites `email` with `role`; they enrol a first key and a backup.
-async fn invite_with_two_keys(
+pub(crate) async fn invite_with_two_keys(
     app: &TestApp,
     ca: &TrustedCa,
     ada: &mut Person,
@@ -76,12 +76,42 @@ async fn invite_with_two_keys(
         .await;
     assert_eq!(inv.status, 201, "{}", inv.body);
     let path = path_of(app, inv.json()["link"].as_str().unwrap());
+    enrol_two_keys(app, ca, &path, serial).await
+}
+
+/// The operator invites `email` as an admin (`keygate invite --role admin`, while fewer
+/// than two admins exist); they enrol a first key and a backup.
+pub(crate) async fn operator_invites_admin(
+    app: &TestApp,
+    ca: &TrustedCa,
+    email: &str,
+    serial: u8,
+) -> Person {
+    let issued = keygate::service::invitations::create(
+        &app.state,
+        &keygate::service::Actor::cli(),
+        email,
+        email,
+        "admin",
+    )
+    .await
+    .expect("the operator's admin invitation");
+    enrol_two_keys(app, ca, &path_of(app, &issued.link), serial).await
+}
+
+/// Whoever holds the link at `path` enrols a first key and a backup.
+pub(crate) async fn enrol_two_keys(
+    app: &TestApp,
+    ca: &TrustedCa,
+    path: &str,
+    serial: u8,
+) -> Person {
     let mut client = app.client();
     let (done, first) = enrol(
         app,
         &mut client,
-        &path,
-        json!({ "token": token_of(&path) }),
+        path,
+        json!({ "token": token_of(path) }),
         &physical_key(&ca.ca, YUBIKEY_5_NFC, serial),
     )
     .await;
@@ -105,22 +135,29 @@ async fn invite_with_two_keys(
     }
 }
 
-/// Two admins (Ada, the bootstrap admin, and Grace, invited) and Bob, a member; each
-/// with two keys.
-async fn world(app: &TestApp, ca: &TrustedCa) -> (Person, Person, Person) {
+/// Ada, the bootstrap admin, with her key.
+pub(crate) async fn first_admin(app: &TestApp, ca: &TrustedCa) -> Person {
     let (cred, id) = admin_with_key(app, &physical_key(&ca.ca, YUBIKEY_5_NFC, 1)).await;
-    let mut ada = Person {
+    Person {
         client: app.client(),
         keys: vec![cred],
         id,
-    };
-    let grace = invite_with_two_keys(app, ca, &mut ada, "grace@example.com", "admin", 10).await;
+    }
+}
+
+/// Two admins (Ada, the bootstrap admin, and Grace, whom the operator invited, so
+/// neither made the other admin) and Bob, a member; each with two keys. A second later:
+/// both admins held the role before any request the test opens.
+async fn world(app: &TestApp, ca: &TrustedCa) -> (Person, Person, Person) {
+    let mut ada = first_admin(app, ca).await;
+    let grace = operator_invites_admin(app, ca, "grace@example.com", 10).await;
     let bob = invite_with_two_keys(app, ca, &mut ada, "bob@example.com", "member", 20).await;
+    app.clock.advance(1);
     (ada, grace, bob)
 }
 
 /// What a refusal must leave alone: members, keys, invitations, recovery requests.
-async fn snapshot(app: &TestApp, bob: &str) -> String {
+pub(crate) async fn snapshot(app: &TestApp, bob: &str) -> String {
     let bob = bob.to_string();
     let (users, creds, invs, reqs) = app
         .state
@@ -144,7 +181,7 @@ async fn snapshot(app: &TestApp, bob: &str) -> String {
     format!("{users} {creds:?} {invs:?} {reqs:?}")
 }
 
-async fn last_event(app: &TestApp) -> keygate::audit::AuditRecord {
+pub(crate) async fn last_event(app: &TestApp) -> keygate::audit::AuditRecord {
     audit_events(app).await.pop().expect("an audit event")
 }
 
@@ -156,7 +193,12 @@ async fn actions(app: &TestApp) -> Vec<String> {
         .collect()
 }
 
-async fn open_request(app: &TestApp, admin: &mut Person, member: &str, reason: &str) -> String {
+pub(crate) async fn open_request(
+    app: &TestApp,
+    admin: &mut Person,
+    member: &str,
+    reason: &str,
+) -> String {
     let csrf = admin
         .touch(app, 0, &format!("/admin/members/{member}"))
         .await;
@@ -173,7 +215,12 @@ async fn open_request(app: &TestApp, admin: &mut Person, member: &str, reason: &
     r.json()["id"].as_str().unwrap().to_string()
 }
 
-async fn approve(app: &TestApp, admin: &mut Person, request: &str, fresh: bool) -> Reply {
+pub(crate) async fn approve(
+    app: &TestApp,
+    admin: &mut Person,
+    request: &str,
+    fresh: bool,
+) -> Reply {
     let csrf = if fresh {
         admin.touch(app, 0, "/admin/invitations").await
     } else {

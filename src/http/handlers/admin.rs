@@ -124,6 +124,7 @@ async fn invitations_page(
         invitations: invitations::list(state).await?,
         issued,
         error,
+        me: format!("user:{}", admin.user_id()),
     };
     Ok(views::ok(&page))
 }
@@ -144,8 +145,9 @@ pub async fn invitations_post(
     form: web::Form<InviteForm>,
 ) -> Result<HttpResponse, PageError> {
     admin.0.check_csrf(Some(&form.csrf))?;
-    match invitations::create(
+    match invitations::invite(
         &state,
+        &admin.0,
         &admin.actor(&req),
         &form.email,
         &form.display_name,
@@ -171,6 +173,20 @@ pub async fn invitation_revoke_form(
 ) -> Result<HttpResponse, PageError> {
     admin.0.check_csrf(Some(&form.csrf))?;
     invitations::revoke(&state, &admin.actor(&req), &id).await?;
+    Ok(see_other("/admin/invitations"))
+}
+
+/// A second admin approves an admin invitation (a fresh key touch required).
+#[post("/admin/invitations/{id}/approve")]
+pub async fn invitation_approve_form(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, PageError> {
+    admin.0.check_csrf(Some(&form.csrf))?;
+    invitations::approve(&state, &admin.0, &admin.actor(&req), &id).await?;
     Ok(see_other("/admin/invitations"))
 }
 
@@ -223,8 +239,9 @@ pub async fn api_invite(
     body: web::Json<InviteRequest>,
 ) -> Result<HttpResponse, ApiError> {
     admin.0.check_csrf(csrf_header(&req))?;
-    let issued = invitations::create(
+    let issued = invitations::invite(
         &state,
+        &admin.0,
         &admin.actor(&req),
         &body.email,
         &body.display_name,
@@ -232,6 +249,19 @@ pub async fn api_invite(
     )
     .await?;
     Ok(HttpResponse::Created().json(issued))
+}
+
+/// The API's approval of an admin invitation: the invitation as it is now.
+#[post("/api/admin/invitations/{id}/approve")]
+pub async fn api_approve_invitation(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminSession,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    admin.0.check_csrf(csrf_header(&req))?;
+    let view = invitations::approve(&state, &admin.0, &admin.actor(&req), &id).await?;
+    Ok(HttpResponse::Ok().json(view))
 }
 
 #[post("/api/admin/invitations/{id}/revoke")]
