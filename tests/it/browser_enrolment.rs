@@ -41,9 +41,13 @@ pub(crate) const WAIT: Duration = Duration::from_secs(20);
 pub(crate) const EMAIL: &str = "admin@example.com";
 pub(crate) const NAME: &str = "Ada Admin";
 
+/// Chromium's virtual authenticator as a model keygate knows. Its attestation certificate
+/// carries no AAGUID extension (no certified device does without), so the policy must let
+/// the authenticator data name the model under this configured root
+/// (`require_aaguid_extension = false`; Yubico's roots never allow that).
 pub(crate) fn extra_model_toml() -> String {
     format!(
-        "[[attestation.extra_models]]\naaguid = \"{CHROMIUM_VIRTUAL_AAGUID}\"\nmodel = \"{MODEL}\"\nfips = false\n"
+        "[[attestation.extra_models]]\naaguid = \"{CHROMIUM_VIRTUAL_AAGUID}\"\nmodel = \"{MODEL}\"\nfips = false\n\n[policy]\nrequire_aaguid_extension = false\n"
     )
 }
 
