@@ -264,24 +264,35 @@ pub async fn ensure_bootstrap(state: &AppState) -> Result<Option<IssuedInvitatio
 
 /// Finds a usable invitation by its token: pending, not expired, not revoked.
 ///
-/// A known invitation that is used, expired or revoked is refused with an audit event; an
-/// unknown token is only logged (anyone can make those up, and the audit chain is not a
-/// place for noise they choose).
+/// A known invitation that is used, expired or revoked is refused with an audit event; so is
+/// an unknown token, through the refusal limiter (anyone can make those up: a flood from one
+/// address is summarised, `service::refusals`).
 pub async fn find_usable(state: &AppState, actor: &Actor, token: &str) -> Result<Invitation> {
-    if token.len() > 128 {
-        return Err(unusable());
-    }
-    let hash = tokens::digest_hex(token.as_bytes());
-    let Some(inv) = state
-        .storage
-        .run(move |s| s.invitation_by_token_hash(&hash))
-        .await?
-    else {
+    let hash = (token.len() <= 128).then(|| tokens::digest_hex(token.as_bytes()));
+    let found = match hash {
+        Some(hash) => {
+            state
+                .storage
+                .run(move |s| s.invitation_by_token_hash(&hash))
+                .await?
+        }
+        None => None,
+    };
+    let Some(inv) = found else {
         tracing::warn!(
             client.ip = actor.ip.as_deref().unwrap_or("-"),
             "unknown enrolment link"
         );
-        return Err(unusable());
+        let err = unusable();
+        let event = crate::service::refusals::event(
+            actor,
+            "invitation.refused",
+            "invitation:unknown",
+            &err,
+            serde_json::json!({}),
+        );
+        crate::service::refusals::record(state, actor, event).await?;
+        return Err(err);
     };
     let admins = if inv.kind == InvitationKind::Bootstrap || inv.grants_admin_unapproved() {
         count_admins(state).await?

@@ -598,6 +598,12 @@ async fn pages_carry_security_headers_and_errors_are_pages() {
     let missing = client.get("/enrol/not-a-token").await;
     assert_eq!(missing.status, 410);
     assert!(missing.body.contains("invitation_invalid"));
+    // An invented link is audited too (within the per-address refusal limit).
+    let last = audit_events(&app).await.pop().unwrap();
+    assert_eq!(
+        (last.action.as_str(), last.subject.as_str(), last.reason.as_deref()),
+        ("invitation.refused", "invitation:unknown", Some("invitation_invalid"))
+    );
     let unknown = client.get("/api/nothing").await;
     assert_eq!(unknown.status, 404);
     assert_eq!(unknown.json()["error"], "not_found");
