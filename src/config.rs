@@ -101,6 +101,9 @@ pub struct DatabaseConfig {
     #[serde(serialize_with = "redact")]
     pub url: SecretString,
     pub pool_size: Option<u32>,
+    /// How long a request waits for a pooled connection before it fails (503): short, so
+    /// that while the database is down requests and `/readyz` fail fast.
+    pub acquire_timeout_ms: u64,
     /// SQLite: how large the write-ahead log may grow under steady writes before writers
     /// pause (≈ 20 ms) for it to restart from its beginning.
     pub sqlite_log_limit_mib: u32,
@@ -538,6 +541,7 @@ impl Default for DatabaseConfig {
         Self {
             url: SecretString::from("sqlite://keygate.db"),
             pool_size: None,
+            acquire_timeout_ms: 1000,
             sqlite_log_limit_mib: 256,
         }
     }
@@ -746,6 +750,11 @@ impl Config {
         {
             return invalid(
                 "database.url must start with sqlite://, postgres:// or postgresql://".into(),
+            );
+        }
+        if !(1..=60_000).contains(&self.database.acquire_timeout_ms) {
+            return invalid(
+                "database.acquire_timeout_ms must be between 1 and 60000 (default 1000)".into(),
             );
         }
         if self.database.sqlite_log_limit_mib == 0 {
@@ -1233,7 +1242,10 @@ mod tests {
         ];
         refused(&local, "loopback");
         let mut allowed = local.to_vec();
-        allowed.push(("KEYGATE__OUTBOUND__ALLOW_PRIVATE_RANGES", "[\"127.0.0.1/32\"]"));
+        allowed.push((
+            "KEYGATE__OUTBOUND__ALLOW_PRIVATE_RANGES",
+            "[\"127.0.0.1/32\"]",
+        ));
         Config::load(None, env(&allowed)).unwrap();
     }
 

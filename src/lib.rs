@@ -112,9 +112,11 @@ pub async fn build(
     let alerts = service::alerts::Alerts::new(&config)?;
     let db_url = config.database.url.expose_secret().to_string();
     let pool = config.database.pool_size;
-    let storage = tokio::task::spawn_blocking(move || storage::Storage::connect(&db_url, pool))
-        .await
-        .map_err(|e| BuildError::Attestation(e.to_string()))??;
+    let acquire = std::time::Duration::from_millis(config.database.acquire_timeout_ms);
+    let storage =
+        tokio::task::spawn_blocking(move || storage::Storage::connect_with(&db_url, pool, acquire))
+            .await
+            .map_err(|e| BuildError::Attestation(e.to_string()))??;
     storage.set_sqlite_log_limit(u64::from(config.database.sqlite_log_limit_mib) << 20);
     if opts.migrate {
         storage.run(|s| s.migrate().map(|_| ())).await?;

@@ -11,6 +11,17 @@
 //! with its marks, in one step); `counted` without limits is a `MULTI`/`EXEC` write or a
 //! `GETDEL`, and only a take leaving marks needs the script. A script's keys must live on one
 //! node: keygate talks to one Redis (or a primary with replicas), not a cluster.
+//!
+//! A connection learns that Redis went away only when a command fails on it (then it
+//! reconnects). So that the first command of each worker after a Redis restart does not
+//! fail, a command that failed because its connection was dead is sent once more on a
+//! fresh one ([`RedisStore::send`]); a timeout is never retried (the command may still run
+//! on a live server). Every command here is safe to send twice, with one care: a repeat
+//! cannot tell "absent" from "taken (or stored) by the first try, whose answer was lost".
+//! So a repeated `take` (`GETDEL`, or a script's take) that finds nothing, and a repeated
+//! `SET NX` that finds the key there, are reported unavailable, as the failure itself
+//! would have been: a single-use value is never handed out twice, and a lost answer is
+//! never mistaken for a replay (docs/decisions.md).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,6 +129,47 @@ fn redis_err(err: RedisError) -> EphemeralError {
     }
 }
 
+/// How a command's repeat on a fresh connection ([`RedisStore::send`]) is trusted.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// Sending it twice does no harm and the repeat's answer is true (`GET`, `SET PX`,
+    /// `DEL`, `PING`, a write, counters: a count twice errs towards limiting).
+    Safe,
+    /// A single-use command (`GETDEL`, a take, `SET NX`): the repeat's empty answer
+    /// (nothing taken, nothing stored) may be the lost first try's doing, so it is
+    /// reported unavailable; a value taken or a key stored is true.
+    UnlessEmpty,
+}
+
+/// An answer that can be "empty" in the sense of [`Repeat::UnlessEmpty`].
+trait Answer {
+    fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl Answer for () {}
+
+impl<T> Answer for Option<T> {
+    fn is_empty(&self) -> bool {
+        self.is_none()
+    }
+}
+
+impl Answer for (i64, Option<Vec<u8>>) {
+    /// A script's answer: past a limit (`0`) is a true answer, else as its taken value.
+    fn is_empty(&self) -> bool {
+        self.0 == 1 && self.1.is_none()
+    }
+}
+
+/// The command failed because its connection was dead (it may or may not have reached
+/// Redis), not because Redis answered an error or was slow to.
+fn dead_connection(err: &RedisError) -> bool {
+    (err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal())
+        && !err.is_timeout()
+}
+
 /// Opens a self-reconnecting connection; its tasks run on the calling runtime.
 async fn open(client: &redis::Client) -> Result<ConnectionManager, EphemeralError> {
     let config = ConnectionManagerConfig::new()
@@ -179,12 +231,41 @@ impl RedisStore {
                         .arg(ttl_millis(entry.ttl)?)
                         .ignore();
                 }
-                let mut conn = self.conn().await?;
-                pipe.query_async::<()>(&mut conn).await.map_err(redis_err)?;
+                // Deletes, then sets: the same end state however often it runs.
+                self.send(Repeat::Safe, |mut conn| {
+                    let pipe = pipe.clone();
+                    async move { pipe.query_async::<()>(&mut conn).await }
+                })
+                .await?;
                 Ok(Some(Counted::Done(None)))
             }
             Then::TakeMarking { .. } => Ok(None),
         }
+    }
+
+    /// Runs `command` on this store's connection; if it failed because the connection was
+    /// dead (closed, reset, refused: not a timeout), runs it once more on the fresh
+    /// connection the failure asked for. `repeat` says how far the repeat's answer is
+    /// trusted.
+    async fn send<T, F, Fut>(&self, repeat: Repeat, command: F) -> Result<T, EphemeralError>
+    where
+        T: Answer,
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RedisError>>,
+    {
+        let first = match command(self.conn().await?).await {
+            Ok(answer) => return Ok(answer),
+            Err(err) if dead_connection(&err) => err,
+            Err(err) => return Err(redis_err(err)),
+        };
+        tracing::debug!(error = %first, "Redis connection lost; the command is sent once more");
+        let answer = command(self.conn().await?).await.map_err(redis_err)?;
+        if repeat == Repeat::UnlessEmpty && answer.is_empty() {
+            return Err(EphemeralError::Unavailable(format!(
+                "Redis connection lost during a single-use command: {first}"
+            )));
+        }
+        Ok(answer)
     }
 
     fn key(&self, key: &str) -> String {
@@ -199,15 +280,13 @@ impl RedisStore {
 impl EphemeralStore for RedisStore {
     async fn set_ex(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), EphemeralError> {
         let millis = ttl_millis(ttl)?;
-        let mut conn = self.conn().await?;
-        redis::cmd("SET")
-            .arg(self.key(key))
-            .arg(value)
-            .arg("PX")
-            .arg(millis)
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(redis_err)
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(key)).arg(value).arg("PX").arg(millis);
+        self.send(Repeat::Safe, |mut conn| {
+            let cmd = cmd.clone();
+            async move { cmd.query_async::<()>(&mut conn).await }
+        })
+        .await
     }
 
     async fn set_nx_ex(
@@ -217,44 +296,51 @@ impl EphemeralStore for RedisStore {
         ttl: Duration,
     ) -> Result<bool, EphemeralError> {
         let millis = ttl_millis(ttl)?;
-        let mut conn = self.conn().await?;
-        let stored: Option<String> = redis::cmd("SET")
-            .arg(self.key(key))
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(key))
             .arg(value)
             .arg("NX")
             .arg("PX")
-            .arg(millis)
-            .query_async(&mut conn)
-            .await
-            .map_err(redis_err)?;
+            .arg(millis);
+        // Repeated, "already there" may be the first try's own write: not a replay.
+        let stored: Option<String> = self
+            .send(Repeat::UnlessEmpty, |mut conn| {
+                let cmd = cmd.clone();
+                async move { cmd.query_async::<Option<String>>(&mut conn).await }
+            })
+            .await?;
         Ok(stored.is_some())
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
-        let mut conn = self.conn().await?;
-        redis::cmd("GET")
-            .arg(self.key(key))
-            .query_async(&mut conn)
-            .await
-            .map_err(redis_err)
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.key(key));
+        self.send(Repeat::Safe, |mut conn| {
+            let cmd = cmd.clone();
+            async move { cmd.query_async(&mut conn).await }
+        })
+        .await
     }
 
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
-        let mut conn = self.conn().await?;
-        redis::cmd("GETDEL")
-            .arg(self.key(key))
-            .query_async(&mut conn)
-            .await
-            .map_err(redis_err)
+        let mut cmd = redis::cmd("GETDEL");
+        cmd.arg(self.key(key));
+        // Repeated, "absent" may mean the first try took it and its answer was lost.
+        self.send(Repeat::UnlessEmpty, |mut conn| {
+            let cmd = cmd.clone();
+            async move { cmd.query_async::<Option<Vec<u8>>>(&mut conn).await }
+        })
+        .await
     }
 
     async fn delete(&self, key: &str) -> Result<(), EphemeralError> {
-        let mut conn = self.conn().await?;
-        redis::cmd("DEL")
-            .arg(self.key(key))
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(redis_err)
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.key(key));
+        self.send(Repeat::Safe, |mut conn| {
+            let cmd = cmd.clone();
+            async move { cmd.query_async::<()>(&mut conn).await }
+        })
+        .await
     }
 
     async fn counted(&self, limits: &[Limit], then: Then<'_>) -> Result<Counted, EphemeralError> {
@@ -300,11 +386,19 @@ impl EphemeralStore for RedisStore {
                 }
             }
         }
-        let mut conn = self.conn().await?;
-        let (done, taken): (i64, Option<Vec<u8>>) = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(redis_err)?;
+        // Counters counted twice only err towards limiting; a take is as `take`.
+        let takes = matches!(then, Then::Take(_) | Then::TakeMarking { .. });
+        let repeat = if takes {
+            Repeat::UnlessEmpty
+        } else {
+            Repeat::Safe
+        };
+        let (done, taken): (i64, Option<Vec<u8>>) = self
+            .send(repeat, |mut conn| {
+                let invocation = &invocation;
+                async move { invocation.invoke_async(&mut conn).await }
+            })
+            .await?;
         Ok(if done == 1 {
             Counted::Done(taken)
         } else {
@@ -313,11 +407,10 @@ impl EphemeralStore for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), EphemeralError> {
-        let mut conn = self.conn().await?;
-        redis::cmd("PING")
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(redis_err)
+        self.send(Repeat::Safe, |mut conn| async move {
+            redis::cmd("PING").query_async::<()>(&mut conn).await
+        })
+        .await
     }
 
     fn for_worker(&self) -> Option<Arc<dyn EphemeralStore>> {

@@ -289,14 +289,55 @@ pub async fn discard(state: &AppState, live: &Session) {
     }
 }
 
-/// The member's live sessions, newest first.
+/// Who ended a session whose live record had gone from the ephemeral store (idle too
+/// long, or lost with a Redis restarted without persistence).
+pub const LAPSED: &str = "lapsed";
+
+/// The member's live sessions, newest first. A session the database lists whose live
+/// record has gone from the ephemeral store is over (it expired idle, or the store lost it
+/// in a restart without persistence): it is recorded as ended by [`LAPSED`] now and not
+/// listed. The live record is made before the database record ([`prepare`]), so a session
+/// being signed in is never taken for gone. Should the store not answer, the records are
+/// listed as they are.
 pub async fn list(state: &AppState, user_id: &str) -> Result<Vec<SessionRecord>> {
     let uid = user_id.to_string();
     let now = state.now();
-    Ok(state
+    let mut records = state
         .storage
         .run(move |s| s.live_sessions(&uid, now))
-        .await?)
+        .await?;
+    let mut gone = Vec::new();
+    for record in &records {
+        match state
+            .ephemeral
+            .get(&format!("sess:{}", record.token_hash))
+            .await
+        {
+            Ok(Some(_)) => {}
+            Ok(None) => gone.push(record.id.clone()),
+            Err(_) => return Ok(records),
+        }
+    }
+    if gone.is_empty() {
+        return Ok(records);
+    }
+    let (uid, ids) = (user_id.to_string(), gone.clone());
+    let ended = state
+        .storage
+        .run(move |s| {
+            s.transaction(|tx| {
+                for id in &ids {
+                    tx.end_sessions(&uid, SessionScope::One(id), LAPSED, now)?;
+                }
+                Ok(())
+            })
+        })
+        .await;
+    if let Err(e) = ended {
+        tracing::warn!(error = %e, "sessions whose live records had gone could not be recorded as ended");
+    }
+    records.retain(|r| !gone.contains(&r.id));
+    Ok(records)
 }
 
 /// Ends sessions of `user_id` (one, all, or those a key signed in) and audits it.

@@ -94,6 +94,9 @@ const DEFAULT_LOG_LIMIT_BYTES: u64 = 256 << 20;
 
 const DEFAULT_POOL_POSTGRES: u32 = 8;
 const DEFAULT_POOL_SQLITE: u32 = 4;
+/// How long the last clone's drain waits for connections still checked out, and a caller
+/// of [`Storage::connect`] (the command-line tools) for a pooled connection; the server's
+/// wait is `database.acquire_timeout_ms` ([`Storage::connect_with`]).
 const POOL_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A database connection of either backend. Queries are written once against it.
@@ -236,6 +239,18 @@ impl Storage {
     /// of its own, and 4 on SQLite, where the committer does). Fails if no connection can
     /// be opened within a few seconds. Does not run migrations ([`Storage::migrate`]).
     pub fn connect(url: &str, pool_size: Option<u32>) -> Result<Storage, StorageError> {
+        Storage::connect_with(url, pool_size, POOL_CHECKOUT_TIMEOUT)
+    }
+
+    /// [`Storage::connect`], where a caller waits at most `acquire_timeout` for a pooled
+    /// connection before [`StorageError::Unavailable`] (`database.acquire_timeout_ms`):
+    /// while the database is down, requests fail fast instead of queueing.
+    pub fn connect_with(
+        url: &str,
+        pool_size: Option<u32>,
+        acquire_timeout: Duration,
+    ) -> Result<Storage, StorageError> {
+        let acquire_timeout = acquire_timeout.max(Duration::from_millis(1));
         let target = Target::parse(url)?;
         let backend = target.backend();
         let max_size = pool_size
@@ -258,7 +273,7 @@ impl Storage {
             // connection crashes in OpenSSL's exit handlers. Idle connections are still
             // kept for reuse until `idle_timeout`.
             .min_idle(Some(0))
-            .connection_timeout(POOL_CHECKOUT_TIMEOUT)
+            .connection_timeout(acquire_timeout)
             // `has_broken` catches dead connections on return; skipping a round trip
             // per checkout matters on the sign-in path.
             .test_on_check_out(false)

@@ -21,6 +21,7 @@ mod compliance_verify;
 mod dashboard_http;
 mod enrolment_http;
 mod ephemeral;
+mod faults;
 mod managed_config_http;
 mod metrics_http;
 mod oidc_authlib;

@@ -1,5 +1,7 @@
 //! Liveness and readiness probes, and the metrics scrape.
 
+use std::time::Duration;
+
 use actix_web::{get, web, HttpRequest, HttpResponse};
 
 use crate::state::AppState;
@@ -10,15 +12,23 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
+/// How long `/readyz` takes at most: its checks run side by side, each bounded by this, so
+/// a probe hears "not ready" in time while the database or the store does not answer.
+pub const READY_BUDGET: Duration = Duration::from_secs(1);
+
 /// The process can serve: database and ephemeral store answer, and the audit chain's
 /// stored head agrees with its table (a row written past it would block every audited
-/// write and hide from verification).
+/// write and hide from verification). Answers within [`READY_BUDGET`]: a check that has
+/// not answered by then counts as failed.
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let eph = state.ephemeral.ping().await.is_ok();
-    let (db, audit_chain) = match crate::service::audit_log::ends_agree(&state).await {
-        Ok(broken) => (true, broken.is_none()),
-        Err(_) => (false, false),
+    let eph = tokio::time::timeout(READY_BUDGET, state.ephemeral.ping());
+    let chain = tokio::time::timeout(READY_BUDGET, crate::service::audit_log::ends_agree(&state));
+    let (eph, chain) = tokio::join!(eph, chain);
+    let eph = matches!(eph, Ok(Ok(())));
+    let (db, audit_chain) = match chain {
+        Ok(Ok(broken)) => (true, broken.is_none()),
+        Ok(Err(_)) | Err(_) => (false, false),
     };
     let body = serde_json::json!({ "database": db, "ephemeral": eph, "audit_chain": audit_chain });
     if db && eph && audit_chain {
