@@ -135,7 +135,36 @@
     window.location.assign(next && next.startsWith("/") && !next.startsWith("//") ? next : "/me");
   }
 
-  const ceremonies = { enrol: enrol, signin: signin };
+  // Approving a device sign-in: the challenge is the digest of exactly this request.
+  async function device(form) {
+    const userCode = form.dataset.userCode;
+    document.getElementById("refusal").hidden = true;
+    show("Preparing…");
+    const options = await postJSON("/api/device/approve/begin", { user_code: userCode });
+    options.challenge = b64urlToBytes(options.challenge);
+    options.allowCredentials = (options.allowCredentials || []).map((c) => ({ ...c, id: b64urlToBytes(c.id) }));
+    show("Touch your security key to approve…");
+    const cred = await navigator.credentials.get({ publicKey: options });
+    show("Checking…");
+    await postJSON("/api/device/approve/finish", {
+      user_code: userCode,
+      credential: {
+        id: cred.id,
+        rawId: bytesToB64url(cred.rawId),
+        type: cred.type,
+        response: {
+          clientDataJSON: bytesToB64url(cred.response.clientDataJSON),
+          authenticatorData: bytesToB64url(cred.response.authenticatorData),
+          signature: bytesToB64url(cred.response.signature),
+          userHandle: cred.response.userHandle ? bytesToB64url(cred.response.userHandle) : null,
+        },
+      },
+    });
+    show("Approved. The device is signed in; you can close this window.", "ok");
+    document.body.dataset.deviceApproved = "1";
+  }
+
+  const ceremonies = { enrol: enrol, signin: signin, device: device };
 
   document.addEventListener("DOMContentLoaded", () => {
     const form = document.querySelector("form[data-ceremony]");

@@ -16,7 +16,8 @@ use crate::error::Error;
 use crate::state::AppState;
 use errors::{ApiError, PageError};
 use handlers::{
-    admin, assets, audit, clients, compliance, enrol, health, me, oidc, recovery, saml, saml_admin,
+    admin, assets, audit, clients, compliance, device, enrol, health, me, oidc, recovery, saml,
+    saml_admin,
     signin, workspaces,
 };
 
@@ -86,6 +87,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(oidc::authorize_post)
     .service(oidc::authorize_continue)
     .service(oidc::token_endpoint)
+    .service(device::device_authorization)
+    .service(device::device_page)
+    .service(device::device_continue)
+    .service(device::deny)
+    .service(device::approve_begin)
+    .service(device::approve_finish)
     .service(oidc::userinfo_get)
     .service(oidc::userinfo_post)
     .service(oidc::introspect)

@@ -28,6 +28,8 @@ pub struct KeygateMetadata {
     pub revocation_endpoint_auth_methods_supported: Vec<String>,
     pub end_session_endpoint: String,
     pub authorization_response_iss_parameter_supported: bool,
+    /// RFC 8628 §4.
+    pub device_authorization_endpoint: String,
 }
 
 impl AdditionalProviderMetadata for KeygateMetadata {}
@@ -58,12 +60,13 @@ pub struct Endpoints {
     pub introspection: String,
     pub revocation: String,
     pub end_session: String,
+    pub device_authorization: String,
 }
 
 impl Endpoints {
     /// keygate's paths under the issuer: `/oauth2/authorize`, `/oauth2/token`,
     /// `/oauth2/userinfo`, `/oauth2/jwks`, `/oauth2/introspect`, `/oauth2/revoke`,
-    /// `/oauth2/logout`.
+    /// `/oauth2/logout`, `/oauth2/device_authorization`.
     pub fn under(issuer: &str) -> Endpoints {
         let base = issuer.trim_end_matches('/');
         let at = |path: &str| format!("{base}/oauth2/{path}");
@@ -75,6 +78,7 @@ impl Endpoints {
             introspection: at("introspect"),
             revocation: at("revoke"),
             end_session: at("logout"),
+            device_authorization: at("device_authorization"),
         }
     }
 }
@@ -149,6 +153,8 @@ pub fn provider_metadata(
         end_session_endpoint: checked(&endpoints.end_session)
             .map_err(url_err("end_session_endpoint"))?,
         authorization_response_iss_parameter_supported: true,
+        device_authorization_endpoint: checked(&endpoints.device_authorization)
+            .map_err(url_err("device_authorization_endpoint"))?,
     };
     let metadata = KeygateProviderMetadata::new(
         IssuerUrl::new(issuer.to_owned()).map_err(url_err("issuer"))?,
@@ -179,6 +185,7 @@ pub fn provider_metadata(
         CoreGrantType::AuthorizationCode,
         CoreGrantType::RefreshToken,
         CoreGrantType::ClientCredentials,
+        CoreGrantType::DeviceCode,
     ]))
     .set_acr_values_supported(Some(
         assurance::acr::SUPPORTED
@@ -239,6 +246,14 @@ mod tests {
         );
         assert_eq!(doc["response_types_supported"], serde_json::json!(["code"]));
         assert_eq!(doc["claims_parameter_supported"], true);
+        assert_eq!(
+            doc["device_authorization_endpoint"],
+            "https://id.example.com/oauth2/device_authorization"
+        );
+        assert!(doc["grant_types_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(super::super::device::GRANT_TYPE)));
         assert_eq!(doc["request_parameter_supported"], false);
         assert_eq!(
             doc["id_token_signing_alg_values_supported"],

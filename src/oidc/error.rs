@@ -70,6 +70,15 @@ pub enum OidcError {
     /// `insufficient_scope` (RFC 6750): the token lacks a needed scope.
     #[error("insufficient_scope: {0}")]
     InsufficientScope(String),
+    /// `authorization_pending` (RFC 8628 §3.5): the member has not decided yet.
+    #[error("authorization_pending: {0}")]
+    AuthorizationPending(String),
+    /// `slow_down` (RFC 8628 §3.5): polled too fast; the interval grew by 5 seconds.
+    #[error("slow_down: {0}")]
+    SlowDown(String),
+    /// `expired_token` (RFC 8628 §3.5): the device code expired.
+    #[error("expired_token: {0}")]
+    ExpiredToken(String),
     /// `server_error`: keygate could not complete a valid request (e.g. no signing key).
     #[error("server_error: {0}")]
     ServerError(String),
@@ -96,6 +105,9 @@ impl OidcError {
             OidcError::RequestUriNotSupported(_) => "request_uri_not_supported",
             OidcError::InvalidToken(_) => "invalid_token",
             OidcError::InsufficientScope(_) => "insufficient_scope",
+            OidcError::AuthorizationPending(_) => "authorization_pending",
+            OidcError::SlowDown(_) => "slow_down",
+            OidcError::ExpiredToken(_) => "expired_token",
             OidcError::ServerError(_) => "server_error",
         }
     }
@@ -118,6 +130,9 @@ impl OidcError {
             | OidcError::UnmetAuthenticationRequirements(d)
             | OidcError::RequestNotSupported(d)
             | OidcError::RequestUriNotSupported(d)
+            | OidcError::AuthorizationPending(d)
+            | OidcError::SlowDown(d)
+            | OidcError::ExpiredToken(d)
             | OidcError::InvalidToken(d)
             | OidcError::InsufficientScope(d)
             | OidcError::ServerError(d) => d,

@@ -13,6 +13,7 @@
 //! | [`tokens`] | grants, code records, ID and access tokens, refresh tokens, token/userinfo/introspection responses |
 //! | [`token_request`] | token-endpoint request shape and client authentication (`client_secret_basic`, `client_secret_post`, `private_key_jwt`, `none`) |
 //! | [`client_assertion`] | `private_key_jwt`: a client's registered JWKS and the checks on its signed assertions (RFC 7523) |
+//! | [`device`] | the device authorization grant (RFC 8628): user codes, polling, the canonical approval a touch is bound to |
 //! | [`pkce`] | S256 verification |
 //! | [`scope`] | scope values and parsing |
 //!
@@ -50,6 +51,7 @@
 pub mod assurance;
 pub mod authorize;
 pub mod client_assertion;
+pub mod device;
 pub mod discovery;
 mod error;
 pub mod jwt;

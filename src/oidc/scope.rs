@@ -35,6 +35,14 @@ pub const SUPPORTED: [&str; 6] = [
 /// one of them may use the client credentials grant for it.
 pub const CLIENT_ONLY: [&str; 1] = [COMPLIANCE];
 
+/// Registered with a client, lets it use the device authorization grant (RFC 8628). A
+/// registration mark like the client-only scopes: never asked for, never granted, never
+/// advertised.
+pub const DEVICE_GRANT: &str = "keygate:device";
+
+/// Values a client's registered scope list may hold that are not scopes of a token.
+pub const GRANT_MARKS: [&str; 1] = [DEVICE_GRANT];
+
 /// The longest `scope` parameter read.
 const MAX_SCOPE_LEN: usize = 1024;
 

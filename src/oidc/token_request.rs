@@ -118,6 +118,8 @@ pub enum TokenGrant {
     },
     /// `grant_type=client_credentials` (RFC 6749 §4.4): the client acting for itself.
     ClientCredentials { scope: Option<Scopes> },
+    /// `grant_type=urn:ietf:params:oauth:grant-type:device_code` (RFC 8628 §3.4).
+    DeviceCode { device_code: String },
 }
 
 impl std::fmt::Debug for TokenGrant {
@@ -135,6 +137,7 @@ impl std::fmt::Debug for TokenGrant {
                 .debug_struct("ClientCredentials")
                 .field("scope", scope)
                 .finish(),
+            TokenGrant::DeviceCode { .. } => f.debug_struct("DeviceCode").finish_non_exhaustive(),
         }
     }
 }
@@ -320,8 +323,11 @@ impl UntrustedTokenRequest {
                 "client_credentials" => TokenGrant::ClientCredentials {
                     scope: self.get("scope")?.map(Scopes::parse).transpose()?,
                 },
+                super::device::GRANT_TYPE => TokenGrant::DeviceCode {
+                    device_code: self.required("device_code")?,
+                },
                 _ => return Err(OidcError::UnsupportedGrantType(
-                    "grant_type must be authorization_code, refresh_token or client_credentials"
+                    "grant_type must be authorization_code, refresh_token, client_credentials or urn:ietf:params:oauth:grant-type:device_code"
                         .into(),
                 )),
             };

@@ -5,6 +5,7 @@ pub mod assets;
 pub mod audit;
 pub mod clients;
 pub mod compliance;
+pub mod device;
 pub mod enrol;
 pub mod health;
 pub mod me;

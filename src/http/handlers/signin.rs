@@ -21,7 +21,7 @@ pub struct IndexQuery {
     resume: Option<String>,
     #[serde(default)]
     why: Option<String>,
-    /// `saml` when the pending request is a SAML one.
+    /// `saml` when the pending request is a SAML one, `device` for a device's user code.
     #[serde(default)]
     via: Option<String>,
 }
@@ -41,6 +41,7 @@ pub async fn index(
         .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
         .map(|id| match query.via.as_deref() {
             Some("saml") => format!("/saml/continue?id={id}"),
+            Some("device") => format!("/device/continue?id={id}"),
             _ => format!("/oauth2/authorize/continue?id={id}"),
         });
     let notice = resume.as_ref().map(|_| match query.why.as_deref() {

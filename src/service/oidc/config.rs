@@ -28,6 +28,14 @@ pub struct OidcConfig {
     pub key_reload_secs: u64,
     /// Token, introspection and revocation requests per client address per minute.
     pub token_requests_per_minute: u64,
+    /// How long a device code and its user code live (RFC 8628 `expires_in`).
+    pub device_code_ttl_secs: u64,
+    /// The polling interval a device is given (RFC 8628 `interval`).
+    pub device_poll_interval_secs: u64,
+    /// User-code entries (and lookups) at `/device` per address per minute.
+    pub device_entries_per_minute: u64,
+    /// Lookups of one user code per minute, whoever makes them.
+    pub device_code_lookups_per_minute: u64,
     /// Clients declared here are kept in step at start-up (GitOps).
     pub clients: Vec<OidcClientConfig>,
 }
@@ -43,6 +51,10 @@ impl Default for OidcConfig {
             workspace_claim: "workspace_id".into(),
             key_reload_secs: 30,
             token_requests_per_minute: 600,
+            device_code_ttl_secs: 600,
+            device_poll_interval_secs: 5,
+            device_entries_per_minute: 10,
+            device_code_lookups_per_minute: 20,
             clients: Vec::new(),
         }
     }
@@ -169,6 +181,30 @@ impl OidcConfig {
             ("oidc.request_ttl_secs", self.request_ttl_secs, 60, 3600),
             ("oidc.key_reload_secs", self.key_reload_secs, 1, 3600),
             (
+                "oidc.device_code_ttl_secs",
+                self.device_code_ttl_secs,
+                60,
+                1800,
+            ),
+            (
+                "oidc.device_poll_interval_secs",
+                self.device_poll_interval_secs,
+                1,
+                60,
+            ),
+            (
+                "oidc.device_entries_per_minute",
+                self.device_entries_per_minute,
+                1,
+                1000,
+            ),
+            (
+                "oidc.device_code_lookups_per_minute",
+                self.device_code_lookups_per_minute,
+                1,
+                1000,
+            ),
+            (
                 "oidc.token_requests_per_minute",
                 self.token_requests_per_minute,
                 1,
@@ -257,11 +293,12 @@ pub fn check_client(
         check_redirect_uri(uri)?;
     }
     for s in scopes {
-        if !scope::SUPPORTED.contains(&s.as_str()) {
+        if !scope::SUPPORTED.contains(&s.as_str()) && !scope::GRANT_MARKS.contains(&s.as_str()) {
             return Err(format!(
-                "unknown scope `{}` (known: {})",
+                "unknown scope `{}` (known: {}, and {} for the device grant)",
                 s.escape_default(),
-                scope::SUPPORTED.join(", ")
+                scope::SUPPORTED.join(", "),
+                scope::DEVICE_GRANT
             ));
         }
     }

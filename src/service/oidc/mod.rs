@@ -8,7 +8,8 @@
 //! | `keys.rs` | the signing-key set: loaded from (or first stored in) the database, reloaded when another replica or `keygate keys rotate` changed it |
 //! | `clients.rs` | clients: synced from the config, created and disabled by admins |
 //! | `authorize.rs` | the authorization endpoint: sign-in, workspace forcing, codes |
-//! | `token.rs` | the token endpoint: code exchange and refresh rotation, reuse detection |
+//! | `token/` | the token endpoint, one file per grant: code exchange, refresh rotation (reuse detection on both), client credentials, device code |
+//! | `device.rs` | the device authorization grant (RFC 8628): device and user codes, the member's bound approval or denial |
 //! | `resource.rs` | userinfo, introspection and revocation |
 //! | `logout.rs` | RP-initiated logout |
 //!
@@ -20,6 +21,7 @@
 pub mod authorize;
 pub mod clients;
 pub mod config;
+pub mod device;
 pub mod keys;
 pub mod logout;
 pub mod resource;

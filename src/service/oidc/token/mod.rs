@@ -6,6 +6,7 @@
 //! | `code.rs` | `authorization_code`: PKCE, exact redirect URI, single use, reuse detection |
 //! | `refresh.rs` | `refresh_token`: rotation, reuse revokes the family |
 //! | `client_credentials.rs` | `client_credentials`: confidential clients, client-only scopes |
+//! | `device.rs` | `urn:ietf:params:oauth:grant-type:device_code` (RFC 8628): polling, single use |
 //!
 //! - A code is taken (read-and-delete) from the ephemeral store and a "used" marker naming
 //!   its grant is left behind. A code presented again finds the marker and revokes the
@@ -16,6 +17,7 @@
 
 mod client_credentials;
 mod code;
+mod device;
 mod refresh;
 
 use serde::Serialize;
@@ -101,9 +103,11 @@ pub async fn token(
         TokenGrant::ClientCredentials { scope } => {
             client_credentials::client_credentials(state, &client, scope, ip).await
         }
+        TokenGrant::DeviceCode { device_code } => {
+            device::exchange_device_code(state, &client, &device_code, ip).await
+        }
     }
 }
-
 
 /// Checks the client's credentials; every failure is `invalid_client`. A failure for a
 /// registered client is audited as `oidc.client_auth_refused` (a wrong secret, a missing
