@@ -63,14 +63,14 @@ fn error_of(r: &Reply) -> String {
 }
 
 /// The approval page for `user_code` in a signed-in browser: its CSRF token.
-async fn open_page(browser: &mut Client, user_code: &str) -> (Reply, String) {
+pub(crate) async fn open_page(browser: &mut Client, user_code: &str) -> (Reply, String) {
     let page = browser.get(&format!("/device?user_code={user_code}")).await;
     let csrf = csrf_of(&page.body);
     (page, csrf)
 }
 
 /// The approval touch's options for `user_code`.
-async fn begin(browser: &mut Client, csrf: &str, user_code: &str) -> Value {
+pub(crate) async fn begin(browser: &mut Client, csrf: &str, user_code: &str) -> Value {
     let r = browser
         .post_json(
             "/api/device/approve/begin",
@@ -82,7 +82,7 @@ async fn begin(browser: &mut Client, csrf: &str, user_code: &str) -> Value {
     r.json()
 }
 
-async fn finish(
+pub(crate) async fn finish(
     p: &mut Provider,
     browser: &mut Client,
     csrf: &str,

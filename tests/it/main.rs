@@ -19,6 +19,7 @@ mod compliance_api;
 mod compliance_export;
 mod compliance_verify;
 mod dashboard_http;
+mod device_authlib;
 mod device_flow;
 mod enrolment_http;
 mod ephemeral;

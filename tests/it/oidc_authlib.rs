@@ -24,7 +24,7 @@ fn python_has_authlib() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn authlib_missing() -> bool {
+pub(crate) fn authlib_missing() -> bool {
     if python_has_authlib() {
         return false;
     }
