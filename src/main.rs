@@ -460,16 +460,35 @@ fn load(config: Option<&PathBuf>) -> Result<Config, String> {
     Config::load(config.map(|p| p.as_path()), std::env::vars()).map_err(|e| e.to_string())
 }
 
-fn init_logs(json: bool) {
+/// Starts logging to stderr: JSON lines when `KEYGATE_LOG_FORMAT` says `json`, text when it
+/// says `text`, else `json_by_default` (`serve`: JSON; `dev`: text). Colour only when
+/// stderr is a terminal. The filter is `KEYGATE_LOG` (default `info`).
+fn init_logs(json_by_default: bool) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEYGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let asked = std::env::var("KEYGATE_LOG_FORMAT").ok();
+    let json = log_format_is_json(asked.as_deref(), json_by_default);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder.json().flatten_event(true).init();
     } else {
         builder.compact().init();
+    }
+    if let Some(other) = asked.filter(|a| !matches!(a.trim(), "json" | "text" | "")) {
+        tracing::warn!("KEYGATE_LOG_FORMAT={other:?} is neither json nor text; ignored");
+    }
+}
+
+/// Whether logs are JSON: `KEYGATE_LOG_FORMAT` (`json` or `text`), else the command's default.
+fn log_format_is_json(asked: Option<&str>, json_by_default: bool) -> bool {
+    match asked.map(str::trim) {
+        Some("json") => true,
+        Some("text") => false,
+        _ => json_by_default,
     }
 }
 

@@ -5,6 +5,12 @@
 //!
 //! Routes are the matched patterns (`/api/admin/members/{id}`), never the paths asked for:
 //! the label set stays bounded and no identifier reaches the scraper.
+//!
+//! Also: ceremony outcomes by reason (enrolment, sign-in, OIDC token, SAML: the route's
+//! ceremony and step, the outcome, and the error code the answer carried: every label from
+//! fixed sets, so bounded), and process-wide series the storage and the ephemeral store
+//! feed ([`PROCESS`]): group-commit batch sizes, queue waits and commit times, and the Redis
+//! round trip per command.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -34,6 +40,8 @@ pub struct Metrics {
     started: Instant,
     /// By route pattern, then method: looked up with borrowed strings, no allocation.
     routes: RwLock<HashMap<String, Methods>>,
+    /// Ceremony answers by (ceremony, step, outcome, reason).
+    ceremonies: Mutex<HashMap<OutcomeKey, u64>>,
 }
 
 impl Default for Metrics {
@@ -41,9 +49,131 @@ impl Default for Metrics {
         Metrics {
             started: Instant::now(),
             routes: RwLock::default(),
+            ceremonies: Mutex::default(),
         }
     }
 }
+
+/// (ceremony, step, outcome, reason): every part from a fixed set.
+type OutcomeKey = (&'static str, &'static str, &'static str, &'static str);
+
+/// The error code an answer carried (set by the error responses, read by the metrics).
+#[derive(Clone, Copy, Debug)]
+pub struct ErrorCode(pub &'static str);
+
+/// The ceremony and step a route pattern serves, if any.
+fn ceremony_of(route: &str) -> Option<(&'static str, &'static str)> {
+    Some(match route {
+        "/api/enrol/begin" => ("enrolment", "begin"),
+        "/api/enrol/finish" => ("enrolment", "finish"),
+        "/api/signin/begin" => ("signin", "begin"),
+        "/api/signin/finish" => ("signin", "finish"),
+        "/oauth2/token" => ("oidc_token", "token"),
+        "/saml/sso" => ("saml", "sso"),
+        "/saml/continue" => ("saml", "continue"),
+        "/saml/idp-initiated" => ("saml", "idp_initiated"),
+        _ => return None,
+    })
+}
+
+/// Most distinct outcome series kept (codes are a fixed set; this is a backstop).
+const MAX_OUTCOME_SERIES: usize = 512;
+
+/// A histogram with fixed bounds that can live in a `static`.
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// Observations no larger than each bound (not cumulative), then past the last.
+    buckets: [AtomicU64; 16],
+    count: AtomicU64,
+    /// The sum in millionths.
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    /// At most 15 bounds, ascending.
+    pub const fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: [const { AtomicU64::new(0) }; 16],
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, value: f64) {
+        let i = self
+            .bounds
+            .iter()
+            .position(|bound| value <= *bound)
+            .unwrap_or(self.bounds.len())
+            .min(15);
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let micros = (value.max(0.0) * 1e6) as u64;
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    pub fn observe_duration(&self, took: Duration) {
+        self.observe(took.as_secs_f64());
+    }
+
+    /// The `_bucket`, `_sum` and `_count` lines of `name` with `labels` (`a="b",` or empty).
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (bound, n) in self.bounds.iter().zip(&self.buckets) {
+            cumulative += n.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let bare = labels.trim_end_matches(',');
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}le=\"+Inf\"}} {count}\n{name}_sum{{{bare}}} {sum:.6}\n{name}_count{{{bare}}} {count}"
+        );
+    }
+}
+
+const SECONDS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+const BATCH_SIZES: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
+/// The ephemeral store's commands, as [`ProcessMetrics::store`] names them.
+pub const STORE_COMMANDS: [&str; 7] = ["get", "set", "set_nx", "take", "delete", "counted", "ping"];
+
+/// Series of the whole process, fed by the storage and the ephemeral store.
+pub struct ProcessMetrics {
+    /// Jobs per group-commit transaction.
+    pub batch_size: Histogram,
+    /// From a job's queueing to the start of its batch.
+    pub batch_wait: Histogram,
+    /// One batch's transaction, start to commit.
+    pub batch_commit: Histogram,
+    /// Redis round trip per command ([`STORE_COMMANDS`] order).
+    store: [Histogram; STORE_COMMANDS.len()],
+    /// Commands sent again on a fresh connection after theirs died.
+    pub store_retries: AtomicU64,
+}
+
+impl ProcessMetrics {
+    /// The round-trip histogram of `command` (one of [`STORE_COMMANDS`]).
+    pub fn store(&self, command: &str) -> Option<&Histogram> {
+        STORE_COMMANDS
+            .iter()
+            .position(|c| *c == command)
+            .map(|i| &self.store[i])
+    }
+}
+
+/// The process's storage and store series.
+pub static PROCESS: ProcessMetrics = ProcessMetrics {
+    batch_size: Histogram::new(&BATCH_SIZES),
+    batch_wait: Histogram::new(&SECONDS),
+    batch_commit: Histogram::new(&SECONDS),
+    store: [const { Histogram::new(&SECONDS) }; STORE_COMMANDS.len()],
+    store_retries: AtomicU64::new(0),
+};
 
 impl Metrics {
     /// Counts one answered request.
@@ -63,6 +193,25 @@ impl Metrics {
         stats.count.fetch_add(1, Ordering::Relaxed);
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         stats.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Counts a ceremony's answer: a route that serves a ceremony step, its status, and
+    /// the error code the answer carried (an error without one counts as `unspecified`).
+    pub fn record_outcome(&self, route: &str, status: u16, code: Option<&'static str>) {
+        let Some((ceremony, step)) = ceremony_of(route) else {
+            return;
+        };
+        let (outcome, reason) = match status {
+            0..=399 => ("success", "ok"),
+            400..=499 => ("refused", code.unwrap_or("unspecified")),
+            _ => ("error", code.unwrap_or("unspecified")),
+        };
+        let mut map = self.ceremonies.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (ceremony, step, outcome, reason);
+        if map.len() >= MAX_OUTCOME_SERIES && !map.contains_key(&key) {
+            return;
+        }
+        *map.entry(key).or_default() += 1;
     }
 
     fn stats(&self, method: &str, route: &str) -> Arc<RouteStats> {
@@ -150,8 +299,55 @@ impl Metrics {
                  keygate_http_request_duration_seconds_count{{method=\"{method}\",route=\"{route}\"}} {count}"
             );
         }
+        self.render_outcomes(&mut out);
+        render_process(&mut out);
         out
     }
+
+    fn render_outcomes(&self, out: &mut String) {
+        let mut outcomes: Vec<(OutcomeKey, u64)> = self
+            .ceremonies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, n)| (*k, *n))
+            .collect();
+        outcomes.sort_unstable();
+        out.push_str("# HELP keygate_ceremony_outcomes_total Ceremony answers (enrolment, sign-in, OIDC token, SAML) by step, outcome and reason (the error code).\n# TYPE keygate_ceremony_outcomes_total counter\n");
+        for ((ceremony, step, outcome, reason), n) in outcomes {
+            let _ = writeln!(
+                out,
+                "keygate_ceremony_outcomes_total{{ceremony=\"{ceremony}\",step=\"{step}\",outcome=\"{outcome}\",reason=\"{}\"}} {n}",
+                label(reason)
+            );
+        }
+    }
+}
+
+fn render_process(out: &mut String) {
+    let p = &PROCESS;
+    out.push_str("# HELP keygate_group_commit_batch_size Audited writes committed together in one transaction.\n# TYPE keygate_group_commit_batch_size histogram\n");
+    p.batch_size
+        .render(out, "keygate_group_commit_batch_size", "");
+    out.push_str("# HELP keygate_group_commit_wait_seconds Time an audited write waited for its batch to start.\n# TYPE keygate_group_commit_wait_seconds histogram\n");
+    p.batch_wait
+        .render(out, "keygate_group_commit_wait_seconds", "");
+    out.push_str("# HELP keygate_group_commit_seconds Time one batch took, from its start to its commit.\n# TYPE keygate_group_commit_seconds histogram\n");
+    p.batch_commit
+        .render(out, "keygate_group_commit_seconds", "");
+    out.push_str("# HELP keygate_store_command_seconds Round trip of ephemeral-store (Redis) commands, by command.\n# TYPE keygate_store_command_seconds histogram\n");
+    for (command, h) in STORE_COMMANDS.iter().zip(&p.store) {
+        h.render(
+            out,
+            "keygate_store_command_seconds",
+            &format!("command=\"{command}\","),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP keygate_store_retries_total Store commands sent again on a fresh connection after theirs died.\n# TYPE keygate_store_retries_total counter\nkeygate_store_retries_total {}",
+        p.store_retries.load(Ordering::Relaxed)
+    );
 }
 
 /// A label value with `\`, `"` and newlines escaped, as the text format asks.

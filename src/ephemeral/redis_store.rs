@@ -232,7 +232,7 @@ impl RedisStore {
                         .ignore();
                 }
                 // Deletes, then sets: the same end state however often it runs.
-                self.send(Repeat::Safe, |mut conn| {
+                self.send("counted", Repeat::Safe, |mut conn| {
                     let pipe = pipe.clone();
                     async move { pipe.query_async::<()>(&mut conn).await }
                 })
@@ -247,18 +247,33 @@ impl RedisStore {
     /// dead (closed, reset, refused: not a timeout), runs it once more on the fresh
     /// connection the failure asked for. `repeat` says how far the repeat's answer is
     /// trusted.
-    async fn send<T, F, Fut>(&self, repeat: Repeat, command: F) -> Result<T, EphemeralError>
+    async fn send<T, F, Fut>(
+        &self,
+        name: &'static str,
+        repeat: Repeat,
+        command: F,
+    ) -> Result<T, EphemeralError>
     where
         T: Answer,
         F: Fn(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = Result<T, RedisError>>,
     {
+        let timer = crate::metrics::PROCESS.store(name);
+        let started = std::time::Instant::now();
         let first = match command(self.conn().await?).await {
-            Ok(answer) => return Ok(answer),
+            Ok(answer) => {
+                if let Some(timer) = timer {
+                    timer.observe_duration(started.elapsed());
+                }
+                return Ok(answer);
+            }
             Err(err) if dead_connection(&err) => err,
             Err(err) => return Err(redis_err(err)),
         };
         tracing::debug!(error = %first, "Redis connection lost; the command is sent once more");
+        crate::metrics::PROCESS
+            .store_retries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let answer = command(self.conn().await?).await.map_err(redis_err)?;
         if repeat == Repeat::UnlessEmpty && answer.is_empty() {
             return Err(EphemeralError::Unavailable(format!(
@@ -282,7 +297,7 @@ impl EphemeralStore for RedisStore {
         let millis = ttl_millis(ttl)?;
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.key(key)).arg(value).arg("PX").arg(millis);
-        self.send(Repeat::Safe, |mut conn| {
+        self.send("set", Repeat::Safe, |mut conn| {
             let cmd = cmd.clone();
             async move { cmd.query_async::<()>(&mut conn).await }
         })
@@ -304,7 +319,7 @@ impl EphemeralStore for RedisStore {
             .arg(millis);
         // Repeated, "already there" may be the first try's own write: not a replay.
         let stored: Option<String> = self
-            .send(Repeat::UnlessEmpty, |mut conn| {
+            .send("set_nx", Repeat::UnlessEmpty, |mut conn| {
                 let cmd = cmd.clone();
                 async move { cmd.query_async::<Option<String>>(&mut conn).await }
             })
@@ -315,7 +330,7 @@ impl EphemeralStore for RedisStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.key(key));
-        self.send(Repeat::Safe, |mut conn| {
+        self.send("get", Repeat::Safe, |mut conn| {
             let cmd = cmd.clone();
             async move { cmd.query_async(&mut conn).await }
         })
@@ -326,7 +341,7 @@ impl EphemeralStore for RedisStore {
         let mut cmd = redis::cmd("GETDEL");
         cmd.arg(self.key(key));
         // Repeated, "absent" may mean the first try took it and its answer was lost.
-        self.send(Repeat::UnlessEmpty, |mut conn| {
+        self.send("take", Repeat::UnlessEmpty, |mut conn| {
             let cmd = cmd.clone();
             async move { cmd.query_async::<Option<Vec<u8>>>(&mut conn).await }
         })
@@ -336,7 +351,7 @@ impl EphemeralStore for RedisStore {
     async fn delete(&self, key: &str) -> Result<(), EphemeralError> {
         let mut cmd = redis::cmd("DEL");
         cmd.arg(self.key(key));
-        self.send(Repeat::Safe, |mut conn| {
+        self.send("delete", Repeat::Safe, |mut conn| {
             let cmd = cmd.clone();
             async move { cmd.query_async::<()>(&mut conn).await }
         })
@@ -394,7 +409,7 @@ impl EphemeralStore for RedisStore {
             Repeat::Safe
         };
         let (done, taken): (i64, Option<Vec<u8>>) = self
-            .send(repeat, |mut conn| {
+            .send("counted", repeat, |mut conn| {
                 let invocation = &invocation;
                 async move { invocation.invoke_async(&mut conn).await }
             })
@@ -407,7 +422,7 @@ impl EphemeralStore for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), EphemeralError> {
-        self.send(Repeat::Safe, |mut conn| async move {
+        self.send("ping", Repeat::Safe, |mut conn| async move {
             redis::cmd("PING").query_async::<()>(&mut conn).await
         })
         .await

@@ -105,6 +105,8 @@ impl ResponseError for ApiError {
         }
         let mut res = HttpResponse::build(status);
         retry_after(&self.0, &mut res);
+        res.extensions_mut()
+            .insert(crate::metrics::ErrorCode(self.0.code()));
         res.json(body)
     }
 }
@@ -162,6 +164,8 @@ impl ResponseError for PageError {
                     .insert(actix_web::http::header::RETRY_AFTER, v);
             }
         }
+        page.extensions_mut()
+            .insert(crate::metrics::ErrorCode(self.0.code()));
         page
     }
 }
@@ -262,6 +266,7 @@ impl ResponseError for OAuthError {
             }
             _ => {}
         }
+        res.extensions_mut().insert(crate::metrics::ErrorCode(code));
         res.json(serde_json::json!({ "error": code, "error_description": description }))
     }
 }

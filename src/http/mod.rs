@@ -17,8 +17,7 @@ use crate::state::AppState;
 use errors::{ApiError, PageError};
 use handlers::{
     admin, assets, audit, clients, compliance, device, enrol, health, me, oidc, recovery, saml,
-    saml_admin,
-    signin, workspaces,
+    saml_admin, signin, workspaces,
 };
 
 /// Content-Security-Policy: scripts and styles only from here, no inline script, no framing.
@@ -237,6 +236,12 @@ pub fn app(
                 }
                 let (status, took) = (res.status().as_u16(), started.elapsed());
                 metrics.record(&method, &route, status, took);
+                let code = res
+                    .response()
+                    .extensions()
+                    .get::<crate::metrics::ErrorCode>()
+                    .map(|c| c.0);
+                metrics.record_outcome(&route, status, code);
                 tracing::info!(
                     http.method = %method,
                     http.route = %route,

@@ -68,6 +68,8 @@ type Reply<T> = Box<dyn FnOnce(Result<(T, Vec<AuditRecord>), StorageError>) + Se
 /// A caller's writes, run (perhaps twice, see the module docs) then answered once.
 trait Job: Send {
     fn run(&mut self, tx: &mut Tx<'_>) -> Result<(), StorageError>;
+    /// When it was queued (for the metrics of the wait).
+    fn queued(&self) -> std::time::Instant;
     fn answer(self: Box<Self>, outcome: Result<Vec<AuditRecord>, StorageError>);
 }
 
@@ -75,6 +77,7 @@ struct TypedJob<T, F> {
     f: F,
     value: Option<T>,
     reply: Reply<T>,
+    queued: std::time::Instant,
 }
 
 impl<T, F> Job for TypedJob<T, F>
@@ -85,6 +88,10 @@ where
     fn run(&mut self, tx: &mut Tx<'_>) -> Result<(), StorageError> {
         self.value = Some((self.f)(tx)?);
         Ok(())
+    }
+
+    fn queued(&self) -> std::time::Instant {
+        self.queued
     }
 
     fn answer(self: Box<Self>, outcome: Result<Vec<AuditRecord>, StorageError>) {
@@ -126,6 +133,7 @@ impl GroupCommit {
             f,
             value: None,
             reply,
+            queued: std::time::Instant::now(),
         });
         let (pool, backend, gate) = (&self.pool, self.backend, &self.write_gate);
         let sent = self
@@ -156,6 +164,14 @@ fn commit_batch(
     held: &mut Option<PooledConnection<Manager>>,
     mut batch: Vec<Box<dyn Job>>,
 ) {
+    let metrics = &crate::metrics::PROCESS;
+    let started = std::time::Instant::now();
+    metrics.batch_size.observe(batch.len() as f64);
+    for job in &batch {
+        metrics
+            .batch_wait
+            .observe_duration(started.saturating_duration_since(job.queued()));
+    }
     let got = match held.take() {
         Some(conn) => Ok(conn),
         None => pool.get(),
@@ -174,7 +190,9 @@ fn commit_batch(
     // SQLite's sleeping busy handler.
     let _gate = (backend == Backend::Sqlite)
         .then(|| gate.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-    match run_together(&mut conn, &mut batch) {
+    let together = run_together(&mut conn, &mut batch);
+    metrics.batch_commit.observe_duration(started.elapsed());
+    match together {
         Ok(records) => {
             for (job, records) in batch.into_iter().zip(records) {
                 job.answer(Ok(records));

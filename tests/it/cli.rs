@@ -237,11 +237,25 @@ fn start_dev(
     String,
     std::sync::mpsc::Receiver<String>,
 ) {
+    start_dev_with(dir, port, &[])
+}
+
+/// [`start_dev`] with more environment variables.
+fn start_dev_with(
+    dir: &std::path::Path,
+    port: u16,
+    env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    String,
+    std::sync::mpsc::Receiver<String>,
+) {
     let mut child = keygate()
         .args(["dev", "--data-dir"])
         .arg(dir)
         .args(["--bind", &format!("127.0.0.1:{port}")])
         .env("KEYGATE_LOG", "debug")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -355,5 +369,33 @@ fn logs_carry_no_secret_and_sigterm_stops_keygate_cleanly() {
             !line.contains("probe=1"),
             "a log line holds the query: {line}"
         );
+    }
+}
+
+/// Logs: text under `dev`, JSON lines when `KEYGATE_LOG_FORMAT=json` (as under `serve` by
+/// default); never ANSI colour codes when stderr is not a terminal.
+#[test]
+fn logs_are_plain_text_or_json_lines_without_colour_codes() {
+    for format in [None, Some("json")] {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let env: Vec<(&str, &str)> = format
+            .map(|f| ("KEYGATE_LOG_FORMAT", f))
+            .into_iter()
+            .collect();
+        let (mut child, _path, stderr) = start_dev_with(dir.path(), port, &env);
+        let _ = http_get(port, "/healthz");
+        let _ = child.kill();
+        let _ = child.wait();
+        let lines: Vec<String> = stderr.try_iter().collect();
+        assert!(lines.len() >= 2, "{format:?}: {lines:?}");
+        for line in &lines {
+            assert!(
+                !line.contains('\u{1b}'),
+                "{format:?}: colour codes in {line:?}"
+            );
+            let json = serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| v.is_object());
+            assert_eq!(json, format.is_some(), "{format:?}: {line}");
+        }
     }
 }

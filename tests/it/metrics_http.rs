@@ -72,3 +72,151 @@ async fn metrics_count_requests_by_route_for_allowed_direct_peers() {
     assert_eq!(app.client().get("/metrics").await.status, 404);
     app.stop().await;
 }
+
+/// The samples of `metric` whose labels start with `prefix`: (the rest of the labels, value).
+fn samples(text: &str, metric: &str, prefix: &str) -> Vec<(String, f64)> {
+    let head = format!("{metric}{{{prefix}");
+    text.lines()
+        .filter_map(|l| l.strip_prefix(&head))
+        .filter_map(|rest| {
+            let (labels, value) = rest.rsplit_once("} ")?;
+            Some((labels.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Ceremony outcomes by reason, group-commit batches and waits, the store's round trips
+/// and build info.
+#[actix_web::test]
+async fn metrics_count_ceremony_outcomes_batches_and_store_round_trips() {
+    use crate::enrolment_http::{app_trusting, trusted_ca};
+    use crate::signin_http::{admin_with_key, sign_in};
+    use crate::support::authenticator::SoftAuthenticator;
+
+    let ca = trusted_ca();
+    let app = app_trusting(&ca).await;
+    let (mut cred, user_id) = admin_with_key(&app, &SoftAuthenticator::new(&ca.ca)).await;
+    let (_, r) = sign_in(&app, &mut cred, &user_id, None, |_| {}).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A refused sign-in: the touch answers a challenge of its own making.
+    let (_, r) = sign_in(&app, &mut cred, &user_id, None, |o| {
+        o.challenge = vec![1; 32]
+    })
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let mut client = app.client();
+    let token = client
+        .post_with(
+            "/oauth2/token",
+            &[],
+            "application/x-www-form-urlencoded",
+            b"grant_type=bogus".to_vec(),
+        )
+        .await;
+    assert_eq!(token.status, 401, "{}", token.body);
+    let saml = client.get("/saml/sso").await;
+    assert!((400..500).contains(&saml.status), "{}", saml.status);
+
+    let text = client.get("/metrics").await.body;
+    let outcome = |ceremony: &str, step: &str, outcome: &str| {
+        samples(
+            &text,
+            "keygate_ceremony_outcomes_total",
+            &format!(r#"ceremony="{ceremony}",step="{step}",outcome="{outcome}","#),
+        )
+    };
+    let ok = |c, s| outcome(c, s, "success") == vec![(r#"reason="ok""#.to_string(), 1.0)];
+    assert!(
+        ok("enrolment", "begin") && ok("enrolment", "finish"),
+        "{text}"
+    );
+    assert!(outcome("signin", "begin", "success")[0].1 >= 2.0, "{text}");
+    assert!(ok("signin", "finish"), "{text}");
+    let refused = outcome("signin", "finish", "refused");
+    assert_eq!(refused.len(), 1, "{text}");
+    assert!(!refused[0].0.contains("unspecified"), "{refused:?}");
+    assert_eq!(
+        outcome("oidc_token", "token", "refused"),
+        vec![(r#"reason="invalid_client""#.to_string(), 1.0)],
+        "{text}"
+    );
+    let saml = outcome("saml", "sso", "refused");
+    assert!(
+        saml.len() == 1 && !saml[0].0.contains("unspecified"),
+        "{text}"
+    );
+
+    // Process-wide series (shared by the tests in this process): present, and counting.
+    let count = |metric: &str, labels: &str| sample(&text, metric, labels).unwrap_or(-1.0);
+    assert!(
+        count("keygate_group_commit_batch_size_count", "") >= 1.0,
+        "{text}"
+    );
+    assert!(
+        count("keygate_group_commit_wait_seconds_count", "") >= 1.0,
+        "{text}"
+    );
+    assert!(
+        count("keygate_group_commit_seconds_count", "") >= 1.0,
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            "keygate_group_commit_batch_size_bucket",
+            r#"le="+Inf""#
+        )
+        .is_some(),
+        "{text}"
+    );
+    let gets = count("keygate_store_command_seconds_count", r#"command="get""#);
+    if crate::support::db::ephemeral_name() == "redis" {
+        assert!(gets >= 1.0, "{text}");
+    } else {
+        assert!(gets >= 0.0, "{text}");
+    }
+    assert!(text.contains("keygate_store_retries_total "), "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "keygate_build_info",
+            &format!(r#"version="{}""#, env!("CARGO_PKG_VERSION"))
+        ),
+        Some(1.0)
+    );
+
+    // The Grafana dashboard queries only series this exposes.
+    let dashboard = include_str!("../../charts/keygate/dashboards/keygate.json");
+    let dashboard: serde_json::Value = serde_json::from_str(dashboard).expect("dashboard JSON");
+    let mut exprs = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            exprs.push(target["expr"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(exprs.len() >= 10);
+    let typed: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    for expr in &exprs {
+        let mut rest = expr.as_str();
+        while let Some(i) = rest.find("keygate_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[i + name.len()..];
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|b| typed.contains(b)))
+                .unwrap_or(&name);
+            assert!(
+                typed.contains(&base),
+                "the dashboard asks for {name}, not exposed"
+            );
+        }
+    }
+    app.stop().await;
+}
