@@ -1096,6 +1096,25 @@ mod tests {
     }
 
     #[test]
+    fn acquire_timeout_is_read_and_bounded() {
+        assert_eq!(Config::default().database.acquire_timeout_ms, 1000);
+        let c = Config::load(
+            None,
+            env(&[("KEYGATE__DATABASE__ACQUIRE_TIMEOUT_MS", "250")]),
+        )
+        .unwrap();
+        assert_eq!(c.database.acquire_timeout_ms, 250);
+        for bad in ["0", "60001"] {
+            let err = Config::load(None, env(&[("KEYGATE__DATABASE__ACQUIRE_TIMEOUT_MS", bad)]))
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("acquire_timeout_ms"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let err = Config::load(None, env(&[("KEYGATE__SESSION__IDLE_TTL", "5")])).unwrap_err();
         assert!(err.to_string().contains("idle_ttl"), "{err}");
