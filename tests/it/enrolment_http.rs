@@ -601,8 +601,16 @@ async fn pages_carry_security_headers_and_errors_are_pages() {
     // An invented link is audited too (within the per-address refusal limit).
     let last = audit_events(&app).await.pop().unwrap();
     assert_eq!(
-        (last.action.as_str(), last.subject.as_str(), last.reason.as_deref()),
-        ("invitation.refused", "invitation:unknown", Some("invitation_invalid"))
+        (
+            last.action.as_str(),
+            last.subject.as_str(),
+            last.reason.as_deref()
+        ),
+        (
+            "invitation.refused",
+            "invitation:unknown",
+            Some("invitation_invalid")
+        )
     );
     let unknown = client.get("/api/nothing").await;
     assert_eq!(unknown.status, 404);

@@ -440,12 +440,18 @@ async fn sign_in_requests_from_applications_are_rate_limited_per_address_before_
 
 /// A 429 says when to come back (RFC 9110 §10.2.3): the seconds left in the minute its
 /// limit counts in (the test clock runs, so "now" is read after the answer).
-fn assert_retry_after_the_minute(app: &crate::support::app::TestApp, r: &crate::support::app::Reply) {
+fn assert_retry_after_the_minute(
+    app: &crate::support::app::TestApp,
+    r: &crate::support::app::Reply,
+) {
     let wait: i64 = r
         .header("retry-after")
         .unwrap_or_else(|| panic!("no Retry-After: {}", r.body))
         .parse()
         .expect("delay-seconds");
     let left = 60 - app.state.now().rem_euclid(60);
-    assert!(wait >= left && wait <= left + 2, "Retry-After {wait}, {left} s left in the minute");
+    assert!(
+        wait >= left && wait <= left + 2,
+        "Retry-After {wait}, {left} s left in the minute"
+    );
 }

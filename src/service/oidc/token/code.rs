@@ -12,7 +12,7 @@ use crate::service::limits;
 use crate::service::oidc::authorize::StoredCode;
 use crate::service::oidc::{access_token_key, code_key, code_used_key};
 use crate::state::AppState;
-use crate::storage::{OidcGrant, OidcClient, RefreshTokenRecord, StorageError};
+use crate::storage::{OidcClient, OidcGrant, RefreshTokenRecord, StorageError};
 
 /// What a used code's marker remembers.
 #[derive(Serialize, Deserialize)]
@@ -21,7 +21,6 @@ struct UsedCode {
     user_id: String,
     client_id: String,
 }
-
 
 /// What the shared store holds for a code: two marks, then the code itself. Taking the
 /// code leaves the marks in the same step (`Then::TakeMarking`): the used-code marker (so a

@@ -9,7 +9,6 @@ use crate::oidc::OidcError;
 use crate::state::AppState;
 use crate::storage::{OidcClient, RefreshTokenRecord, StorageError, UserStatus};
 
-
 enum Refreshed {
     Issued(Box<IssuedTokens>),
     Refused(OidcError),
