@@ -363,7 +363,12 @@ fn discovery_document_reads_as_standard_provider_metadata() {
     let raw: Value = serde_json::from_slice(&doc).unwrap();
     assert_eq!(
         raw["grant_types_supported"],
-        json!(["authorization_code", "refresh_token", "client_credentials"])
+        json!([
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:device_code"
+        ])
     );
     assert_eq!(
         raw["token_endpoint_auth_methods_supported"],

@@ -3,16 +3,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{access_entry_ttl, audit, clients, event, to_json, Failure};
+use super::{access_entry_ttl, audit, clients, event, issued_rows, to_json, Failure, GrantOwner};
 use crate::audit::Outcome;
 use crate::ephemeral::{Limit, Then};
-use crate::oidc::tokens::{self, Exchange, RefreshRecord};
+use crate::oidc::tokens::{self, Exchange};
 use crate::oidc::OidcError;
 use crate::service::limits;
 use crate::service::oidc::authorize::StoredCode;
 use crate::service::oidc::{access_token_key, code_key, code_used_key};
 use crate::state::AppState;
-use crate::storage::{OidcClient, OidcGrant, RefreshTokenRecord, StorageError};
+use crate::storage::{OidcClient, OidcGrant, StorageError};
 
 /// What a used code's marker remembers.
 #[derive(Serialize, Deserialize)]
@@ -124,38 +124,19 @@ pub(super) async fn exchange_code(
     )?;
     let at = now.unix_timestamp();
     let grant_id = stored.grant_id.clone();
-    let row = OidcGrant {
-        id: grant_id.clone(),
-        user_id: stored.user_id.clone(),
-        client_id: client.client_id.clone(),
-        session_id: Some(stored.session_id.clone()),
-        key_id: stored.key_id.clone(),
-        auth_time: grant.auth_time,
-        acr: grant.assurance.acr.clone(),
-        amr: grant.assurance.amr.clone(),
-        created_at: at,
-        revoked_at: None,
-        revoked_reason: None,
-    };
-    let refresh = match &issued.refresh_token {
-        Some(t) => {
-            let mut record = RefreshRecord::first(grant.clone(), settings, now)?;
-            record.family = grant_id.clone();
-            Some(RefreshTokenRecord {
-                digest: t.digest.clone(),
-                grant_id: grant_id.clone(),
-                client_id: client.client_id.clone(),
-                user_id: stored.user_id.clone(),
-                scope: grant.scopes.to_string(),
-                expires_at: record.expires_at,
-                record: String::from_utf8(to_json(&record)?).unwrap_or_default(),
-                created_at: at,
-                used_at: None,
-                revoked_at: None,
-            })
-        }
-        None => None,
-    };
+    let (row, refresh) = issued_rows(
+        GrantOwner {
+            grant_id: &grant_id,
+            user_id: &stored.user_id,
+            client_id: &client.client_id,
+            session_id: &stored.session_id,
+            key_id: stored.key_id.clone(),
+        },
+        &grant,
+        &issued,
+        settings,
+        now,
+    )?;
     let issued_event = event(
         "oidc.token_issued",
         Outcome::Success,

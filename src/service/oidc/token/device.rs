@@ -4,11 +4,11 @@
 //! `access_denied`, the tokens (the approval is taken once, across replicas), else
 //! `authorization_pending`.
 
-use super::{access_entry_ttl, event, to_json, Failure};
+use super::{access_entry_ttl, event, issued_rows, to_json, Failure, GrantOwner};
 use crate::audit::Outcome;
 use crate::ephemeral::Then;
 use crate::oidc::device::Polling;
-use crate::oidc::tokens::{self, Exchange, RefreshRecord};
+use crate::oidc::tokens::{self, Exchange};
 use crate::oidc::OidcError;
 use crate::service::limits;
 use crate::service::oidc::access_token_key;
@@ -16,7 +16,7 @@ use crate::service::oidc::device::{
     approved_key, denied_key, poll_key, request_key, used_key, Approved, DeviceRequest,
 };
 use crate::state::AppState;
-use crate::storage::{OidcClient, OidcGrant, RefreshTokenRecord};
+use crate::storage::OidcClient;
 
 pub(super) async fn exchange_device_code(
     state: &AppState,
@@ -111,38 +111,19 @@ pub(super) async fn exchange_device_code(
         )
         .await?;
     let grant_id = approved.grant_id.clone();
-    let row = OidcGrant {
-        id: grant_id.clone(),
-        user_id: approved.user_id.clone(),
-        client_id: client.client_id.clone(),
-        session_id: Some(approved.session_id.clone()),
-        key_id: Some(approved.key_id.clone()),
-        auth_time: grant.auth_time,
-        acr: grant.assurance.acr.clone(),
-        amr: grant.assurance.amr.clone(),
-        created_at: at,
-        revoked_at: None,
-        revoked_reason: None,
-    };
-    let refresh = match &issued.refresh_token {
-        Some(t) => {
-            let mut record = RefreshRecord::first(grant.clone(), settings, now)?;
-            record.family = grant_id.clone();
-            Some(RefreshTokenRecord {
-                digest: t.digest.clone(),
-                grant_id: grant_id.clone(),
-                client_id: client.client_id.clone(),
-                user_id: approved.user_id.clone(),
-                scope: grant.scopes.to_string(),
-                expires_at: record.expires_at,
-                record: String::from_utf8(to_json(&record)?).unwrap_or_default(),
-                created_at: at,
-                used_at: None,
-                revoked_at: None,
-            })
-        }
-        None => None,
-    };
+    let (row, refresh) = issued_rows(
+        GrantOwner {
+            grant_id: &grant_id,
+            user_id: &approved.user_id,
+            client_id: &client.client_id,
+            session_id: &approved.session_id,
+            key_id: Some(approved.key_id.clone()),
+        },
+        &grant,
+        &issued,
+        settings,
+        now,
+    )?;
     let issued_event = event(
         "oidc.token_issued",
         Outcome::Success,

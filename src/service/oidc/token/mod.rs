@@ -33,7 +33,7 @@ use crate::oidc::tokens;
 use crate::oidc::OidcError;
 use crate::service::limits;
 use crate::state::AppState;
-use crate::storage::OidcClient;
+use crate::storage::{OidcClient, OidcGrant, RefreshTokenRecord};
 
 /// `POST /oauth2/token` with its form body and `Authorization` header. Returns the JSON
 /// response body (send it with `Cache-Control: no-store`).
@@ -218,6 +218,60 @@ fn event(
         reason: reason.map(str::to_string),
         details,
     }
+}
+
+/// Whose grant a newly issued set of tokens starts, and through which session and key.
+struct GrantOwner<'a> {
+    grant_id: &'a str,
+    user_id: &'a str,
+    client_id: &'a str,
+    session_id: &'a str,
+    key_id: Option<String>,
+}
+
+/// The rows an issuance writes: the grant, and the first refresh record of its family when
+/// a refresh token was issued (the code and device grants both start a grant this way).
+fn issued_rows(
+    owner: GrantOwner<'_>,
+    grant: &tokens::Grant,
+    issued: &tokens::IssuedTokens,
+    settings: &tokens::TokenSettings,
+    now: time::OffsetDateTime,
+) -> Result<(OidcGrant, Option<RefreshTokenRecord>), Failure> {
+    let at = now.unix_timestamp();
+    let row = OidcGrant {
+        id: owner.grant_id.to_string(),
+        user_id: owner.user_id.to_string(),
+        client_id: owner.client_id.to_string(),
+        session_id: Some(owner.session_id.to_string()),
+        key_id: owner.key_id,
+        auth_time: grant.auth_time,
+        acr: grant.assurance.acr.clone(),
+        amr: grant.assurance.amr.clone(),
+        created_at: at,
+        revoked_at: None,
+        revoked_reason: None,
+    };
+    let refresh = match &issued.refresh_token {
+        Some(t) => {
+            let mut record = tokens::RefreshRecord::first(grant.clone(), settings, now)?;
+            record.family = owner.grant_id.to_string();
+            Some(RefreshTokenRecord {
+                digest: t.digest.clone(),
+                grant_id: owner.grant_id.to_string(),
+                client_id: owner.client_id.to_string(),
+                user_id: owner.user_id.to_string(),
+                scope: grant.scopes.to_string(),
+                expires_at: record.expires_at,
+                record: String::from_utf8(to_json(&record)?).unwrap_or_default(),
+                created_at: at,
+                used_at: None,
+                revoked_at: None,
+            })
+        }
+        None => None,
+    };
+    Ok((row, refresh))
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, Failure> {
