@@ -72,6 +72,22 @@ pub fn csrf_refusal(err: &actix_web::Error) -> Option<Option<String>> {
     }
 }
 
+/// The code of a JSON answer that refused a request body the framework could not read
+/// (`malformed_json`, `malformed_form`, `malformed_path`), for the ceremony audit.
+pub fn unreadable_body(err: &actix_web::Error) -> Option<&'static str> {
+    match &err.as_error::<ApiError>()?.0 {
+        Error::BadRequest { code, .. }
+            if matches!(
+                *code,
+                "malformed_json" | "malformed_form" | "malformed_path"
+            ) =>
+        {
+            Some(code)
+        }
+        _ => None,
+    }
+}
+
 /// An error answered as a JSON problem.
 #[derive(Debug)]
 pub struct ApiError(pub Error);

@@ -203,6 +203,17 @@ async fn audit_csrf(state: &AppState, req: &HttpRequest, user: Option<String>) {
     }
 }
 
+/// A ceremony request whose body the framework could not read, audited like the
+/// ceremony's own refusals (`service::unreadable_ceremony_request`).
+async fn audit_unreadable(state: &AppState, req: &HttpRequest, code: &'static str) {
+    let actor = crate::service::Actor::anonymous(extract::client_ip(req));
+    if let Err(e) =
+        crate::service::unreadable_ceremony_request(state, &actor, req.path(), code).await
+    {
+        tracing::warn!(error = %e, "an unreadable ceremony request could not be audited");
+    }
+}
+
 /// Builds the actix-web app for `state`: routes, security headers, request logging.
 /// Request logs carry the route pattern, never the raw path (links hold secrets).
 pub fn app(
@@ -232,6 +243,11 @@ pub fn app(
                 if let Some(user) = res.response().error().and_then(errors::csrf_refusal) {
                     if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
                         audit_csrf(state, res.request(), user).await;
+                    }
+                } else if let Some(code) = res.response().error().and_then(errors::unreadable_body)
+                {
+                    if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
+                        audit_unreadable(state, res.request(), code).await;
                     }
                 }
                 let (status, took) = (res.status().as_u16(), started.elapsed());

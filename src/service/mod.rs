@@ -82,6 +82,25 @@ pub async fn csrf_refused(
     refused_request(state, actor, "csrf.refused", "csrf", what).await
 }
 
+/// Audits a ceremony request (`/api/enrol/…`, `/api/signin/…`) whose body could not be
+/// read at all (`malformed_json`, …), refused before the ceremony's own code ran: as
+/// `enrolment.refused` or `signin.refused`, within the per-address limit.
+pub async fn unreadable_ceremony_request(
+    state: &crate::state::AppState,
+    actor: &Actor,
+    path: &str,
+    code: &'static str,
+) -> crate::error::Result<()> {
+    let action = if path.starts_with("/api/enrol/") {
+        "enrolment.refused"
+    } else if path.starts_with("/api/signin/") {
+        "signin.refused"
+    } else {
+        return Ok(());
+    };
+    refused_request(state, actor, action, code, &format!("POST {path}")).await
+}
+
 async fn refused_request(
     state: &crate::state::AppState,
     actor: &Actor,

@@ -171,6 +171,22 @@ async fn refusals_before_any_account_is_proven_are_audited() {
         .await;
     refused_and_audited(&app, &r, 410, "challenge_expired", "signin.refused").await;
 
+    // A begin whose body the framework cannot read at all: refused before the ceremony's
+    // code runs, audited all the same.
+    let mut client = app.client();
+    let page = client.get("/").await;
+    let csrf = crate::support::app::csrf_of(&page.body);
+    for (path, action) in [
+        ("/api/signin/begin", "signin.refused"),
+        ("/api/enrol/begin", "enrolment.refused"),
+    ] {
+        let r = client
+            .post_raw(path, Some(&csrf), b"{\"email\":".to_vec())
+            .await;
+        let event = refused_and_audited(&app, &r, 400, "malformed_json", action).await;
+        assert_eq!(details(&event)["request"], format!("POST {path}"));
+    }
+
     // An expired challenge.
     let mut client = app.client();
     let (csrf, options) = start(&mut client, None).await;
