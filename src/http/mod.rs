@@ -16,8 +16,8 @@ use crate::error::Error;
 use crate::state::AppState;
 use errors::{ApiError, PageError};
 use handlers::{
-    admin, assets, audit, clients, compliance, device, enrol, health, me, oidc, recovery, saml,
-    saml_admin, signin, workspaces,
+    admin, assets, audit, clients, compliance, device, enrol, health, me, oidc, openapi, recovery,
+    saml, saml_admin, signin, workspaces,
 };
 
 /// Content-Security-Policy: scripts and styles only from here, no inline script, no framing.
@@ -146,6 +146,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(audit::page)
     .service(audit::api_list)
     .service(audit::api_export)
+    .service(openapi::document)
     .service(compliance::export)
     .service(compliance::api_report)
     .service(compliance::api_evidence)

@@ -36,6 +36,7 @@ mod oidc_http_errors;
 mod oidc_http_policy;
 mod oidc_private_key_jwt;
 mod oidc_tokens;
+mod openapi;
 mod recovery_http;
 mod refusal_audit;
 mod replicas;

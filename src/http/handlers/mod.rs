@@ -10,6 +10,7 @@ pub mod enrol;
 pub mod health;
 pub mod me;
 pub mod oidc;
+pub mod openapi;
 pub mod recovery;
 pub mod saml;
 pub mod saml_admin;

@@ -144,6 +144,11 @@ public = true
 }
 
 impl Provider {
+    /// The trusted attestation CA, for more keys that keygate accepts.
+    pub fn trusted_ca(&self) -> Option<&crate::support::authenticator::TestCa> {
+        self._ca.as_ref().map(|c| &c.ca)
+    }
+
     /// A browser signed in with the admin's key.
     pub async fn browser(&mut self) -> Client {
         let (client, reply) = sign_in(&self.app, &mut self.cred, &self.user_id, None, |_| {}).await;
