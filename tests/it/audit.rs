@@ -451,10 +451,10 @@ fn audit_list_filters_and_pages() {
 fn sqlite_database_is_made_with_1_kib_pages() {
     let db = test_storage_with_pool(None);
     let Some(path) = db.url.strip_prefix("sqlite://") else {
-        eprintln!(
-            "note: not on SQLite ({}), page size test skipped",
+        crate::support::skip::in_other_pass(&format!(
+            "SQLite only (this pass is on {})",
             backend_name()
-        );
+        ));
         return;
     };
     let event = NewAuditEvent::new("admin:1", "page.size", "page", Outcome::Success);
@@ -479,7 +479,10 @@ fn audit_sqlite_log_stays_bounded_under_a_steady_stream_of_writes() {
     let db = test_storage_with_pool(Some(6));
     db.storage.set_sqlite_log_limit(32 << 20);
     let Some(path) = db.url.strip_prefix("sqlite://") else {
-        eprintln!("note: not on SQLite ({}), log test skipped", backend_name());
+        crate::support::skip::in_other_pass(&format!(
+            "SQLite only (this pass is on {})",
+            backend_name()
+        ));
         return;
     };
     let wal = std::path::PathBuf::from(format!("{path}-wal"));

@@ -291,15 +291,10 @@ pub(crate) fn refused_in_browser(p: &mut Page, link: &str) -> (Vec<ShownRefusal>
 
 #[actix_web::test]
 async fn bootstrap_admin_enrols_in_chromium_refused_until_its_root_is_trusted() {
-    if !Browser::available() {
-        let msg = format!(
-            "{} is missing: install Debian's `chromium` package to run browser tests",
-            browser::CHROMIUM
-        );
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{msg}");
-        }
-        eprintln!("note: skipping browser_enrolment: {msg}");
+    if crate::support::skip::unless_available(
+        Browser::available(),
+        crate::support::browser::CHROMIUM,
+    ) {
         return;
     }
 

@@ -22,11 +22,10 @@ const REDIRECT: &str = "https://rp.example/callback";
 
 #[actix_web::test]
 async fn relying_party_redirect_to_validated_id_token_in_chromium() {
-    if !Browser::available() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("chromium is missing: install Debian's `chromium` package");
-        }
-        eprintln!("note: skipping browser_oidc: chromium is missing");
+    if crate::support::skip::unless_available(
+        Browser::available(),
+        crate::support::browser::CHROMIUM,
+    ) {
         return;
     }
 

@@ -54,11 +54,10 @@ impl Page {
 
 #[actix_web::test]
 async fn two_admins_recover_a_member_in_chromium() {
-    if !Browser::available() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("chromium is missing: install Debian's `chromium` package");
-        }
-        eprintln!("note: skipping browser_recovery: chromium is missing");
+    if crate::support::skip::unless_available(
+        Browser::available(),
+        crate::support::browser::CHROMIUM,
+    ) {
         return;
     }
 

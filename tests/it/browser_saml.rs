@@ -42,16 +42,14 @@ fn post_body(request: &Value) -> String {
 
 #[actix_web::test]
 async fn service_provider_redirect_to_validated_assertion_in_chromium() {
-    if !Browser::available() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("chromium is missing: install Debian's `chromium` package");
-        }
-        eprintln!("note: skipping browser_saml: chromium is missing");
+    if crate::support::skip::unless_available(
+        Browser::available(),
+        crate::support::browser::CHROMIUM,
+    ) {
         return;
     }
     // Panics under CI when missing.
     if !pysaml2_available() {
-        eprintln!("note: skipping browser_saml: pysaml2 or xmlsec1 is missing");
         return;
     }
 

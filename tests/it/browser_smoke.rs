@@ -368,15 +368,10 @@ fn print_registration(reg: &Registration, extra: &serde_json::Value) {
 
 #[test]
 fn browser_smoke() {
-    if !Browser::available() {
-        let msg = format!(
-            "{} is missing: install Debian's `chromium` package to run browser tests",
-            browser::CHROMIUM
-        );
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{msg}");
-        }
-        eprintln!("note: skipping browser_smoke: {msg}");
+    if crate::support::skip::unless_available(
+        Browser::available(),
+        crate::support::browser::CHROMIUM,
+    ) {
         return;
     }
     let started = Instant::now();

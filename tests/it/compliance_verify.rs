@@ -14,7 +14,6 @@ use keygate::service::Actor;
 use secrecy::ExposeSecret;
 
 use crate::compliance_export::{request, seeded};
-use crate::support::db::in_ci;
 
 struct Files {
     dir: tempfile::TempDir,
@@ -312,11 +311,7 @@ pub(crate) fn python_has_joserfc() -> bool {
 
 #[actix_web::test]
 async fn compliance_jws_verifies_with_an_independent_jose_library() {
-    if !python_has_joserfc() {
-        if in_ci() {
-            panic!("python3 with joserfc is required in CI for the independent JWS check: run scripts/setup (pip install joserfc)");
-        }
-        eprintln!("skipped: python3 with joserfc is missing (run scripts/setup)");
+    if crate::support::skip::unless_available(python_has_joserfc(), "python3 with joserfc") {
         return;
     }
     let s = seeded().await;

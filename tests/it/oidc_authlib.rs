@@ -10,7 +10,6 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-use crate::support::db::in_ci;
 use crate::support::oidc::*;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/rp/authlib_rp.py");
@@ -25,14 +24,10 @@ fn python_has_authlib() -> bool {
 }
 
 pub(crate) fn authlib_missing() -> bool {
-    if python_has_authlib() {
-        return false;
-    }
-    if in_ci() {
-        panic!("python3 with authlib and requests is required in CI: run scripts/setup");
-    }
-    eprintln!("skipped: python3 with authlib is missing (run scripts/setup)");
-    true
+    crate::support::skip::unless_available(
+        python_has_authlib(),
+        "python3 with authlib and requests",
+    )
 }
 
 /// Runs the relying party as `client_id` with `credentials` (`client_secret` or

@@ -16,7 +16,6 @@ use crate::enrolment_http::{finish_body, options_for, token_of};
 use crate::signin_http::assertion_body;
 use crate::support::app::{csrf_of, Client, Reply};
 use crate::support::authenticator::{SoftAuthenticator, TestCa};
-use crate::support::db::in_ci;
 use crate::support::oidc::*;
 
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -62,14 +61,10 @@ fn python_has(modules: &str) -> bool {
 
 /// True (skip) when Python's `yaml` and `jsonschema` are missing outside CI; in CI, a panic.
 fn validator_missing() -> bool {
-    if python_has("yaml, jsonschema") {
-        return false;
-    }
-    if in_ci() {
-        panic!("python3 with PyYAML and jsonschema is required in CI: run scripts/setup");
-    }
-    eprintln!("skipped: python3 with PyYAML and jsonschema is missing (run scripts/setup)");
-    true
+    crate::support::skip::unless_available(
+        python_has("yaml, jsonschema"),
+        "python3 with PyYAML and jsonschema",
+    )
 }
 
 /// The answers of the run: operation (method, path template), status, media type,

@@ -47,8 +47,8 @@ async fn any_replica_serves_any_step() {
             !crate::support::db::in_ci() || std::env::var("KEYGATE_TEST_EMBEDDED").is_ok(),
             "CI=true but KEYGATE_TEST_REDIS_URL is not set: the replica test must run"
         );
-        eprintln!(
-            "note: replicas need a shared store; this test runs in the PostgreSQL + Redis pass"
+        crate::support::skip::in_other_pass(
+            "replicas need a shared store; this test runs in the PostgreSQL + Redis pass",
         );
         return;
     }

@@ -129,10 +129,10 @@ fn storage_concurrent_migrations_apply_once() {
 fn storage_sqlite_connections_use_wal_and_foreign_keys() {
     let db = test_storage();
     let Some(path) = db.url.strip_prefix("sqlite://") else {
-        eprintln!(
-            "note: not on SQLite ({}), pragma test skipped",
+        crate::support::skip::in_other_pass(&format!(
+            "SQLite only (this pass is on {})",
             backend_name()
-        );
+        ));
         return;
     };
     db.insert_user(&new_user("wal@example.com", Role::Member))

@@ -8,3 +8,4 @@ pub mod fixtures;
 pub mod meddled;
 pub mod oidc;
 pub mod saml;
+pub mod skip;

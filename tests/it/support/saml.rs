@@ -8,7 +8,6 @@ use std::process::{Command, Stdio};
 use serde_json::{json, Value};
 
 use crate::support::app::{Client, Reply};
-use crate::support::db::in_ci;
 use crate::support::oidc::{provider_with_config, Provider};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/sp/pysaml2_sp.py");
@@ -164,13 +163,7 @@ pub fn pysaml2_available() -> bool {
             .stdout(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-    if !ok && in_ci() {
-        panic!("pysaml2 and xmlsec1 are required in CI: run scripts/setup");
-    }
-    if !ok {
-        eprintln!("skipped: pysaml2 or xmlsec1 is missing (run scripts/setup)");
-    }
-    ok
+    !crate::support::skip::unless_available(ok, "pysaml2 and xmlsec1")
 }
 
 impl Idp {
