@@ -21,6 +21,7 @@ mod compliance_verify;
 mod dashboard_http;
 mod device_authlib;
 mod device_flow;
+mod device_replicas;
 mod enrolment_http;
 mod ephemeral;
 mod faults;
