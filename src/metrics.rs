@@ -197,14 +197,16 @@ impl Metrics {
 
     /// Counts a ceremony's answer: a route that serves a ceremony step, its status, and
     /// the error code the answer carried (an error without one counts as `unspecified`).
+    /// A code on a successful status is a refusal delivered in the answer itself (a SAML
+    /// Response with a non-success status, posted to the SP by a 200 page).
     pub fn record_outcome(&self, route: &str, status: u16, code: Option<&'static str>) {
         let Some((ceremony, step)) = ceremony_of(route) else {
             return;
         };
-        let (outcome, reason) = match status {
-            0..=399 => ("success", "ok"),
-            400..=499 => ("refused", code.unwrap_or("unspecified")),
-            _ => ("error", code.unwrap_or("unspecified")),
+        let (outcome, reason) = match (status, code) {
+            (0..=399, None) => ("success", "ok"),
+            (0..=499, code) => ("refused", code.unwrap_or("unspecified")),
+            (_, code) => ("error", code.unwrap_or("unspecified")),
         };
         let mut map = self.ceremonies.lock().unwrap_or_else(|p| p.into_inner());
         let key = (ceremony, step, outcome, reason);

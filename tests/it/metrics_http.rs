@@ -220,3 +220,57 @@ async fn metrics_count_ceremony_outcomes_batches_and_store_round_trips() {
     }
     app.stop().await;
 }
+
+/// A refusal the IdP sends back to the SP inside a SAML Response (an HTTP 200 page that
+/// posts it) counts as refused, by its status, never as a success.
+#[actix_web::test]
+async fn metrics_count_saml_statuses_sent_to_the_sp_as_refusals() {
+    use crate::support::saml::{decoded, idp, posted, pysaml2_available, start, OTHER_SP, SP};
+    use serde_json::json;
+
+    if !pysaml2_available() {
+        return;
+    }
+    let mut idp = idp().await;
+    let mut browser = idp.p.browser().await;
+    // No passwords in keygate: NoAuthnContext.
+    let mut args = idp.sp_args(SP);
+    args["binding"] = json!("redirect");
+    args["contexts"] = json!(["urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"]);
+    let (_, reply) = start(&idp, &mut browser, &args).await;
+    assert!(decoded(&posted(&reply).1).contains("status:NoAuthnContext"));
+    // Not a member of the other SP's workspace: RequestDenied.
+    let mut args = idp.sp_args(OTHER_SP);
+    args["binding"] = json!("post");
+    let (_, reply) = start(&idp, &mut browser, &args).await;
+    assert!(decoded(&posted(&reply).1).contains("status:RequestDenied"));
+    // Signed in: Success.
+    let mut args = idp.sp_args(SP);
+    args["binding"] = json!("redirect");
+    let (_, reply) = start(&idp, &mut browser, &args).await;
+    assert!(decoded(&posted(&reply).1).contains("status:Success"));
+
+    let text = idp.p.app.client().get("/metrics").await.body;
+    let mut sso = samples(
+        &text,
+        "keygate_ceremony_outcomes_total",
+        r#"ceremony="saml",step="sso","#,
+    );
+    sso.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        sso,
+        vec![
+            (
+                r#"outcome="refused",reason="no_authn_context""#.to_string(),
+                1.0
+            ),
+            (
+                r#"outcome="refused",reason="request_denied""#.to_string(),
+                1.0
+            ),
+            (r#"outcome="success",reason="ok""#.to_string(), 1.0),
+        ],
+        "{text}"
+    );
+    idp.p.app.stop().await;
+}

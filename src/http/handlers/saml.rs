@@ -37,6 +37,7 @@ fn answer(next: Next, session: &MaybeSession) -> Result<HttpResponse, PageError>
         Next::Show(e) => Err(PageError(Error::bad_request(e.code(), e.to_string()))),
         Next::Post(form) => {
             let csp = post_csp();
+            let refusal = form.refusal;
             let mut res = views::ok(&SamlPostPage {
                 nav: Nav::of(session.0.as_ref()),
                 action: form.action,
@@ -52,6 +53,11 @@ fn answer(next: Next, session: &MaybeSession) -> Result<HttpResponse, PageError>
                 header::CACHE_CONTROL,
                 header::HeaderValue::from_static("no-store"),
             );
+            // A refusal travels to the SP in a 200 page: the metrics count it as one.
+            if let Some(reason) = refusal {
+                res.extensions_mut()
+                    .insert(crate::metrics::ErrorCode(reason));
+            }
             Ok(res)
         }
     }

@@ -31,6 +31,9 @@ pub struct PostForm {
     pub action: String,
     pub saml_response: String,
     pub relay_state: Option<String>,
+    /// The refusal the response carries to the SP (its second-level status, as a metrics
+    /// reason from a fixed set), or `None` for a success.
+    pub refusal: Option<&'static str>,
 }
 
 /// What the browser gets.
@@ -486,7 +489,22 @@ async fn answer_status(
         action: pending.acs_url.clone(),
         saml_response: response::encode(&xml),
         relay_state: pending.relay_state.clone(),
+        refusal: Some(refusal_reason(top, second)),
     }))
+}
+
+/// A refusal's status as a metrics reason: the second-level code keygate sends, else the
+/// top-level one (a fixed set, so the label stays bounded).
+fn refusal_reason(top: &str, second: &str) -> &'static str {
+    match second {
+        status::NO_AUTHN_CONTEXT => "no_authn_context",
+        status::REQUEST_DENIED => "request_denied",
+        status::NO_PASSIVE => "no_passive",
+        status::INVALID_NAME_ID_POLICY => "invalid_name_id_policy",
+        status::UNSUPPORTED_BINDING => "unsupported_binding",
+        _ if top == status::RESPONDER => "responder",
+        _ => "requester",
+    }
 }
 
 /// A SAML ID: an NCName (`_` and 32 hex digits).
@@ -691,6 +709,7 @@ async fn issue(
         action: pending.acs_url,
         saml_response: response::encode(&xml),
         relay_state: pending.relay_state,
+        refusal: None,
     }))
 }
 
