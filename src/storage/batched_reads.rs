@@ -122,20 +122,31 @@ fn answer<L: Lookup>(
     let mut keys: Vec<&L::Key> = batch.iter().map(|r| &r.key).collect();
     keys.sort_unstable();
     keys.dedup();
-    let found = own_connection(pool, held)
-        .and_then(|mut conn| {
+    // A kept connection may have died while idle (the database restarted): the lookup is a
+    // read, so it is asked once more on a fresh connection rather than failing the batch.
+    let mut attempt = || {
+        let reused = held.is_some();
+        let mut broke = false;
+        let rows = own_connection(pool, held).and_then(|mut conn| {
             let rows = match &mut *conn {
                 DbConnection::Pg(pg) => L::load(pg, &keys),
                 DbConnection::Sqlite(_) => Err(StorageError::Backend(
                     "batched lookups are for PostgreSQL".into(),
                 )),
             };
-            if !conn.is_broken() {
+            broke = conn.is_broken();
+            if !broke {
                 *held = Some(conn);
             }
             rows
-        })
-        .map(|rows| rows.into_iter().collect::<HashMap<_, _>>());
+        });
+        (rows, reused && broke)
+    };
+    let found = match attempt() {
+        (Err(_), true) => attempt().0,
+        (rows, _) => rows,
+    }
+    .map(|rows| rows.into_iter().collect::<HashMap<_, _>>());
     match found {
         Ok(found) => {
             for request in batch {

@@ -2,7 +2,8 @@
 //! lost with a Redis restarted without persistence, and a replica stopped abruptly under
 //! load. Redis is a `redis-server` each test starts itself on a free loopback port (no
 //! persistence unless asked), killed and restarted by the test; PostgreSQL is cut off by a
-//! small TCP relay the test owns.
+//! small TCP relay the test owns, or crashed: a cluster the test starts itself (Debian's
+//! server binaries) whose postmaster it kills mid-load and restarts.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -666,4 +667,323 @@ async fn a_replica_stopped_mid_load_loses_nothing() {
     );
     b.stop().await;
     a.stop().await;
+}
+
+/// A PostgreSQL cluster of the test's own (Debian's server binaries), on a free loopback
+/// port, data in a temporary directory. Run as the `postgres` user when the test runs as
+/// root (the server refuses root). Stopped on drop.
+struct OwnPostgres {
+    bin: PathBuf,
+    /// Holds `data/` and the socket; removed after the cluster stops.
+    dir: tempfile::TempDir,
+    port: u16,
+    as_postgres: bool,
+}
+
+impl OwnPostgres {
+    /// Initialises and starts one, or `None` (with a note) where the server binaries are not
+    /// installed; in CI missing binaries fail.
+    fn start() -> Option<OwnPostgres> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|b| b.join("initdb").is_file() && b.join("pg_ctl").is_file())
+            .max_by_key(|b| {
+                b.parent()
+                    .and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok())
+                    .unwrap_or(0)
+            });
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+        let runuser = !root
+            || Command::new("runuser")
+                .arg("--help")
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+        let found = bin.is_some() && runuser;
+        if crate::support::skip::unless_available(found, "PostgreSQL server (initdb, pg_ctl)") {
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pg = OwnPostgres {
+            bin: bin.unwrap(),
+            dir,
+            port: free_port(),
+            as_postgres: root,
+        };
+        if root {
+            let chown = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(pg.dir.path())
+                .status()
+                .expect("chown");
+            assert!(chown.success(), "chown the cluster's directory");
+        }
+        let data = pg.data();
+        let out = pg
+            .command("initdb")
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
+            .arg(&data)
+            .output()
+            .expect("initdb");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg.up();
+        Some(pg)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// One of the server's programs, as the user that may run it.
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if self.as_postgres {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(path);
+            cmd
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn up(&self) {
+        let options = format!(
+            "-k {} -p {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.dir.path().display(),
+            self.port
+        );
+        let out = self
+            .command("pg_ctl")
+            .args(["start", "-w", "-t", "20", "-l"])
+            .arg(self.dir.path().join("log"))
+            .arg("-D")
+            .arg(self.data())
+            .args(["-o", &options])
+            .output()
+            .expect("pg_ctl start");
+        let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}\n{log}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The postmaster's process id, from its lock file.
+    fn postmaster(&self) -> Option<String> {
+        let pid = std::fs::read_to_string(self.data().join("postmaster.pid")).ok()?;
+        let pid = pid.lines().next()?.trim().to_string();
+        Path::new("/proc").join(&pid).exists().then_some(pid)
+    }
+
+    /// SIGKILL to the postmaster, as a crash would; its backends notice and exit.
+    fn kill(&self) {
+        let pid = self.postmaster().expect("the postmaster runs");
+        let killed = Command::new("kill").args(["-KILL", &pid]).status();
+        assert!(killed.is_ok_and(|s| s.success()), "kill {pid}");
+        let until = Instant::now() + Duration::from_secs(10);
+        while Path::new("/proc").join(&pid).exists() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Starts it again after [`kill`](Self::kill): the backends the postmaster left must be
+    /// gone first (they hold its shared memory), so wait for them.
+    fn restart(&self) {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = self
+                .command("pg_ctl")
+                .arg("start")
+                .args(["-w", "-t", "20", "-l"])
+                .arg(self.dir.path().join("log"))
+                .arg("-D")
+                .arg(self.data())
+                .args([
+                    "-o",
+                    &format!(
+                        "-k {} -p {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                        self.dir.path().display(),
+                        self.port
+                    ),
+                ])
+                .output()
+                .expect("pg_ctl start");
+            if out.status.success() {
+                return;
+            }
+            let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
+            assert!(Instant::now() < until, "restart: {log}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .args(["stop", "-m", "immediate", "-w", "-D"])
+            .arg(self.data())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if let Some(pid) = self.postmaster() {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+    }
+}
+
+/// PostgreSQL itself crashes under load (SIGKILL to the postmaster of a cluster the test
+/// starts): requests fail fast with 503 (within `database.acquire_timeout_ms`, never a hang
+/// or a 500), `/readyz` says not ready within its budget; once the cluster is back, the
+/// very first sign-in succeeds (the lookup threads' kept connections died with the server)
+/// and the audit chain verifies (no partial write).
+#[actix_web::test]
+async fn a_postgres_crash_mid_load_fails_fast_and_recovers() {
+    if ephemeral_name() != "redis" || backend_name() != "postgres" {
+        crate::support::skip::in_other_pass(
+            "a PostgreSQL crash is tried in the PostgreSQL + Redis pass",
+        );
+        return;
+    }
+    let Some(pg) = OwnPostgres::start() else {
+        return;
+    };
+    let url = pg.url();
+    let migrated = tokio::task::spawn_blocking(move || Storage::connect(&url, Some(1))?.migrate())
+        .await
+        .unwrap();
+    assert!(migrated.is_ok(), "{migrated:?}");
+    let ca = trusted_ca();
+    let app = TestApp::builder()
+        .with_toml(&ca.toml)
+        .with("database.url", &pg.url())
+        .with("rate_limit.ceremonies_per_minute", "100000")
+        .with("database.acquire_timeout_ms", "250")
+        .start()
+        .await;
+    let (mut cred, user_id) = admin_with_key(&app, &SoftAuthenticator::new(&ca.ca)).await;
+    const TASKS: usize = 4;
+    /// Each task stops after this many 503s (a bounded run).
+    const FAILED: usize = 6;
+    const REQUESTS: usize = 60;
+    let mut clients = Vec::new();
+    for _ in 0..TASKS {
+        let (client, r) = sign_in(&app, &mut cred, &user_id, None, |_| {}).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        clients.push(client);
+    }
+    // Fast-failing requests outnumber slow ones by far; the bound is per request.
+    let bound = Duration::from_millis(250) + Duration::from_secs(2);
+    let answered = std::cell::RefCell::new(BTreeMap::<u16, usize>::new());
+    let slow = std::cell::RefCell::new(Vec::<Duration>::new());
+    let sent = std::cell::Cell::new(0usize);
+    let load = |mut client: crate::support::app::Client| {
+        let (answered, slow, sent) = (&answered, &slow, &sent);
+        async move {
+            let mut failed = 0;
+            for _ in 0..REQUESTS {
+                if failed == FAILED {
+                    break;
+                }
+                let since = Instant::now();
+                let r =
+                    tokio::time::timeout(Duration::from_secs(10), client.get("/api/admin/members"))
+                        .await
+                        .expect("a request hung while PostgreSQL was down");
+                let took = since.elapsed();
+                sent.set(sent.get() + 1);
+                failed += usize::from(r.status == 503);
+                *answered.borrow_mut().entry(r.status).or_default() += 1;
+                if took > bound {
+                    slow.borrow_mut().push(took);
+                }
+            }
+        }
+    };
+    let crash = async {
+        while sent.get() < TASKS * REQUESTS / 4 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        pg.kill();
+    };
+    let mut loads = clients.into_iter().map(load);
+    let (l0, l1, l2, l3) = (
+        loads.next().unwrap(),
+        loads.next().unwrap(),
+        loads.next().unwrap(),
+        loads.next().unwrap(),
+    );
+    tokio::join!(crash, l0, l1, l2, l3);
+    let answered = answered.into_inner();
+    assert!(
+        answered.keys().all(|s| *s == 200 || *s == 503),
+        "only 200 or 503: {answered:?}"
+    );
+    // Every task met the outage (the crash came before any of them ended).
+    assert_eq!(answered.get(&503), Some(&(TASKS * FAILED)), "{answered:?}");
+    assert!(
+        slow.borrow().is_empty(),
+        "slower than {bound:?}: {:?}",
+        slow.borrow()
+    );
+
+    // Down: a request and `/readyz` both answer 503 in time.
+    let mut probe = app.client();
+    for _ in 0..2 {
+        let since = Instant::now();
+        let ready = probe.get("/readyz").await;
+        assert_eq!(ready.status, 503, "{}", ready.body);
+        assert_eq!(ready.json()["database"], false, "{}", ready.body);
+        assert!(
+            since.elapsed() < Duration::from_millis(2500),
+            "{:?}",
+            since.elapsed()
+        );
+    }
+
+    // Back: ready again, sign-ins succeed, the audit chain verifies.
+    pg.restart();
+    let until = Instant::now() + Duration::from_secs(10);
+    while probe.get("/readyz").await.status != 200 {
+        assert!(Instant::now() < until, "not ready after the restart");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..3 {
+        let (mut client, r) = sign_in(&app, &mut cred, &user_id, None, |_| {}).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(client.get("/api/admin/members").await.status, 200);
+    }
+    let chain = app
+        .state
+        .storage
+        .run(|s| s.verify_audit_chain())
+        .await
+        .unwrap();
+    assert!(chain.is_ok(), "the audit chain verifies: {chain:?}");
+    app.stop().await;
+    drop(pg);
 }
