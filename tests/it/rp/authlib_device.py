@@ -13,8 +13,6 @@ the JWKS named by discovery (iss, aud, exp, iat, at_hash) and userinfo are Authl
 requests' own code; the device authorization request is a plain form POST (Authlib has no
 helper for it), checked field by field against RFC 8628 §3.2.
 """
-import json
-import sys
 import time
 
 import requests
@@ -22,28 +20,14 @@ from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.jose import JsonWebKey, jwt
 from authlib.oidc.core import CodeIDToken
+from lineproto import discover, receive, run, send
 
 GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
-def send(obj):
-    print(json.dumps(obj), flush=True)
-
-
-def receive():
-    line = sys.stdin.readline()
-    if not line:
-        raise EOFError("no input")
-    return json.loads(line)
-
-
 def main():
     cfg = receive()
-    meta = requests.get(
-        cfg["issuer"] + "/.well-known/openid-configuration", timeout=10
-    ).json()
-    if meta["issuer"] != cfg["issuer"]:
-        raise ValueError("discovery names another issuer: " + meta["issuer"])
+    meta = discover(cfg["issuer"])
     if GRANT not in meta["grant_types_supported"]:
         raise ValueError("discovery does not offer the device grant")
     r = requests.post(
@@ -119,8 +103,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # report to the Rust test, which shows it
-        send({"error": "%s: %s" % (type(e).__name__, e)})
-        sys.exit(1)
+    run(main)

@@ -10,8 +10,6 @@ Discovery, the authorization URL (PKCE S256, nonce), the code exchange
 (client_secret_basic, or private_key_jwt signed RS256 with "private_key"), ID-token validation against the JWKS named by discovery (iss, aud,
 exp, iat, nonce, at_hash) and userinfo are all Authlib's and requests' own code.
 """
-import json
-import sys
 from urllib.parse import parse_qs, urlparse
 
 import requests
@@ -20,26 +18,12 @@ from authlib.integrations.requests_client import OAuth2Session
 from authlib.jose import JsonWebKey, jwt
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from authlib.oidc.core import CodeIDToken
-
-
-def send(obj):
-    print(json.dumps(obj), flush=True)
-
-
-def receive():
-    line = sys.stdin.readline()
-    if not line:
-        raise EOFError("no input")
-    return json.loads(line)
+from lineproto import discover, receive, run, send
 
 
 def main():
     cfg = receive()
-    meta = requests.get(
-        cfg["issuer"] + "/.well-known/openid-configuration", timeout=10
-    ).json()
-    if meta["issuer"] != cfg["issuer"]:
-        raise ValueError("discovery names another issuer: " + meta["issuer"])
+    meta = discover(cfg["issuer"])
     key_jwt = "private_key" in cfg
     if key_jwt and "private_key_jwt" not in meta["token_endpoint_auth_methods_supported"]:
         raise ValueError("discovery does not offer private_key_jwt")
@@ -97,8 +81,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # report to the Rust test, which shows it
-        send({"error": "%s: %s" % (type(e).__name__, e)})
-        sys.exit(1)
+    run(main)
