@@ -987,3 +987,52 @@ async fn a_postgres_crash_mid_load_fails_fast_and_recovers() {
     app.stop().await;
     drop(pg);
 }
+
+/// SPEC §9: a live session costs at most 1 KiB in Redis. After twenty sign-ins, every
+/// session record's `MEMORY USAGE` (key, value and Redis's own overhead) stays under it,
+/// so a capacity planner can count sessions per GiB.
+#[actix_web::test]
+async fn a_live_session_costs_redis_under_a_kibibyte() {
+    if ephemeral_name() != "redis" {
+        crate::support::skip::in_other_pass(
+            "Redis memory per session: runs in the PostgreSQL + Redis pass",
+        );
+        return;
+    }
+    let ca = trusted_ca();
+    let app = app_trusting(&ca).await;
+    let (mut cred, user_id) = admin_with_key(&app, &SoftAuthenticator::new(&ca.ca)).await;
+    for _ in 0..20 {
+        let (_, r) = sign_in(&app, &mut cred, &user_id, None, |_| {}).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let url = std::env::var("KEYGATE_TEST_REDIS_URL").expect("the Redis pass sets it");
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let pattern = format!("{}sess:*", app.state.config.ephemeral.prefix);
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(&pattern)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(keys.len() >= 20, "{} sessions under {pattern}", keys.len());
+    let mut largest = 0;
+    for key in &keys {
+        let bytes: i64 = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        largest = largest.max(bytes);
+    }
+    assert!(
+        largest <= 1024,
+        "a session record takes {largest} bytes in Redis"
+    );
+    eprintln!(
+        "largest session record in Redis: {largest} bytes ({} sessions)",
+        keys.len()
+    );
+    app.stop().await;
+}
