@@ -1036,3 +1036,117 @@ async fn a_live_session_costs_redis_under_a_kibibyte() {
     );
     app.stop().await;
 }
+
+/// SIGTERM lets requests in flight finish: a token request held up by a frozen Redis is
+/// still answered (its own OAuth error, not a reset connection) after `keygate serve` got
+/// SIGTERM, and the process then exits 0.
+#[test]
+fn sigterm_completes_requests_in_flight() {
+    if ephemeral_name() != "redis" || backend_name() != "postgres" {
+        crate::support::skip::in_other_pass(
+            "serve on PostgreSQL + Redis: runs in the PostgreSQL + Redis pass",
+        );
+        return;
+    }
+    let Some(redis) = OwnRedis::start(None) else {
+        return;
+    };
+    let relay = Relay::start(format!("127.0.0.1:{}", redis.port).parse().unwrap());
+    let db = test_storage_unmigrated(Some(1));
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keygate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nbind = \"127.0.0.1:{port}\"\npublic_url = \"http://localhost:{port}\"\nshutdown_timeout_secs = 10\n\n[database]\nurl = \"{}\"\n\n[ephemeral]\nurl = \"redis://127.0.0.1:{}\"\n",
+            db.url, relay.port
+        ),
+    )
+    .unwrap();
+    let (ok, _, err) = crate::support::bin::run(
+        crate::support::bin::keygate()
+            .args(["migrate", "--config"])
+            .arg(&config),
+    );
+    assert!(ok, "{err}");
+    /// Never leaves a server behind, whatever fails.
+    struct Server(Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Server(
+        crate::support::bin::keygate()
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start keygate serve"),
+    );
+    let ask = move |request: String| -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+        s.write_all(request.as_bytes()).ok()?;
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).ok()?;
+        Some(answer)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let get = "GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".to_string();
+    while !ask(get.clone()).is_some_and(|a| a.starts_with("HTTP/1.1 200")) {
+        assert!(
+            Instant::now() < deadline,
+            "keygate serve never became ready"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The token endpoint counts its rate limit in Redis first: frozen, the request waits.
+    relay.freeze();
+    let body = "grant_type=refresh_token&refresh_token=kgr_unknown&client_id=nobody";
+    let token = format!(
+        "POST /oauth2/token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let in_flight = std::thread::spawn(move || ask(token));
+    std::thread::sleep(Duration::from_millis(400));
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "serve waits for the request in flight"
+    );
+    relay.frozen.store(false, Ordering::SeqCst);
+
+    let answer = in_flight
+        .join()
+        .unwrap()
+        .expect("the request in flight was answered");
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+    assert!(
+        answer.contains("invalid_client") || answer.contains("invalid_grant"),
+        "{answer}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    drop(redis);
+}
