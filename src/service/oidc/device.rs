@@ -516,41 +516,17 @@ pub async fn finish(
         audit(state, event).await?;
         return Err(err);
     }
-    // Member and workspace, as the authorization endpoint checks them.
-    let (uid, workspace) = (user_id.clone(), client.workspace_id.clone());
-    let (user, membership) = state
-        .storage
-        .read(move |tx| {
-            let user = tx.user_by_id(&uid)?;
-            let membership = match workspace {
-                Some(w) => Some((tx.workspace(&w)?, tx.is_workspace_member(&w, &uid)?)),
-                None => None,
-            };
-            Ok((user, membership))
-        })
-        .await?;
-    let user = user.filter(|u| u.status == UserStatus::Active);
     let facts = SignInFacts {
         attested: key.phishing_resistant,
         verification: Verification::derive(flags_uv, key.model.as_deref()),
     };
-    let refusal: Option<&'static str> = match (&user, &membership) {
-        (None, _) => Some("this account is disabled"),
-        (Some(_), Some((w, member))) if w.is_none() || !member => {
-            Some("you are not a member of the workspace this application is bound to")
+    let (user, workspace_id) = match may_approve(state, &client, &user_id, &facts).await? {
+        Ok(found) => found,
+        Err(message) => {
+            let (err, event) = refuse(Error::Forbidden(message), key_details);
+            audit(state, event).await?;
+            return Err(err);
         }
-        _ if !client.required_acr.is_empty()
-            && assurance::satisfy(&client.required_acr, &facts).is_none() =>
-        {
-            Some("the key used cannot meet the authentication level this application requires")
-        }
-        _ => None,
-    };
-    let (Some(user), None) = (user, refusal) else {
-        let message = refusal.unwrap_or("this account is disabled");
-        let (err, event) = refuse(Error::Forbidden(message), key_details);
-        audit(state, event).await?;
-        return Err(err);
     };
     // One decision per code, on any replica.
     if state
@@ -561,37 +537,18 @@ pub async fn finish(
     {
         return Err(unknown_code());
     }
-    let assurance = assurance::assurance(&client.required_acr, &facts);
-    let workspace_id = membership.and_then(|(w, _)| w).map(|w| w.external_id);
-    let grant = Grant {
-        client_id: client.client_id.clone(),
-        subject: user.id.clone(),
-        scopes: request.scopes.clone(),
-        nonce: None,
-        auth_time: state.now(),
-        assurance: assurance.clone(),
-        sid: Some(super::authorize::public_sid(state, &session.data.id)),
+    let approved = approved_grant(
+        state,
+        session,
+        &client,
+        &request,
+        &user,
+        &key,
+        assurance::assurance(&client.required_acr, &facts),
         workspace_id,
-        id_token_alg: clients::algorithm(&client),
-        user: UserClaims {
-            name: Some(user.display_name.clone()).filter(|n| !n.trim().is_empty()),
-            email: Some(user.email.clone()),
-            email_verified: true,
-        },
-        key: Some(KeyEvidence {
-            aaguid: key.aaguid.clone(),
-            model: key.model.clone(),
-            fips: key.fips,
-        }),
-    };
-    let approved = Approved {
-        grant_id: tokens::ordered_id(),
-        user_id: user.id.clone(),
-        session_id: session.data.id.clone(),
-        key_id: key.id.clone(),
-        grant,
-        approval_digest: hex::encode(expected),
-    };
+        hex::encode(expected),
+    );
+    let assurance = &approved.grant.assurance;
     let value = crate::ephemeral::with_marks(&[b"1"], &to_vec(&approved)?)
         .map_err(|e| Error::Internal(e.to_string()))?;
     let left = (request.expires_at - state.now()).max(1) as u64 + EXPIRED_GRACE_SECS;
@@ -626,6 +583,92 @@ pub async fn finish(
     )
     .await?;
     Ok(serde_json::json!({ "approved": true, "client": client.name }))
+}
+
+/// Whether `user_id` may approve for `client`, as the authorization endpoint checks it:
+/// an active account, a member of the client's workspace, a key that meets the client's
+/// required level. `Ok(Err(message))` is a refusal; `Ok(Ok(..))` the member and the
+/// workspace's external ID for the tokens.
+async fn may_approve(
+    state: &AppState,
+    client: &OidcClient,
+    user_id: &str,
+    facts: &SignInFacts,
+) -> Result<std::result::Result<(crate::storage::User, Option<String>), &'static str>> {
+    let (uid, workspace) = (user_id.to_owned(), client.workspace_id.clone());
+    let (user, membership) = state
+        .storage
+        .read(move |tx| {
+            let user = tx.user_by_id(&uid)?;
+            let membership = match workspace {
+                Some(w) => Some((tx.workspace(&w)?, tx.is_workspace_member(&w, &uid)?)),
+                None => None,
+            };
+            Ok((user, membership))
+        })
+        .await?;
+    let user = user.filter(|u| u.status == UserStatus::Active);
+    let refusal: Option<&'static str> = match (&user, &membership) {
+        (None, _) => Some("this account is disabled"),
+        (Some(_), Some((w, member))) if w.is_none() || !member => {
+            Some("you are not a member of the workspace this application is bound to")
+        }
+        _ if !client.required_acr.is_empty()
+            && assurance::satisfy(&client.required_acr, facts).is_none() =>
+        {
+            Some("the key used cannot meet the authentication level this application requires")
+        }
+        _ => None,
+    };
+    Ok(match (user, refusal) {
+        (Some(user), None) => Ok((user, membership.and_then(|(w, _)| w).map(|w| w.external_id))),
+        (_, refusal) => Err(refusal.unwrap_or("this account is disabled")),
+    })
+}
+
+/// What the approval hands the polling device: the grant its tokens are issued from,
+/// with the touch's assurance and key evidence.
+#[allow(clippy::too_many_arguments)]
+fn approved_grant(
+    state: &AppState,
+    session: &Session,
+    client: &OidcClient,
+    request: &DeviceRequest,
+    user: &crate::storage::User,
+    key: &crate::storage::Credential,
+    assurance: assurance::Assurance,
+    workspace_id: Option<String>,
+    approval_digest: String,
+) -> Approved {
+    let grant = Grant {
+        client_id: client.client_id.clone(),
+        subject: user.id.clone(),
+        scopes: request.scopes.clone(),
+        nonce: None,
+        auth_time: state.now(),
+        assurance,
+        sid: Some(super::authorize::public_sid(state, &session.data.id)),
+        workspace_id,
+        id_token_alg: clients::algorithm(client),
+        user: UserClaims {
+            name: Some(user.display_name.clone()).filter(|n| !n.trim().is_empty()),
+            email: Some(user.email.clone()),
+            email_verified: true,
+        },
+        key: Some(KeyEvidence {
+            aaguid: key.aaguid.clone(),
+            model: key.model.clone(),
+            fips: key.fips,
+        }),
+    };
+    Approved {
+        grant_id: tokens::ordered_id(),
+        user_id: user.id.clone(),
+        session_id: session.data.id.clone(),
+        key_id: key.id.clone(),
+        grant,
+        approval_digest,
+    }
 }
 
 type TouchRefused = (Error, serde_json::Value);
