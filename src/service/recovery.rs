@@ -238,6 +238,50 @@ async fn refuse<T>(
 
 /// The second admin approves: revokes the member's keys, ends their sessions and issues
 /// the one-time recovery link, all or nothing.
+/// An earlier approval's link still unused dies: one live recovery link at most.
+fn retire_earlier_links(
+    tx: &mut crate::storage::Tx<'_>,
+    user_id: &str,
+    now: i64,
+) -> std::result::Result<(), StorageError> {
+    for earlier in tx.recovery_requests_for_user(user_id)? {
+        if let (Some(inv), "approved") = (&earlier.invitation_id, earlier.status.as_str()) {
+            tx.revoke_invitation(inv, now)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whatever keys are left are presumed lost or stolen: none outlives recovery. Each
+/// revocation is audited; returns how many were revoked.
+fn revoke_remaining_keys(
+    tx: &mut crate::storage::Tx<'_>,
+    user_id: &str,
+    by: &str,
+    request_id: &str,
+    ip: Option<&str>,
+    now: i64,
+) -> std::result::Result<usize, StorageError> {
+    let mut revoked = 0;
+    for key in tx.credentials_for_user(user_id, true)? {
+        if tx.revoke_credential(&key.id, by, now)? {
+            revoked += 1;
+            tx.append_audit(
+                &NewAuditEvent {
+                    actor: by.to_owned(),
+                    action: "key.revoked".into(),
+                    subject: format!("user:{user_id}"),
+                    outcome: Outcome::Success,
+                    reason: None,
+                    details: serde_json::json!({ "key_id": key.id, "aaguid": key.aaguid, "model": key.model, "by_admin": true, "recovery": request_id, "ip": ip }),
+                },
+                now,
+            )?;
+        }
+    }
+    Ok(revoked)
+}
+
 pub async fn approve(
     state: &AppState,
     admin: &Session,
@@ -318,35 +362,13 @@ pub async fn approve(
         .storage
         .run(move |s| {
             s.transaction(|tx| {
-                // An earlier approval's link still unused dies: one live recovery link at most.
-                for earlier in tx.recovery_requests_for_user(&uid)? {
-                    if let (Some(inv), "approved") = (&earlier.invitation_id, earlier.status.as_str()) {
-                        tx.revoke_invitation(inv, now)?;
-                    }
-                }
+                retire_earlier_links(tx, &uid, now)?;
                 tx.insert_invitation(&invitation)?;
                 if !tx.approve_recovery_request(&rid, &approver, &invitation.id, now)? {
                     return Err(StorageError::Conflict("recovery_request".into()));
                 }
                 tx.append_audit(&approved, now)?;
-                // Whatever keys are left are presumed lost or stolen: none outlives recovery.
-                let mut revoked = 0;
-                for key in tx.credentials_for_user(&uid, true)? {
-                    if tx.revoke_credential(&key.id, &by, now)? {
-                        revoked += 1;
-                        tx.append_audit(
-                            &NewAuditEvent {
-                                actor: by.clone(),
-                                action: "key.revoked".into(),
-                                subject: format!("user:{uid}"),
-                                outcome: Outcome::Success,
-                                reason: None,
-                                details: serde_json::json!({ "key_id": key.id, "aaguid": key.aaguid, "model": key.model, "by_admin": true, "recovery": rid, "ip": ip }),
-                            },
-                            now,
-                        )?;
-                    }
-                }
+                let revoked = revoke_remaining_keys(tx, &uid, &by, &rid, ip.as_deref(), now)?;
                 tx.append_audit(&issued_event, now)?;
                 Ok(revoked)
             })
