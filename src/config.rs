@@ -711,7 +711,28 @@ impl Config {
     }
 
     /// Checks what types alone cannot: URLs, addresses, the RP ID and lifetimes.
+    /// Every rule a config must meet, section by section; the first broken one is the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_server()?;
+        self.validate_stores()?;
+        self.validate_ranges()?;
+        self.validate_declared()?;
+        self.alerts.validate()?;
+        self.audit.validate()?;
+        self.outbound.validate(&[
+            ("alerts.webhook_url", self.alerts.webhook_url.as_ref()),
+            (
+                "audit.siem_webhook_url",
+                self.audit.siem_webhook_url.as_ref(),
+            ),
+        ])?;
+        self.oidc.validate().map_err(ConfigError::Invalid)?;
+        self.saml.validate().map_err(ConfigError::Invalid)?;
+        Ok(())
+    }
+
+    /// The listener, trusted ranges, the public URL and the WebAuthn RP ID under it.
+    fn validate_server(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         if self.server.bind.parse::<SocketAddr>().is_err() {
             return invalid(format!(
@@ -743,6 +764,12 @@ impl Config {
                 "webauthn.rp_id `{rp_id}` must equal the host of server.public_url (`{host}`) or be a parent domain of it"
             ));
         }
+        Ok(())
+    }
+
+    /// The database and ephemeral store URLs and their limits.
+    fn validate_stores(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
         let db = self.database.url.expose_secret();
         if !(db.starts_with("sqlite://")
             || db.starts_with("postgres://")
@@ -766,6 +793,12 @@ impl Config {
         if !(eph == "memory://" || eph.starts_with("redis://") || eph.starts_with("rediss://")) {
             return invalid("ephemeral.url must be memory:// or start with redis://".into());
         }
+        Ok(())
+    }
+
+    /// Lifetimes and rate limits within their bounds.
+    fn validate_ranges(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
         for (name, value, min, max) in [
             (
                 "webauthn.challenge_ttl_secs",
@@ -845,6 +878,12 @@ impl Config {
                 return invalid(format!("{name} = {value} is outside {min}..={max}"));
             }
         }
+        Ok(())
+    }
+
+    /// What the file declares: workspaces, policy, cookie name, extra models.
+    fn validate_declared(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
         let mut seen = std::collections::HashSet::new();
         for w in &self.workspaces {
             if !crate::service::workspaces::valid_id(&w.id) || !seen.insert(w.id.as_str()) {
@@ -876,17 +915,6 @@ impl Config {
                 ));
             }
         }
-        self.alerts.validate()?;
-        self.audit.validate()?;
-        self.outbound.validate(&[
-            ("alerts.webhook_url", self.alerts.webhook_url.as_ref()),
-            (
-                "audit.siem_webhook_url",
-                self.audit.siem_webhook_url.as_ref(),
-            ),
-        ])?;
-        self.oidc.validate().map_err(ConfigError::Invalid)?;
-        self.saml.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 
